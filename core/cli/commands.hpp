@@ -1,0 +1,15 @@
+// The bitrun subcommands. Each takes the raw arguments after its name and returns the process exit code.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace bitrun::cli {
+
+using Args = std::vector<std::string>;
+
+int run_info(const Args& args, char** envp);
+int run_config(const Args& args, char** envp);
+int run_generate_config(const Args& args, char** envp);
+
+}  // namespace bitrun::cli

@@ -1,0 +1,33 @@
+// Command-line handling shared by every subcommand: the common options that build the effective Config.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "bitrun/config.hpp"
+
+namespace bitrun::cli {
+
+struct CommandLine {
+  Config config;
+  std::vector<std::string> positional;   // arguments left for the subcommand
+  std::vector<std::string> flags;        // subcommand-specific --flags (without value) left for the subcommand
+  bool help = false;
+};
+
+// Parses the common options (--config, --set, --model, --backend, --threads, --log-level) and layers
+// defaults < config file < environment < command line. `known_flags` are extra valueless flags the
+// subcommand accepts; any other option is an error.
+CommandLine parse_command_line(const std::vector<std::string>& args, const std::vector<std::string>& known_flags,
+                               char** envp);
+
+// Text describing the common options, for --help.
+std::string common_options_help();
+
+// Applies log.level from the config and warns about unknown BITRUN_* variables.
+void apply_logging(const CommandLine& cl);
+
+// threads from config, 0 meaning one per logical CPU.
+int resolve_threads(const Config& config);
+
+}  // namespace bitrun::cli

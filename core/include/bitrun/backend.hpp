@@ -1,0 +1,96 @@
+// Backend: the kernels the core's transformer graph calls. The graph is written once (in the core); a backend
+// only decides how each kernel runs. The base class holds the scalar reference implementation of every kernel,
+// which is the test oracle and the fallback on CPUs without AVX2; a plugin overrides the kernels it accelerates
+// and must produce the same results (tests/test_kernel_conformance.cpp holds every backend to that).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "bitrun/aligned.hpp"
+#include "bitrun/cpu_features.hpp"
+
+namespace bitrun {
+
+// A ternary weight matrix as the model loader hands it over, independent of any backend layout.
+// rows = output features (M), cols = input features (K); weight[m][k] = codes[m*cols + k] * row_scale[m].
+struct TernaryMatrixView {
+  std::int64_t rows = 0;
+  std::int64_t cols = 0;
+  const std::int8_t* codes = nullptr;    // values in {-1, 0, +1}
+  const float* row_scale = nullptr;      // one per row (a per-tensor scale is repeated)
+};
+
+// A ternary matrix repacked into the layout its backend computes fastest. Only the backend that packed it
+// may use it.
+class PackedTernary {
+ public:
+  virtual ~PackedTernary() = default;
+  std::int64_t rows() const { return rows_; }
+  std::int64_t cols() const { return cols_; }
+  virtual std::size_t bytes() const = 0;   // memory it occupies, for load reports
+
+ protected:
+  PackedTernary(std::int64_t rows, std::int64_t cols) : rows_(rows), cols_(cols) {}
+
+ private:
+  std::int64_t rows_, cols_;
+};
+
+// Activations quantized per row (per token) to int8 with an absmax scale, as BitNet b1.58 prescribes:
+// q = clamp(round_half_even(x * 127 / max|x|), -127, 127). Rows are zero-padded to `stride`, a multiple of
+// kActivationAlign, so kernels can read whole SIMD blocks.
+struct QuantizedActivations {
+  static constexpr std::int64_t kActivationAlign = 256;
+  std::int64_t rows = 0, cols = 0, stride = 0;
+  AlignedVector<std::int8_t> q;           // rows * stride
+  std::vector<float> scale;               // per row: x ~= q * scale (scale = max|x| / 127)
+  std::vector<std::int32_t> sum;          // per row: sum of q, used by kernels that store codes with an offset
+
+  void resize(std::int64_t n_rows, std::int64_t n_cols);
+  const std::int8_t* row(std::int64_t r) const { return q.data() + r * stride; }
+};
+
+struct BackendOptions {
+  int threads = 1;        // OpenMP threads a kernel may use
+  CpuInfo cpu;            // features the host decided are usable (after any `cpu.disable`)
+};
+
+class Backend {
+ public:
+  explicit Backend(std::string name, BackendOptions options);
+  virtual ~Backend() = default;
+  Backend(const Backend&) = delete;
+  Backend& operator=(const Backend&) = delete;
+
+  const std::string& name() const { return name_; }
+  const BackendOptions& options() const { return options_; }
+  int threads() const { return options_.threads; }
+
+  // x: rows x cols floats with row stride x_stride -> out (resized as needed).
+  virtual void quantize_activations(const float* x, std::int64_t rows, std::int64_t cols, std::int64_t x_stride,
+                                    QuantizedActivations& out) const;
+
+  virtual std::unique_ptr<PackedTernary> pack_ternary(const TernaryMatrixView& w) const;
+
+  // y[t*y_stride + m] = row_scale[m] * scale[t] * sum_k code[m][k] * q[t][k], for every token row t of x.
+  virtual void ternary_matmul(const PackedTernary& w, const QuantizedActivations& x, float* y,
+                              std::int64_t y_stride) const;
+
+  // y = x / sqrt(mean(x^2) + eps) * weight, per row of `cols` (weight may be null: no scaling).
+  virtual void rms_norm(const float* x, const float* weight, std::int64_t rows, std::int64_t cols, float eps,
+                        float* y) const;
+
+ private:
+  std::string name_;
+  BackendOptions options_;
+};
+
+// The built-in scalar backend ("reference"): always available, no plugin needed.
+std::unique_ptr<Backend> make_reference_backend(BackendOptions options);
+
+// Factory every backend plugin exports as `bitrun_create_backend`.
+using CreateBackendFn = std::unique_ptr<Backend>(const BackendOptions&);
+
+}  // namespace bitrun

@@ -1,0 +1,81 @@
+// Decoder: a step-wise decoding policy for one sequence. The engine owns the model, the KV cache and the batching;
+// each iteration it asks every active session what to compute (next_step), runs one merged forward for all of
+// them, and hands each session the logits rows it asked for (consume). A decoder never runs the model itself,
+// which is what lets autoregressive and block-diffusion requests share the same forward passes.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace bitrun {
+
+class Config;
+
+// How the rows fed in one step attend to each other (they always see the sequence's cached positions).
+enum class StepAttention {
+  Causal,         // row i sees rows 0..i of this step (prefill, autoregressive decoding)
+  Bidirectional,  // every row sees every row of this step (the block being decoded by block diffusion)
+};
+
+// What a session wants computed in the next forward.
+struct StepRequest {
+  std::vector<std::int32_t> tokens;          // fed at consecutive positions starting at `position`
+  std::int32_t position = 0;                 // the cache is truncated to `position` entries before the step
+  StepAttention attention = StepAttention::Causal;
+  std::vector<std::int32_t> logit_rows;      // rows (indices into tokens) whose logits the session needs
+};
+
+// Logits of the rows a session asked for, in the order it asked.
+struct StepLogits {
+  std::int32_t vocab_size = 0;
+  std::span<const float> data;               // logit_rows.size() * vocab_size
+  std::span<const float> row(std::size_t i) const { return data.subspan(i * vocab_size, vocab_size); }
+};
+
+enum class FinishReason { None, Stop, Length, Cancelled, Error };
+
+class DecodeSession {
+ public:
+  virtual ~DecodeSession() = default;
+  // Called only while !finished().
+  virtual StepRequest next_step() = 0;
+  // Returns the tokens that became final in this step (possibly none), in order.
+  virtual std::vector<std::int32_t> consume(const StepLogits& logits) = 0;
+  virtual FinishReason finished() const = 0;
+};
+
+// Sampling controls shared by the decoders (autoregressive and the sampled diffusion variants).
+struct SamplingParams {
+  float temperature = 0.0f;       // 0 = greedy
+  std::int32_t top_k = 0;         // 0 = off
+  float top_p = 1.0f;             // 1 = off
+  float min_p = 0.0f;             // 0 = off
+  float repeat_penalty = 1.0f;    // 1 = off (multiplicative, llama.cpp style)
+  float presence_penalty = 0.0f;
+  float frequency_penalty = 0.0f;
+  std::int32_t penalty_last_n = 64;
+  std::uint64_t seed = 0;
+};
+
+struct DecodeRequest {
+  std::vector<std::int32_t> prompt;          // tokenized, BOS included if the model wants it
+  std::int32_t max_tokens = 256;
+  std::int32_t context_size = 0;             // positions available to this sequence
+  SamplingParams sampling;
+  std::vector<std::int32_t> end_tokens;      // EOS / end-of-turn ids: generation stops and they are not emitted
+};
+
+class Decoder {
+ public:
+  virtual ~Decoder() = default;
+  virtual std::string name() const = 0;
+  virtual std::unique_ptr<DecodeSession> start(const DecodeRequest& request) = 0;
+};
+
+// Factory every decoder plugin exports as `bitrun_create_decoder`. Reads its `decoder.*` settings from config.
+using CreateDecoderFn = std::unique_ptr<Decoder>(const Config&);
+
+}  // namespace bitrun

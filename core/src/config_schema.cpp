@@ -1,0 +1,84 @@
+// Every configuration key bitrun understands. Adding a key here makes it valid in YAML, settable as BITRUN_<KEY>
+// and --set key=value, printed by `bitrun config --print` and written by `bitrun generate-config`.
+#include <algorithm>
+
+#include "bitrun/config.hpp"
+
+namespace bitrun {
+namespace {
+
+using S = std::string;
+using L = std::vector<std::string>;
+using I = std::int64_t;
+
+std::vector<ConfigKey> build_schema() {
+  return {
+      {"model", ConfigType::String, S{}, "GGUF model file; empty = the built-in default model", {}, {}, {}},
+      {"backend", ConfigType::String, S{"auto"},
+       "kernel backend: auto (best for this CPU), reference (scalar, built in) or a plugin name (avx512, avx2)", {},
+       {}, {}},
+      {"threads", ConfigType::Int, I{0}, "compute threads; 0 = one per logical CPU", {}, 0.0, 1024.0},
+      {"context_size", ConfigType::Int, I{0}, "context length in tokens; 0 = the model's own", {}, 0.0, 1048576.0},
+      {"log.level", ConfigType::String, S{"info"}, "trace, debug, info, warn, error, critical or off",
+       {"trace", "debug", "info", "warn", "error", "critical", "off"}, {}, {}},
+      {"plugins.dir", ConfigType::String, S{},
+       "plugin directory searched first (then BITRUN_PLUGIN_PATH, then ../lib/bitrun/plugins next to the "
+       "executable)", {}, {}, {}},
+      {"cpu.disable", ConfigType::StringList, L{},
+       "CPU features to treat as absent, e.g. [avx512f] to run the AVX2 backend on an AVX-512 machine", {}, {}, {}},
+      {"decoder.type", ConfigType::String, S{"ar"}, "default decoder plugin: ar (autoregressive) or diffusion", {},
+       {}, {}},
+      {"decoder.mode", ConfigType::String, S{"iterative"},
+       "diffusion mode: greedy, iterative (confidence threshold) or adaptive", {}, {}, {}},
+      {"decoder.threshold", ConfigType::Float, 0.9, "diffusion confidence threshold in [0, 1]", {}, 0.0, 1.0},
+      {"decoder.block_size", ConfigType::Int, I{0}, "diffusion block size; 0 = the model's (else 32)", {}, 0.0,
+       4096.0},
+      {"decoder.sub_block_size", ConfigType::Int, I{8}, "diffusion sub-block size", {}, 1.0, 4096.0},
+      {"decoder.max_iterations_per_block", ConfigType::Int, I{32}, "diffusion iteration cap per block", {}, 1.0,
+       4096.0},
+      {"generation.max_tokens", ConfigType::Int, I{256}, "tokens to generate when a request does not say", {}, 1.0,
+       1048576.0},
+      {"sampling.temperature", ConfigType::Float, 0.8, "0 = greedy", {}, 0.0, 100.0},
+      {"sampling.top_k", ConfigType::Int, I{40}, "0 = off", {}, 0.0, 1e9},
+      {"sampling.top_p", ConfigType::Float, 0.95, "1 = off", {}, 0.0, 1.0},
+      {"sampling.min_p", ConfigType::Float, 0.05, "0 = off", {}, 0.0, 1.0},
+      {"sampling.repeat_penalty", ConfigType::Float, 1.0, "1 = off", {}, 0.0, 100.0},
+      {"sampling.presence_penalty", ConfigType::Float, 0.0, "0 = off", {}, -2.0, 2.0},
+      {"sampling.frequency_penalty", ConfigType::Float, 0.0, "0 = off", {}, -2.0, 2.0},
+      {"sampling.penalty_last_n", ConfigType::Int, I{64}, "tokens the penalties look back over", {}, 0.0, 1e9},
+      {"sampling.seed", ConfigType::Int, I{-1}, "random seed; -1 = a new one per request", {}, -1.0, 1.8e19},
+      {"server.host", ConfigType::String, S{"127.0.0.1"}, "address to bind", {}, {}, {}},
+      {"server.port", ConfigType::Int, I{8080}, "TCP port", {}, 1.0, 65535.0},
+      {"server.http_threads", ConfigType::Int, I{8}, "threads handling HTTP connections", {}, 1.0, 1024.0},
+      {"server.api_keys", ConfigType::StringList, L{},
+       "accepted API keys (Authorization: Bearer or X-Api-Key); empty = no authentication", {}, {}, {}},
+      {"server.cors_origins", ConfigType::StringList, L{}, "origins allowed by CORS; [\"*\"] = any; empty = none",
+       {}, {}, {}},
+      {"server.max_body_bytes", ConfigType::Int, I{1048576}, "largest request body accepted (413 above)", {}, 1.0,
+       1e10},
+      {"server.max_parallel", ConfigType::Int, I{8}, "requests decoded concurrently (batched together)", {}, 1.0,
+       4096.0},
+      {"server.max_queue", ConfigType::Int, I{64}, "requests waiting beyond max_parallel before 429", {}, 0.0, 1e6},
+      {"server.max_tokens_cap", ConfigType::Int, I{4096}, "upper bound on a request's max_tokens", {}, 1.0,
+       1048576.0},
+      {"server.request_timeout_s", ConfigType::Int, I{600}, "a request still running after this is cancelled", {},
+       1.0, 1e7},
+      {"server.model_id", ConfigType::String, S{}, "model id shown in /v1/models; empty = the model file's name",
+       {}, {}, {}},
+  };
+}
+
+}  // namespace
+
+const std::vector<ConfigKey>& config_schema() {
+  static const std::vector<ConfigKey> schema = build_schema();
+  return schema;
+}
+
+const ConfigKey* find_config_key(std::string_view path) {
+  const auto& schema = config_schema();
+  auto it = std::find_if(schema.begin(), schema.end(), [&](const ConfigKey& k) { return k.path == path; });
+  return it == schema.end() ? nullptr : &*it;
+}
+
+}  // namespace bitrun

@@ -1,0 +1,180 @@
+// AVX2 kernels. Compiled with -mavx2 -mfma -mf16c; only reached after the descriptor's score said the CPU has them.
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "bitrun/backend.hpp"
+#include "bitrun/error.hpp"
+#include "bitrun/ternary_pack.hpp"
+
+namespace bitrun::avx2 {
+namespace {
+
+constexpr std::int64_t kGroupBytes = 32;                 // one __m256i of codes per group
+constexpr std::int64_t kBlockWeights = 4 * kGroupBytes;  // 128 weights per packed block
+constexpr int kTokenTile = 4;                            // tokens sharing one decode of the weight codes
+
+class PackedAvx2 final : public PackedTernary {
+ public:
+  PackedAvx2(std::int64_t rows, std::int64_t cols) : PackedTernary(rows, cols) {}
+  std::size_t bytes() const override { return data.size() + row_scale.size() * sizeof(float); }
+  std::int64_t row_bytes = 0;
+  AlignedVector<std::uint8_t> data;
+  std::vector<float> row_scale;
+};
+
+inline std::int32_t hsum_epi32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+  return _mm_cvtsi128_si32(s);
+}
+
+inline float hsum_ps(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// Dot products of one packed weight row with NT token rows. vpmaddubsw multiplies the unsigned codes (0..2) with
+// signed activations into int16 pair sums (at most 2*2*127, no overflow), vpmaddwd widens them to int32.
+template <int NT>
+inline void row_dots(const std::uint8_t* w, std::int64_t blocks, const std::int8_t* const* q, std::int32_t* out) {
+  const __m256i mask = _mm256_set1_epi8(3);
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256i acc[NT];
+  for (int j = 0; j < NT; ++j) acc[j] = _mm256_setzero_si256();
+  for (std::int64_t blk = 0; blk < blocks; ++blk) {
+    const __m256i packed = _mm256_load_si256(reinterpret_cast<const __m256i*>(w + blk * kGroupBytes));
+    for (int g = 0; g < 4; ++g) {
+      const __m256i codes = _mm256_and_si256(_mm256_srli_epi16(packed, 2 * g), mask);
+      const std::int64_t k = blk * kBlockWeights + g * kGroupBytes;
+      for (int j = 0; j < NT; ++j) {
+        const __m256i a = _mm256_load_si256(reinterpret_cast<const __m256i*>(q[j] + k));
+        acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(_mm256_maddubs_epi16(codes, a), ones));
+      }
+    }
+  }
+  for (int j = 0; j < NT; ++j) out[j] = hsum_epi32(acc[j]);
+}
+
+class Avx2Backend final : public Backend {
+ public:
+  explicit Avx2Backend(const BackendOptions& options) : Backend("avx2", options) {}
+
+  void quantize_activations(const float* x, std::int64_t rows, std::int64_t cols, std::int64_t x_stride,
+                            QuantizedActivations& out) const override {
+    out.resize(rows, cols);
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (std::int64_t r = 0; r < rows; ++r) {
+      const float* xr = x + r * x_stride;
+      __m256 vmax = _mm256_setzero_ps();
+      std::int64_t k = 0;
+      for (; k + 8 <= cols; k += 8) vmax = _mm256_max_ps(vmax, _mm256_andnot_ps(sign, _mm256_loadu_ps(xr + k)));
+      __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
+      m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+      m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+      float absmax = _mm_cvtss_f32(m4);
+      for (; k < cols; ++k) absmax = std::max(absmax, std::fabs(xr[k]));
+      absmax = std::max(absmax, 1e-5f);
+      const float inv = 127.0f / absmax;
+      const __m256 vinv = _mm256_set1_ps(inv);
+      std::int8_t* qr = out.q.data() + r * out.stride;
+      __m256i vsum = _mm256_setzero_si256();
+      const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+      k = 0;
+      for (; k + 32 <= cols; k += 32) {
+        // cvtps rounds half to even, as the reference's nearbyint does.
+        __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xr + k), vinv));
+        __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xr + k + 8), vinv));
+        __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xr + k + 16), vinv));
+        __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xr + k + 24), vinv));
+        vsum = _mm256_add_epi32(vsum, _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3)));
+        __m256i packed = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(qr + k), _mm256_permutevar8x32_epi32(packed, order));
+      }
+      std::int32_t sum = hsum_epi32(vsum);
+      for (; k < cols; ++k) {
+        float v = std::clamp(std::nearbyint(xr[k] * inv), -127.0f, 127.0f);
+        qr[k] = static_cast<std::int8_t>(v);
+        sum += qr[k];
+      }
+      out.scale[r] = absmax / 127.0f;
+      out.sum[r] = sum;
+    }
+  }
+
+  std::unique_ptr<PackedTernary> pack_ternary(const TernaryMatrixView& w) const override {
+    if (w.rows <= 0 || w.cols <= 0 || !w.codes || !w.row_scale)
+      throw Error("pack_ternary: empty or incomplete matrix");
+    auto packed = std::make_unique<PackedAvx2>(w.rows, w.cols);
+    packed->row_bytes = packed_row_bytes_2bit(w.cols, kGroupBytes);
+    packed->data.resize(static_cast<std::size_t>(packed->row_bytes * w.rows));
+    packed->row_scale.assign(w.row_scale, w.row_scale + w.rows);
+    for (std::int64_t m = 0; m < w.rows; ++m)
+      pack_ternary_row_2bit(w.codes + m * w.cols, w.cols, kGroupBytes, packed->data.data() + m * packed->row_bytes);
+    return packed;
+  }
+
+  void ternary_matmul(const PackedTernary& w, const QuantizedActivations& x, float* y,
+                      std::int64_t y_stride) const override {
+    const auto* p = dynamic_cast<const PackedAvx2*>(&w);
+    if (!p) throw Error("ternary_matmul: matrix was packed by another backend");
+    if (x.cols != w.cols()) throw Error("ternary_matmul: activation width does not match the matrix");
+    const std::int64_t blocks = p->row_bytes / kGroupBytes;
+    const std::int64_t n = x.rows;
+#pragma omp parallel for num_threads(threads()) schedule(static)
+    for (std::int64_t m = 0; m < w.rows(); ++m) {
+      const std::uint8_t* row = p->data.data() + m * p->row_bytes;
+      const float rs = p->row_scale[m];
+      std::int64_t t = 0;
+      const std::int8_t* q[kTokenTile];
+      std::int32_t dots[kTokenTile];
+      for (; t + kTokenTile <= n; t += kTokenTile) {
+        for (int j = 0; j < kTokenTile; ++j) q[j] = x.row(t + j);
+        row_dots<kTokenTile>(row, blocks, q, dots);
+        for (int j = 0; j < kTokenTile; ++j)
+          y[(t + j) * y_stride + m] = static_cast<float>(dots[j] - x.sum[t + j]) * x.scale[t + j] * rs;
+      }
+      for (; t < n; ++t) {
+        q[0] = x.row(t);
+        row_dots<1>(row, blocks, q, dots);
+        y[t * y_stride + m] = static_cast<float>(dots[0] - x.sum[t]) * x.scale[t] * rs;
+      }
+    }
+  }
+
+  void rms_norm(const float* x, const float* weight, std::int64_t rows, std::int64_t cols, float eps,
+                float* y) const override {
+    for (std::int64_t r = 0; r < rows; ++r) {
+      const float* xr = x + r * cols;
+      float* yr = y + r * cols;
+      __m256 acc = _mm256_setzero_ps();
+      std::int64_t k = 0;
+      for (; k + 8 <= cols; k += 8) {
+        __m256 v = _mm256_loadu_ps(xr + k);
+        acc = _mm256_fmadd_ps(v, v, acc);
+      }
+      float sum_sq = hsum_ps(acc);
+      for (; k < cols; ++k) sum_sq += xr[k] * xr[k];
+      const float inv_rms = 1.0f / std::sqrt(sum_sq / static_cast<float>(cols) + eps);
+      const __m256 vinv = _mm256_set1_ps(inv_rms);
+      k = 0;
+      for (; k + 8 <= cols; k += 8) {
+        __m256 v = _mm256_mul_ps(_mm256_loadu_ps(xr + k), vinv);
+        if (weight) v = _mm256_mul_ps(v, _mm256_loadu_ps(weight + k));
+        _mm256_storeu_ps(yr + k, v);
+      }
+      for (; k < cols; ++k) yr[k] = xr[k] * inv_rms * (weight ? weight[k] : 1.0f);
+    }
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_backend(const BackendOptions& options) { return std::make_unique<Avx2Backend>(options); }
+
+}  // namespace bitrun::avx2

@@ -1,0 +1,152 @@
+// AVX-512 kernels (BW/VL + VNNI). Compiled with -mavx512*; only reached after the descriptor's score said the CPU
+// has every required feature.
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "bitrun/backend.hpp"
+#include "bitrun/error.hpp"
+#include "bitrun/ternary_pack.hpp"
+
+namespace bitrun::avx512 {
+namespace {
+
+constexpr std::int64_t kGroupBytes = 64;                 // one __m512i of codes per group
+constexpr std::int64_t kBlockWeights = 4 * kGroupBytes;  // 256 weights per packed block
+constexpr int kTokenTile = 4;                            // tokens sharing one decode of the weight codes
+
+class PackedAvx512 final : public PackedTernary {
+ public:
+  PackedAvx512(std::int64_t rows, std::int64_t cols) : PackedTernary(rows, cols) {}
+  std::size_t bytes() const override { return data.size() + row_scale.size() * sizeof(float); }
+  std::int64_t row_bytes = 0;
+  AlignedVector<std::uint8_t> data;
+  std::vector<float> row_scale;
+};
+
+// Dot products of one packed weight row with NT token rows. vpdpbusd multiplies unsigned codes (0..2) with signed
+// activations and accumulates straight into int32: no intermediate int16 that could overflow.
+template <int NT>
+inline void row_dots(const std::uint8_t* w, std::int64_t blocks, const std::int8_t* const* q, std::int32_t* out) {
+  const __m512i mask = _mm512_set1_epi8(3);
+  __m512i acc[NT];
+  for (int j = 0; j < NT; ++j) acc[j] = _mm512_setzero_si512();
+  for (std::int64_t blk = 0; blk < blocks; ++blk) {
+    const __m512i packed = _mm512_load_si512(w + blk * kGroupBytes);
+    for (int g = 0; g < 4; ++g) {
+      const __m512i codes = _mm512_and_si512(_mm512_srli_epi16(packed, 2 * g), mask);
+      const std::int64_t k = blk * kBlockWeights + g * kGroupBytes;
+      for (int j = 0; j < NT; ++j) acc[j] = _mm512_dpbusd_epi32(acc[j], codes, _mm512_load_si512(q[j] + k));
+    }
+  }
+  for (int j = 0; j < NT; ++j) out[j] = _mm512_reduce_add_epi32(acc[j]);
+}
+
+class Avx512Backend final : public Backend {
+ public:
+  explicit Avx512Backend(const BackendOptions& options) : Backend("avx512", options) {}
+
+  void quantize_activations(const float* x, std::int64_t rows, std::int64_t cols, std::int64_t x_stride,
+                            QuantizedActivations& out) const override {
+    out.resize(rows, cols);
+    for (std::int64_t r = 0; r < rows; ++r) {
+      const float* xr = x + r * x_stride;
+      __m512 vmax = _mm512_setzero_ps();
+      std::int64_t k = 0;
+      for (; k + 16 <= cols; k += 16) vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_loadu_ps(xr + k)));
+      if (k < cols) {
+        const __mmask16 tail = static_cast<__mmask16>((1u << (cols - k)) - 1);
+        vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_maskz_loadu_ps(tail, xr + k)));
+      }
+      const float absmax = std::max(_mm512_reduce_max_ps(vmax), 1e-5f);
+      const float inv = 127.0f / absmax;
+      const __m512 vinv = _mm512_set1_ps(inv);
+      std::int8_t* qr = out.q.data() + r * out.stride;
+      __m512i vsum = _mm512_setzero_si512();
+      for (k = 0; k < cols; k += 16) {
+        const __mmask16 lanes =
+            cols - k >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (cols - k)) - 1);
+        // cvtps rounds half to even, as the reference's nearbyint does; masked-off lanes load 0.
+        const __m512i i = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(lanes, xr + k), vinv));
+        vsum = _mm512_add_epi32(vsum, i);
+        _mm_mask_storeu_epi8(qr + k, lanes, _mm512_cvtsepi32_epi8(i));
+      }
+      out.scale[r] = absmax / 127.0f;
+      out.sum[r] = _mm512_reduce_add_epi32(vsum);
+    }
+  }
+
+  std::unique_ptr<PackedTernary> pack_ternary(const TernaryMatrixView& w) const override {
+    if (w.rows <= 0 || w.cols <= 0 || !w.codes || !w.row_scale)
+      throw Error("pack_ternary: empty or incomplete matrix");
+    auto packed = std::make_unique<PackedAvx512>(w.rows, w.cols);
+    packed->row_bytes = packed_row_bytes_2bit(w.cols, kGroupBytes);
+    packed->data.resize(static_cast<std::size_t>(packed->row_bytes * w.rows));
+    packed->row_scale.assign(w.row_scale, w.row_scale + w.rows);
+    for (std::int64_t m = 0; m < w.rows; ++m)
+      pack_ternary_row_2bit(w.codes + m * w.cols, w.cols, kGroupBytes, packed->data.data() + m * packed->row_bytes);
+    return packed;
+  }
+
+  void ternary_matmul(const PackedTernary& w, const QuantizedActivations& x, float* y,
+                      std::int64_t y_stride) const override {
+    const auto* p = dynamic_cast<const PackedAvx512*>(&w);
+    if (!p) throw Error("ternary_matmul: matrix was packed by another backend");
+    if (x.cols != w.cols()) throw Error("ternary_matmul: activation width does not match the matrix");
+    const std::int64_t blocks = p->row_bytes / kGroupBytes;
+    const std::int64_t n = x.rows;
+#pragma omp parallel for num_threads(threads()) schedule(static)
+    for (std::int64_t m = 0; m < w.rows(); ++m) {
+      const std::uint8_t* row = p->data.data() + m * p->row_bytes;
+      const float rs = p->row_scale[m];
+      const std::int8_t* q[kTokenTile];
+      std::int32_t dots[kTokenTile];
+      std::int64_t t = 0;
+      for (; t + kTokenTile <= n; t += kTokenTile) {
+        for (int j = 0; j < kTokenTile; ++j) q[j] = x.row(t + j);
+        row_dots<kTokenTile>(row, blocks, q, dots);
+        for (int j = 0; j < kTokenTile; ++j)
+          y[(t + j) * y_stride + m] = static_cast<float>(dots[j] - x.sum[t + j]) * x.scale[t + j] * rs;
+      }
+      for (; t < n; ++t) {
+        q[0] = x.row(t);
+        row_dots<1>(row, blocks, q, dots);
+        y[t * y_stride + m] = static_cast<float>(dots[0] - x.sum[t]) * x.scale[t] * rs;
+      }
+    }
+  }
+
+  void rms_norm(const float* x, const float* weight, std::int64_t rows, std::int64_t cols, float eps,
+                float* y) const override {
+    for (std::int64_t r = 0; r < rows; ++r) {
+      const float* xr = x + r * cols;
+      float* yr = y + r * cols;
+      __m512 acc = _mm512_setzero_ps();
+      for (std::int64_t k = 0; k < cols; k += 16) {
+        const __mmask16 lanes =
+            cols - k >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (cols - k)) - 1);
+        const __m512 v = _mm512_maskz_loadu_ps(lanes, xr + k);
+        acc = _mm512_fmadd_ps(v, v, acc);
+      }
+      const float inv_rms = 1.0f / std::sqrt(_mm512_reduce_add_ps(acc) / static_cast<float>(cols) + eps);
+      const __m512 vinv = _mm512_set1_ps(inv_rms);
+      for (std::int64_t k = 0; k < cols; k += 16) {
+        const __mmask16 lanes =
+            cols - k >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (cols - k)) - 1);
+        __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(lanes, xr + k), vinv);
+        if (weight) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(lanes, weight + k));
+        _mm512_mask_storeu_ps(yr + k, lanes, v);
+      }
+    }
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_backend(const BackendOptions& options) {
+  return std::make_unique<Avx512Backend>(options);
+}
+
+}  // namespace bitrun::avx512
