@@ -302,7 +302,7 @@ void Config::set_from_cli(std::string_view assignment) {
   auto eq = assignment.find('=');
   if (eq == std::string_view::npos || eq == 0)
     throw ConfigError("--set '" + std::string(assignment) + "': expected key=value");
-  set(assignment.substr(0, eq), assignment.substr(eq + 1), ConfigSource::CommandLine, "--set");
+  set(assignment.substr(0, eq), assignment.substr(eq + 1), ConfigSource::CommandLine, "command line");
 }
 
 const Config::Entry& Config::entry(std::string_view path) const {

@@ -12,7 +12,7 @@ namespace {
 constexpr std::array<std::string_view, static_cast<std::size_t>(CpuFeature::Count)> kNames = {
     "sse3",    "ssse3",    "sse4_1",   "sse4_2",   "popcnt",   "fma",         "f16c",
     "avx",     "avx2",     "bmi2",     "avx_vnni", "avx512f",  "avx512cd",    "avx512dq",
-    "avx512bw", "avx512vl", "avx512_vnni", "avx512_vbmi", "avx512_bf16"};
+    "avx512bw", "avx512vl", "avx512_vnni", "avx512vbmi", "avx512_bf16"};
 
 struct CpuidRegs {
   unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;

@@ -61,7 +61,7 @@ class Config {
   std::vector<std::string> get_string_list(std::string_view path) const;
 
   ConfigSource source_of(std::string_view path) const;
-  // Where the effective value came from: "default", the file path, "BITRUN_X", or "--set".
+  // Where the effective value came from: "default", the file path, "BITRUN_X", or "command line".
   const std::string& origin_of(std::string_view path) const;
   // The file that was loaded, if any.
   const std::optional<std::filesystem::path>& file() const { return file_; }

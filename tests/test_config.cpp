@@ -1,0 +1,170 @@
+// Config: precedence, strict keys and types, printing, and the shipped example files.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "bitrun/config.hpp"
+#include "bitrun/error.hpp"
+
+namespace bitrun {
+namespace {
+
+std::filesystem::path write_temp(const std::string& name, const std::string& text) {
+  auto path = std::filesystem::temp_directory_path() / ("bitrun_test_" + name);
+  std::ofstream(path) << text;
+  return path;
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+TEST(Config, DefaultsComeFromTheSchema) {
+  Config c;
+  EXPECT_EQ(c.get_string("backend"), "auto");
+  EXPECT_EQ(c.get_int("server.port"), 8080);
+  EXPECT_DOUBLE_EQ(c.get_float("decoder.threshold"), 0.9);
+  EXPECT_TRUE(c.get_string_list("server.api_keys").empty());
+  EXPECT_EQ(c.source_of("threads"), ConfigSource::Default);
+}
+
+TEST(Config, PrecedenceIsCliOverEnvOverFileOverDefault) {
+  auto file = write_temp("prec.yaml", "threads: 3\nbackend: avx2\nserver:\n  port: 9001\n  host: 0.0.0.0\n");
+  Config c;
+  c.load_file(file);
+  std::string env_threads = "BITRUN_THREADS=5", env_port = "BITRUN_SERVER_PORT=9002";
+  char* envp[] = {env_threads.data(), env_port.data(), nullptr};
+  c.load_environment(envp);
+  c.set_from_cli("threads=7");
+
+  EXPECT_EQ(c.get_int("threads"), 7);               // CLI beats env and file
+  EXPECT_EQ(c.source_of("threads"), ConfigSource::CommandLine);
+  EXPECT_EQ(c.get_int("server.port"), 9002);        // env beats file
+  EXPECT_EQ(c.origin_of("server.port"), "BITRUN_SERVER_PORT");
+  EXPECT_EQ(c.get_string("backend"), "avx2");       // file beats default
+  EXPECT_EQ(c.origin_of("backend"), file.string());
+  EXPECT_EQ(c.get_string("server.host"), "0.0.0.0");
+  EXPECT_EQ(c.get_string("log.level"), "info");     // default
+}
+
+TEST(Config, UnknownKeysNameTheKeyTheFileAndTheLine) {
+  auto file = write_temp("unknown.yaml", "threads: 2\nserver:\n  prot: 80\n");
+  Config c;
+  std::string msg = error_of([&] { c.load_file(file); });
+  EXPECT_NE(msg.find(file.string() + ":3"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("unknown key 'server.prot'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("did you mean 'server.port'"), std::string::npos) << msg;
+  EXPECT_EQ(c.get_int("threads"), 0) << "a rejected file must not be half-applied";
+
+  auto top = write_temp("unknown_top.yaml", "colour: blue\n");
+  EXPECT_NE(error_of([&] { Config().load_file(top); }).find("unknown key 'colour'"), std::string::npos);
+}
+
+TEST(Config, WrongTypesAndValuesAreRejected) {
+  struct Case {
+    std::string yaml, expect;
+  } cases[] = {
+      {"threads: two\n", "key 'threads': expected an integer, got 'two'"},
+      {"threads: 2.5\n", "key 'threads': expected an integer"},
+      {"threads: -1\n", "key 'threads': value -1 is out of range"},
+      {"decoder:\n  threshold: 1.5\n", "key 'decoder.threshold': value 1.5 is out of range"},
+      {"decoder:\n  threshold: high\n", "key 'decoder.threshold': expected a number"},
+      {"log:\n  level: loud\n", "key 'log.level': 'loud' is not one of"},
+      {"server: 5\n", "key 'server' is a section and must be a mapping"},
+      {"server:\n  port: [1, 2]\n", "key 'server.port': expected an integer, got a list"},
+      {"server:\n  api_keys:\n    a: b\n", "key 'server.api_keys': expected a list of strings"},
+      {"threads:\n", "key 'threads': has no value"},
+      {"- a\n- b\n", "the top level must be a mapping"},
+      {"threads: [1\n", "invalid YAML"},
+  };
+  for (const auto& tc : cases) {
+    auto file = write_temp("bad.yaml", tc.yaml);
+    std::string msg = error_of([&] { Config().load_file(file); });
+    EXPECT_NE(msg.find(tc.expect), std::string::npos) << "yaml: " << tc.yaml << "\nmessage: " << msg;
+    EXPECT_NE(msg.find(file.string()), std::string::npos) << msg;
+  }
+}
+
+TEST(Config, MissingFileIsAClearError) {
+  EXPECT_NE(error_of([] { Config().load_file("/nonexistent/bitrun.yaml"); }).find("cannot open config file"),
+            std::string::npos);
+}
+
+TEST(Config, EnvironmentListsAndTyposAreHandled) {
+  std::string keys = "BITRUN_SERVER_API_KEYS=k1, k2", typo = "BITRUN_THREDS=4", path = "BITRUN_PLUGIN_PATH=/x",
+              other = "HOME=/root";
+  char* envp[] = {keys.data(), typo.data(), path.data(), other.data(), nullptr};
+  Config c;
+  c.load_environment(envp);
+  EXPECT_EQ(c.get_string_list("server.api_keys"), (std::vector<std::string>{"k1", "k2"}));
+  ASSERT_EQ(c.unknown_environment().size(), 1u);   // BITRUN_PLUGIN_PATH is known, HOME is not ours
+  EXPECT_EQ(c.unknown_environment()[0], "BITRUN_THREDS");
+
+  std::string bad = "BITRUN_SERVER_PORT=eighty";
+  char* bad_env[] = {bad.data(), nullptr};
+  std::string msg = error_of([&] { Config().load_environment(bad_env); });
+  EXPECT_NE(msg.find("BITRUN_SERVER_PORT: key 'server.port': expected an integer"), std::string::npos) << msg;
+}
+
+TEST(Config, CliOverridesAreValidated) {
+  Config c;
+  EXPECT_NE(error_of([&] { c.set_from_cli("nope=1"); }).find("unknown key 'nope'"), std::string::npos);
+  EXPECT_NE(error_of([&] { c.set_from_cli("threads"); }).find("expected key=value"), std::string::npos);
+  c.set_from_cli("cpu.disable=[avx512f, avx512bw]");
+  EXPECT_EQ(c.get_string_list("cpu.disable"), (std::vector<std::string>{"avx512f", "avx512bw"}));
+  c.set_from_cli("model=08.gguf");   // strings stay verbatim
+  EXPECT_EQ(c.get_string("model"), "08.gguf");
+}
+
+TEST(Config, PrintedConfigReloadsToTheSameValuesAndHidesApiKeys) {
+  Config c;
+  c.set_from_cli("threads=3");
+  c.set_from_cli("decoder.threshold=0.75");
+  c.set_from_cli("server.host=::1");
+  auto printed = write_temp("printed.yaml", c.to_yaml(true));
+  Config reloaded;
+  reloaded.load_file(printed);
+  EXPECT_EQ(reloaded.to_yaml(false), c.to_yaml(false));
+  EXPECT_EQ(reloaded.get_int("threads"), 3);
+  EXPECT_DOUBLE_EQ(reloaded.get_float("decoder.threshold"), 0.75);
+  EXPECT_EQ(reloaded.get_string("server.host"), "::1");
+  EXPECT_NE(c.to_yaml(true).find("# from command line"), std::string::npos);
+
+  c.set_from_cli("server.api_keys=[secret-one]");
+  EXPECT_EQ(c.to_yaml(true).find("secret-one"), std::string::npos);
+}
+
+TEST(Config, ShippedDefaultFileMatchesGeneratedDefaults) {
+  std::filesystem::path shipped = std::filesystem::path(BITRUN_SOURCE_DIR) / "configs" / "default.yaml";
+  std::ifstream in(shipped);
+  ASSERT_TRUE(in) << shipped;
+  std::stringstream text;
+  text << in.rdbuf();
+  EXPECT_EQ(text.str(), default_config_yaml()) << "regenerate with: bitrun generate-config configs/default.yaml --force";
+}
+
+TEST(Config, EveryShippedExampleLoads) {
+  int loaded = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(std::filesystem::path(BITRUN_SOURCE_DIR) / "configs")) {
+    if (entry.path().extension() != ".yaml") continue;
+    Config c;
+    EXPECT_NO_THROW(c.load_file(entry.path())) << entry.path();
+    ++loaded;
+  }
+  EXPECT_GE(loaded, 4);
+}
+
+TEST(Config, EnvironmentNames) {
+  EXPECT_EQ(config_env_name("server.api_keys"), "BITRUN_SERVER_API_KEYS");
+  EXPECT_EQ(config_env_name("threads"), "BITRUN_THREADS");
+}
+
+}  // namespace
+}  // namespace bitrun

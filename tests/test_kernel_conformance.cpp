@@ -1,0 +1,137 @@
+// Every kernel of every backend against the scalar reference, on random data with odd shapes and tails.
+// A backend this CPU cannot run is skipped with a message.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "bitrun/error.hpp"
+#include "bitrun/plugin_host.hpp"
+
+namespace bitrun {
+namespace {
+
+class KernelConformance : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    static PluginHost host({BITRUN_TEST_PLUGIN_DIR}, detect_cpu());
+    const PluginRecord* record = host.find(PluginKind::Backend, GetParam());
+    ASSERT_NE(record, nullptr) << "plugin " << GetParam() << " was not built";
+    if (record->score <= 0) GTEST_SKIP() << "backend " << GetParam() << " cannot run on this CPU: "
+                                         << record->skip_reason(host.cpu());
+    backend_ = host.create_backend(host.choose_backend(GetParam()), 2);
+    reference_ = make_reference_backend(BackendOptions{1, detect_cpu()});
+  }
+  std::unique_ptr<Backend> backend_, reference_;
+  std::mt19937 rng_{1234};
+
+  std::vector<float> random_floats(std::size_t n, float scale) {
+    std::normal_distribution<float> dist(0.0f, scale);
+    std::vector<float> v(n);
+    for (auto& x : v) x = dist(rng_);
+    return v;
+  }
+  std::vector<std::int8_t> random_codes(std::size_t n) {
+    std::uniform_int_distribution<int> dist(-1, 1);
+    std::vector<std::int8_t> v(n);
+    for (auto& c : v) c = static_cast<std::int8_t>(dist(rng_));
+    return v;
+  }
+};
+
+// Row lengths around every block size the backends use (32, 64, 128, 256) plus real model widths.
+const std::int64_t kCols[] = {1, 7, 31, 32, 33, 64, 100, 127, 128, 129, 255, 256, 257, 383, 512, 1000, 2560, 6912};
+const std::int64_t kTokens[] = {1, 2, 3, 4, 5, 8, 9};
+
+TEST_P(KernelConformance, QuantizeActivationsIsBitExact) {
+  for (std::int64_t cols : kCols) {
+    for (std::int64_t rows : {1, 3}) {
+      const std::int64_t stride = cols + 3;   // rows not contiguous: the kernel must honour x_stride
+      auto x = random_floats(static_cast<std::size_t>(rows * stride), 2.0f);
+      x[0] = 0.5f * 127.0f / 127.0f;            // exercise exact halves after scaling now and then
+      QuantizedActivations got, want;
+      backend_->quantize_activations(x.data(), rows, cols, stride, got);
+      reference_->quantize_activations(x.data(), rows, cols, stride, want);
+      ASSERT_EQ(got.stride, want.stride);
+      ASSERT_EQ(got.q, want.q) << "cols " << cols;
+      ASSERT_EQ(got.sum, want.sum) << "cols " << cols;
+      ASSERT_EQ(got.scale, want.scale) << "cols " << cols;
+    }
+  }
+  // An all-zero row must not divide by zero.
+  std::vector<float> zeros(300, 0.0f);
+  QuantizedActivations q;
+  backend_->quantize_activations(zeros.data(), 1, 300, 300, q);
+  EXPECT_EQ(q.sum[0], 0);
+  EXPECT_TRUE(std::isfinite(q.scale[0]));
+}
+
+TEST_P(KernelConformance, TernaryMatmulMatchesReferenceExactly) {
+  for (std::int64_t cols : kCols) {
+    for (std::int64_t rows : {1, 3, 17, 64}) {
+      auto codes = random_codes(static_cast<std::size_t>(rows * cols));
+      auto scales = random_floats(static_cast<std::size_t>(rows), 1.0f);
+      TernaryMatrixView w{rows, cols, codes.data(), scales.data()};
+      auto packed = backend_->pack_ternary(w);
+      auto packed_ref = reference_->pack_ternary(w);
+      for (std::int64_t tokens : kTokens) {
+        auto x = random_floats(static_cast<std::size_t>(tokens * cols), 1.0f);
+        QuantizedActivations q;
+        reference_->quantize_activations(x.data(), tokens, cols, cols, q);
+        const std::int64_t y_stride = rows + 5;
+        std::vector<float> got(static_cast<std::size_t>(tokens * y_stride), -1.0f), want = got;
+        backend_->ternary_matmul(*packed, q, got.data(), y_stride);
+        reference_->ternary_matmul(*packed_ref, q, want.data(), y_stride);
+        // Integer dot products and the same float operations in the same order: results are identical, and
+        // the padding between rows of y is untouched.
+        ASSERT_EQ(got, want) << "rows " << rows << " cols " << cols << " tokens " << tokens;
+      }
+    }
+  }
+}
+
+TEST_P(KernelConformance, TernaryMatmulLongRowsDoNotOverflow) {
+  // Worst case for int16 intermediates: every weight +1 and every activation at +127 over a 6912-wide row.
+  const std::int64_t rows = 5, cols = 6912;
+  std::vector<std::int8_t> codes(static_cast<std::size_t>(rows * cols), 1);
+  std::vector<float> scales(rows, 1.0f);
+  std::vector<float> x(cols, 3.0f);
+  QuantizedActivations q;
+  reference_->quantize_activations(x.data(), 1, cols, cols, q);
+  auto packed = backend_->pack_ternary(TernaryMatrixView{rows, cols, codes.data(), scales.data()});
+  std::vector<float> y(rows);
+  backend_->ternary_matmul(*packed, q, y.data(), rows);
+  for (float v : y) EXPECT_FLOAT_EQ(v, 127.0f * cols * q.scale[0]);
+}
+
+TEST_P(KernelConformance, RmsNormMatchesReference) {
+  for (std::int64_t cols : kCols) {
+    const std::int64_t rows = 3;
+    auto x = random_floats(static_cast<std::size_t>(rows * cols), 3.0f);
+    auto weight = random_floats(static_cast<std::size_t>(cols), 1.0f);
+    for (const float* wp : {static_cast<const float*>(weight.data()), static_cast<const float*>(nullptr)}) {
+      std::vector<float> got(x.size()), want(x.size());
+      backend_->rms_norm(x.data(), wp, rows, cols, 1e-5f, got.data());
+      reference_->rms_norm(x.data(), wp, rows, cols, 1e-5f, want.data());
+      for (std::size_t i = 0; i < got.size(); ++i)
+        ASSERT_NEAR(got[i], want[i], 1e-5f * (1.0f + std::fabs(want[i]))) << "cols " << cols << " i " << i;
+    }
+  }
+}
+
+TEST_P(KernelConformance, RejectsMatricesPackedByAnotherBackend) {
+  std::vector<std::int8_t> codes(8, 1);
+  std::vector<float> scales(1, 1.0f);
+  auto foreign = reference_->pack_ternary(TernaryMatrixView{1, 8, codes.data(), scales.data()});
+  QuantizedActivations q;
+  std::vector<float> x(8, 1.0f), y(1);
+  reference_->quantize_activations(x.data(), 1, 8, 8, q);
+  if (backend_->name() == "reference") GTEST_SKIP() << "the reference backend packs for itself";
+  EXPECT_THROW(backend_->ternary_matmul(*foreign, q, y.data(), 1), Error);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, KernelConformance, ::testing::Values("avx2", "avx512"),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace
+}  // namespace bitrun
