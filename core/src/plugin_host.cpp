@@ -90,7 +90,8 @@ std::vector<std::filesystem::path> PluginHost::search_path(const Config& config)
     for (std::string part; std::getline(in, part, ':');)
       if (!part.empty()) dirs.emplace_back(part);
   }
-  if (auto exe = executable_dir(); !exe.empty()) dirs.push_back((exe / "../lib/bitrun/plugins").lexically_normal());
+  // BITRUN_PLUGIN_RELDIR is "../lib/bitrun/plugins" (or with the multiarch libdir), set by CMake.
+  if (auto exe = executable_dir(); !exe.empty()) dirs.push_back((exe / BITRUN_PLUGIN_RELDIR).lexically_normal());
   return dirs;
 }
 

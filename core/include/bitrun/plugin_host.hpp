@@ -53,7 +53,7 @@ class PluginHost {
   PluginHost(const PluginHost&) = delete;
   PluginHost& operator=(const PluginHost&) = delete;
 
-  // plugins.dir (if set), then every entry of BITRUN_PLUGIN_PATH, then <exe dir>/../lib/bitrun/plugins.
+  // plugins.dir (if set), then every entry of BITRUN_PLUGIN_PATH, then <exe dir>/../<libdir>/bitrun/plugins.
   static std::vector<std::filesystem::path> search_path(const Config& config);
 
   const std::vector<std::filesystem::path>& search_dirs() const { return dirs_; }
