@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  g++ cmake ninja-build pkg-config git
+  g++ binutils cmake ninja-build pkg-config git
   libboost-dev          # Boost.DLL (header-only, Boost 1.74)
   libyaml-cpp-dev       # config files
   libspdlog-dev         # logging (shared library: one registry for core and plugins)

@@ -93,6 +93,80 @@ void Backend::rms_norm(const float* x, const float* weight, std::int64_t rows, s
   }
 }
 
+void Backend::matmul_f32(const float* w, std::int64_t w_rows, std::int64_t cols, const float* x, std::int64_t x_rows,
+                         float* y, std::int64_t y_stride) const {
+  for (std::int64_t t = 0; t < x_rows; ++t) {
+    const float* xt = x + t * cols;
+    for (std::int64_t m = 0; m < w_rows; ++m) {
+      const float* wm = w + m * cols;
+      double acc = 0.0;
+      for (std::int64_t k = 0; k < cols; ++k) acc += static_cast<double>(wm[k]) * xt[k];
+      y[t * y_stride + m] = static_cast<float>(acc);
+    }
+  }
+}
+
+void Backend::rope(float* x, std::int64_t rows, std::int64_t n_heads, std::int64_t head_dim, std::int64_t rope_dims,
+                   const std::int32_t* positions, float freq_base, bool neox) const {
+  const std::int64_t half = rope_dims / 2;
+  for (std::int64_t r = 0; r < rows; ++r) {
+    for (std::int64_t i = 0; i < half; ++i) {
+      // theta_i = pos * base^(-2i/d), computed in double so long positions keep their precision.
+      const double theta = positions[r] * std::pow(static_cast<double>(freq_base), -2.0 * i / rope_dims);
+      const float c = static_cast<float>(std::cos(theta)), s = static_cast<float>(std::sin(theta));
+      for (std::int64_t h = 0; h < n_heads; ++h) {
+        float* head = x + (r * n_heads + h) * head_dim;
+        const std::int64_t a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
+        const float x0 = head[a], x1 = head[b];
+        head[a] = x0 * c - x1 * s;
+        head[b] = x0 * s + x1 * c;
+      }
+    }
+  }
+}
+
+void Backend::attention(const float* q, std::int64_t rows, const float* k_cache, const float* v_cache,
+                        const std::int32_t* limit, std::int64_t n_heads, std::int64_t n_kv_heads,
+                        std::int64_t head_dim, float* out) const {
+  const std::int64_t group = n_heads / n_kv_heads;
+  const std::int64_t kv_stride = n_kv_heads * head_dim;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  std::vector<float> scores;
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const std::int64_t n_pos = limit[r];
+    scores.resize(static_cast<std::size_t>(n_pos));
+    for (std::int64_t h = 0; h < n_heads; ++h) {
+      const float* qh = q + (r * n_heads + h) * head_dim;
+      const std::int64_t kvh = h / group;
+      float max_score = -INFINITY;
+      for (std::int64_t p = 0; p < n_pos; ++p) {
+        const float* kp = k_cache + p * kv_stride + kvh * head_dim;
+        float dot = 0.0f;
+        for (std::int64_t d = 0; d < head_dim; ++d) dot += qh[d] * kp[d];
+        scores[p] = dot * scale;
+        max_score = std::max(max_score, scores[p]);
+      }
+      double denom = 0.0;
+      for (std::int64_t p = 0; p < n_pos; ++p) denom += scores[p] = std::exp(scores[p] - max_score);
+      float* oh = out + (r * n_heads + h) * head_dim;
+      std::fill(oh, oh + head_dim, 0.0f);
+      for (std::int64_t p = 0; p < n_pos; ++p) {
+        const float wgt = static_cast<float>(scores[p] / denom);
+        const float* vp = v_cache + p * kv_stride + kvh * head_dim;
+        for (std::int64_t d = 0; d < head_dim; ++d) oh[d] += wgt * vp[d];
+      }
+    }
+  }
+}
+
+void Backend::gated_activation(float* gate, const float* up, std::int64_t n, bool relu_squared) const {
+  for (std::int64_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    const float act = relu_squared ? (g > 0.0f ? g * g : 0.0f) : g / (1.0f + std::exp(-g));
+    gate[i] = act * up[i];
+  }
+}
+
 std::unique_ptr<Backend> make_reference_backend(BackendOptions options) {
   return std::make_unique<Backend>(std::string("reference"), std::move(options));
 }

@@ -82,6 +82,26 @@ class Backend {
   virtual void rms_norm(const float* x, const float* weight, std::int64_t rows, std::int64_t cols, float eps,
                         float* y) const;
 
+  // Dense float matmul for non-ternary weights: y[t*y_stride + m] = sum_k w[m*cols + k] * x[t*cols + k].
+  virtual void matmul_f32(const float* w, std::int64_t w_rows, std::int64_t cols, const float* x,
+                          std::int64_t x_rows, float* y, std::int64_t y_stride) const;
+
+  // Rotary position embedding in place on `rows` rows of n_heads * head_dim, row r at position positions[r].
+  // Only the first rope_dims of each head rotate. Adjacent pairs (2i, 2i+1) for `llama`, NEOX pairs (i, i+d/2)
+  // for the bitnet architectures.
+  virtual void rope(float* x, std::int64_t rows, std::int64_t n_heads, std::int64_t head_dim, std::int64_t rope_dims,
+                    const std::int32_t* positions, float freq_base, bool neox) const;
+
+  // Attention for `rows` query rows against a cache of K/V rows (row p = position p, n_kv_heads * head_dim
+  // floats each). Query row r attends to positions [0, limit[r]) - causal and block-bidirectional masks are both
+  // limits. Grouped-query: query head h uses KV head h / (n_heads / n_kv_heads). out: rows x n_heads*head_dim.
+  virtual void attention(const float* q, std::int64_t rows, const float* k_cache, const float* v_cache,
+                         const std::int32_t* limit, std::int64_t n_heads, std::int64_t n_kv_heads,
+                         std::int64_t head_dim, float* out) const;
+
+  // Gated FFN activation in place: gate[i] = act(gate[i]) * up[i]; act = SiLU, or ReLU^2 when relu_squared.
+  virtual void gated_activation(float* gate, const float* up, std::int64_t n, bool relu_squared) const;
+
  private:
   std::string name_;
   BackendOptions options_;
