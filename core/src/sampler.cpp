@@ -1,0 +1,93 @@
+#include "bitrun/sampler.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <unordered_map>
+
+namespace bitrun {
+
+std::int32_t argmax(std::span<const float> logits) {
+  return static_cast<std::int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+}
+
+Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) {}
+
+void Sampler::apply_penalties(std::vector<float>& logits, std::span<const std::int32_t> history) const {
+  const bool any = params_.repeat_penalty != 1.0f || params_.presence_penalty != 0.0f ||
+                   params_.frequency_penalty != 0.0f;
+  if (!any || params_.penalty_last_n == 0 || history.empty()) return;
+  const std::size_t n = std::min(history.size(), static_cast<std::size_t>(params_.penalty_last_n));
+  std::unordered_map<std::int32_t, int> counts;
+  for (std::int32_t id : history.subspan(history.size() - n)) ++counts[id];
+  for (const auto& [id, count] : counts) {
+    if (id < 0 || static_cast<std::size_t>(id) >= logits.size()) continue;
+    float& l = logits[static_cast<std::size_t>(id)];
+    // llama.cpp convention: divide positive logits, multiply negative ones, so the penalty always lowers them.
+    if (params_.repeat_penalty != 1.0f) l = l > 0.0f ? l / params_.repeat_penalty : l * params_.repeat_penalty;
+    l -= static_cast<float>(count) * params_.frequency_penalty + params_.presence_penalty;
+  }
+}
+
+SampledToken Sampler::sample(std::span<const float> logits, std::span<const std::int32_t> history) {
+  work_.assign(logits.begin(), logits.end());
+  apply_penalties(work_, history);
+
+  if (params_.temperature <= 0.0f) {
+    const std::int32_t best = argmax(work_);
+    double denom = 0.0;
+    for (float l : work_) denom += std::exp(static_cast<double>(l - work_[best]));
+    return {best, static_cast<float>(1.0 / denom)};
+  }
+
+  // Candidates sorted by logit, cut to top-k.
+  order_.resize(work_.size());
+  std::iota(order_.begin(), order_.end(), 0);
+  std::size_t keep = work_.size();
+  if (params_.top_k > 0) keep = std::min(keep, static_cast<std::size_t>(params_.top_k));
+  auto by_logit = [&](std::int32_t a, std::int32_t b) { return work_[a] > work_[b] || (work_[a] == work_[b] && a < b); };
+  std::partial_sort(order_.begin(), order_.begin() + static_cast<std::ptrdiff_t>(keep), order_.end(), by_logit);
+  order_.resize(keep);
+
+  // Softmax at the temperature over the candidates.
+  std::vector<double> probs(keep);
+  const double max_logit = work_[order_[0]];
+  double sum = 0.0;
+  for (std::size_t i = 0; i < keep; ++i)
+    sum += probs[i] = std::exp((work_[order_[i]] - max_logit) / params_.temperature);
+  for (double& p : probs) p /= sum;
+
+  // Top-p: the smallest prefix whose mass reaches top_p. Min-p: drop tokens below min_p times the best.
+  std::size_t cut = keep;
+  if (params_.top_p < 1.0f) {
+    double cumulative = 0.0;
+    for (std::size_t i = 0; i < keep; ++i) {
+      cumulative += probs[i];
+      if (cumulative >= params_.top_p) {
+        cut = i + 1;
+        break;
+      }
+    }
+  }
+  if (params_.min_p > 0.0f) {
+    const double floor = params_.min_p * probs[0];
+    std::size_t i = 1;
+    while (i < cut && probs[i] >= floor) ++i;
+    cut = i;
+  }
+  const double mass = std::accumulate(probs.begin(), probs.begin() + static_cast<std::ptrdiff_t>(cut), 0.0);
+
+  // Draw from the renormalized remainder.
+  double u = std::uniform_real_distribution<double>(0.0, mass)(rng_);
+  std::size_t chosen = cut - 1;
+  for (std::size_t i = 0; i < cut; ++i) {
+    if (u < probs[i]) {
+      chosen = i;
+      break;
+    }
+    u -= probs[i];
+  }
+  return {order_[chosen], static_cast<float>(probs[chosen] / mass)};
+}
+
+}  // namespace bitrun
