@@ -1,0 +1,32 @@
+// Autoregressive decoding as a step-wise policy: one prefill step over the whole prompt, then one token per step.
+// Sampling (greedy, temperature, top-k/p, min-p, penalties, seed) is the core's Sampler.
+#pragma once
+
+#include "bitrun/decoder.hpp"
+#include "bitrun/sampler.hpp"
+
+namespace bitrun::ar {
+
+class ArSession final : public DecodeSession {
+ public:
+  explicit ArSession(const DecodeRequest& request);
+  StepRequest next_step() override;
+  std::vector<std::int32_t> consume(const StepLogits& logits) override;
+  FinishReason finished() const override { return finish_; }
+
+ private:
+  DecodeRequest request_;
+  Sampler sampler_;
+  std::vector<std::int32_t> history_;   // prompt followed by every generated token
+  std::int32_t generated_ = 0;
+  bool prefilled_ = false;
+  FinishReason finish_ = FinishReason::None;
+};
+
+class ArDecoder final : public Decoder {
+ public:
+  std::string name() const override { return "ar"; }
+  std::unique_ptr<DecodeSession> start(const DecodeRequest& request) override;
+};
+
+}  // namespace bitrun::ar
