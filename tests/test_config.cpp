@@ -7,6 +7,7 @@
 
 #include "bitrun/config.hpp"
 #include "bitrun/error.hpp"
+#include "test_support.hpp"
 
 namespace bitrun {
 namespace {
@@ -17,14 +18,7 @@ std::filesystem::path write_temp(const std::string& name, const std::string& tex
   return path;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+std::string error_of(const std::function<void()>& f) { return test::error_message<ConfigError>(f); }
 
 TEST(Config, DefaultsComeFromTheSchema) {
   Config c;

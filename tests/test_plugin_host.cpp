@@ -7,6 +7,7 @@
 
 #include "bitrun/config.hpp"
 #include "bitrun/error.hpp"
+#include "test_support.hpp"
 #include "bitrun/plugin_host.hpp"
 
 namespace bitrun {
@@ -23,14 +24,7 @@ const PluginRecord* record_for_file(const PluginHost& host, const std::string& f
   return nullptr;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+std::string error_of(const std::function<void()>& f) { return test::error_message<Error>(f); }
 
 TEST(PluginHost, LoadsTheProjectsBackendPlugins) {
   PluginHost host({BITRUN_TEST_PLUGIN_DIR}, detect_cpu());
