@@ -1,0 +1,65 @@
+// IEEE binary16 and bfloat16 <-> float32, bit-exact and portable (no F16C), rounding to nearest even.
+#include <bit>
+#include <cstdint>
+
+#include "bitrun/ggml_types.hpp"
+
+namespace bitrun {
+namespace {
+
+// Rounds `value >> shift` to nearest, ties to even.
+std::uint32_t shift_round_even(std::uint32_t value, int shift) {
+  const std::uint32_t kept = value >> shift;
+  const std::uint32_t rest = value & ((std::uint32_t{1} << shift) - 1);
+  const std::uint32_t half = std::uint32_t{1} << (shift - 1);
+  return kept + ((rest > half || (rest == half && (kept & 1))) ? 1 : 0);
+}
+
+}  // namespace
+
+float fp16_to_f32(std::uint16_t h) {
+  const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000) << 16;
+  const std::uint32_t exp = (h >> 10) & 0x1f;
+  std::uint32_t mant = h & 0x3ff;
+  if (exp == 0x1f) return std::bit_cast<float>(sign | 0x7f800000 | (mant << 13));   // inf / NaN (payload kept)
+  if (exp != 0) return std::bit_cast<float>(sign | ((exp + 112) << 23) | (mant << 13));
+  if (mant == 0) return std::bit_cast<float>(sign);
+  // Subnormal half: normalize the mantissa into a float32 normal number.
+  int e = 113;
+  while (!(mant & 0x400)) {
+    mant <<= 1;
+    --e;
+  }
+  return std::bit_cast<float>(sign | (static_cast<std::uint32_t>(e) << 23) | ((mant & 0x3ff) << 13));
+}
+
+std::uint16_t f32_to_fp16(float f) {
+  const std::uint32_t bits = std::bit_cast<std::uint32_t>(f);
+  const auto sign = static_cast<std::uint16_t>((bits >> 16) & 0x8000);
+  const std::uint32_t abs = bits & 0x7fffffff;
+  if (abs > 0x7f800000) return sign | 0x7e00 | static_cast<std::uint16_t>((abs >> 13) & 0x3ff);   // quiet NaN
+  const int exp = static_cast<int>(abs >> 23) - 127;
+  const std::uint32_t mant = abs & 0x7fffff;
+  if (exp > 15) return sign | 0x7c00;   // too large (or inf)
+  if (exp >= -14) {
+    // Normal half; a carry out of the mantissa correctly bumps the exponent (up to inf).
+    const std::uint32_t h = (static_cast<std::uint32_t>(exp + 15) << 10) | (mant >> 13);
+    const std::uint32_t rest = mant & 0x1fff;
+    return sign | static_cast<std::uint16_t>(h + ((rest > 0x1000 || (rest == 0x1000 && (h & 1))) ? 1 : 0));
+  }
+  if (exp >= -25) {
+    // Subnormal half: units of 2^-24; a carry into 0x400 yields the smallest normal, as it should.
+    return sign | static_cast<std::uint16_t>(shift_round_even(mant | 0x800000, -1 - exp));
+  }
+  return sign;   // rounds to zero
+}
+
+float bf16_to_f32(std::uint16_t b) { return std::bit_cast<float>(static_cast<std::uint32_t>(b) << 16); }
+
+std::uint16_t f32_to_bf16(float f) {
+  const std::uint32_t bits = std::bit_cast<std::uint32_t>(f);
+  if ((bits & 0x7fffffff) > 0x7f800000) return static_cast<std::uint16_t>((bits >> 16) | 0x40);   // quiet NaN
+  return static_cast<std::uint16_t>(shift_round_even(bits, 16));
+}
+
+}  // namespace bitrun

@@ -1,0 +1,35 @@
+// Internal block codecs behind the dispatchers in ggml_types.cpp. Callers have checked every size: the functions
+// read and write exactly n_elems elements' worth of whole blocks.
+#pragma once
+
+#include <bit>
+#include <cstdint>
+#include <cstring>
+
+#include "bitrun/ggml_types.hpp"
+
+namespace bitrun::detail {
+
+static_assert(std::endian::native == std::endian::little, "GGUF data is little-endian; bitrun assumes a little-endian host");
+
+template <typename T>
+T load_le(const std::uint8_t* p) {
+  T v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+template <typename T>
+void store_le(std::uint8_t* p, T v) {
+  std::memcpy(p, &v, sizeof v);
+}
+
+// F32, F16, BF16, Q8_0, Q6_K.
+void decode_float_type(GgmlType type, const std::uint8_t* src, std::int64_t n_elems, float* out);
+void encode_float_type(GgmlType type, const float* src, std::int64_t n_elems, std::uint8_t* out);
+
+// The codes and scales of values that are already ternary, grouped as `type` stores scales (whole tensor for I2_S,
+// 256-blocks for TQ*). Throws FormatError naming the first value that is not 0 or +-s.
+TernaryTensor ternary_from_exact(GgmlType type, const float* values, std::int64_t row_len, std::int64_t n_rows);
+
+}  // namespace bitrun::detail
