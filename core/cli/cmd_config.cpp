@@ -1,6 +1,5 @@
 // `bitrun config` (show / check the effective configuration) and `bitrun generate-config` (write a commented
 // default file).
-#include <algorithm>
 #include <fstream>
 #include <iostream>
 
@@ -12,7 +11,7 @@ namespace bitrun::cli {
 
 int run_config(const Args& args, char** envp) {
   CommandLine cl = parse_command_line(args, {"--print", "--check", "--no-origins"}, envp);
-  auto has = [&](const char* f) { return std::find(cl.flags.begin(), cl.flags.end(), f) != cl.flags.end(); };
+  auto has = [&](const char* f) { return cl.has_flag(f); };
   if (cl.help || (!has("--print") && !has("--check"))) {
     std::cout << "usage: bitrun config --print [--no-origins] [options]   show the effective configuration\n"
                  "       bitrun config --check -c FILE [options]          validate, print nothing on success\n\n"
@@ -38,7 +37,7 @@ int run_generate_config(const Args& args, char** envp) {
     return 0;
   }
   std::filesystem::path out = cl.positional.front();
-  bool force = std::find(cl.flags.begin(), cl.flags.end(), "--force") != cl.flags.end();
+  bool force = cl.has_flag("--force");
   if (std::filesystem::exists(out) && !force)
     throw Error(out.string() + " already exists (use --force to overwrite)");
   std::ofstream file(out);

@@ -33,12 +33,12 @@ const std::map<std::string, Command>& commands() {
       {"info", {bitrun::cli::run_info, "CPU features, plugins found, and the backend bitrun would choose"}},
       {"config", {bitrun::cli::run_config, "print or check the effective configuration"}},
       {"generate-config", {bitrun::cli::run_generate_config, "write a commented default config file"}},
-      {"generate", {arrives_with("generate", "issue #3 (models) and #5 (decoders)"), "generate text from a prompt"}},
+      {"generate", {bitrun::cli::run_generate, "greedy continuation of a prompt, streamed"}},
       {"chat", {arrives_with("chat", "issue #5 (engine and AR decoder)"), "interactive chat in the terminal"}},
       {"serve", {arrives_with("serve", "issue #7 (HTTP frontend)"), "OpenAI-compatible HTTP server"}},
       {"bench", {arrives_with("bench", "issue #4 (backends and benchmarks)"), "measure prefill/decode speed"}},
-      {"perplexity", {arrives_with("perplexity", "issue #3 (models)"), "score a text file with a model"}},
-      {"convert", {arrives_with("convert", "issue #3 (models)"), "re-encode a GGUF to another weight type"}},
+      {"perplexity", {bitrun::cli::run_perplexity, "score a text file with a model"}},
+      {"convert", {bitrun::cli::run_convert, "re-encode a GGUF to another weight type"}},
   };
   return table;
 }

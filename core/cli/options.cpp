@@ -1,5 +1,7 @@
 #include "options.hpp"
 
+#include <algorithm>
+#include <charconv>
 #include <cstdlib>
 
 #include "bitrun/cpu_features.hpp"
@@ -38,8 +40,27 @@ std::string common_options_help() {
          "Precedence: command line > environment (BITRUN_<KEY>) > config file > defaults.\n";
 }
 
+bool CommandLine::has_flag(const std::string& flag) const {
+  return std::find(flags.begin(), flags.end(), flag) != flags.end();
+}
+
+std::string CommandLine::value(const std::string& option, const std::string& fallback) const {
+  auto it = values.find(option);
+  return it == values.end() ? fallback : it->second;
+}
+
+std::int64_t CommandLine::int_value(const std::string& option, std::int64_t fallback) const {
+  auto it = values.find(option);
+  if (it == values.end()) return fallback;
+  std::int64_t v = 0;
+  auto [end, ec] = std::from_chars(it->second.data(), it->second.data() + it->second.size(), v);
+  if (ec != std::errc{} || end != it->second.data() + it->second.size())
+    throw ConfigError("option " + option + ": expected an integer, got '" + it->second + "'");
+  return v;
+}
+
 CommandLine parse_command_line(const std::vector<std::string>& args, const std::vector<std::string>& known_flags,
-                               char** envp) {
+                               char** envp, const std::vector<ValueOption>& value_options) {
   CommandLine cl;
   std::string config_file;
   std::vector<std::pair<std::string, std::string>> overrides;   // key, value, applied after file and env
@@ -65,6 +86,12 @@ CommandLine parse_command_line(const std::vector<std::string>& args, const std::
       overrides.emplace_back(assignment.substr(0, pos), assignment.substr(pos + 1));
     } else if (std::find(known_flags.begin(), known_flags.end(), arg) != known_flags.end()) {
       cl.flags.push_back(arg);
+    } else if (auto vo = std::find_if(value_options.begin(), value_options.end(),
+                                      [&](const ValueOption& o) {
+                                        return name == o.long_name || (!o.short_name.empty() && arg == o.short_name);
+                                      });
+               vo != value_options.end()) {
+      cl.values[vo->long_name] = inline_or_next();
     } else {
       const Shorthand* match = nullptr;
       for (const auto& s : kShorthands)

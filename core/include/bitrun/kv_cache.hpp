@@ -1,0 +1,35 @@
+// Per-sequence key/value cache: for every layer, one K row and one V row (n_head_kv * head_dim floats) per
+// position. Positions are written by the forward pass; truncate() forgets positions from n on (block diffusion
+// re-decodes a block by truncating to its start).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "bitrun/model.hpp"
+
+namespace bitrun {
+
+class KvCache {
+ public:
+  KvCache(const ModelHparams& hp, std::int64_t capacity);
+
+  std::int64_t capacity() const { return capacity_; }
+  std::int64_t row_size() const { return row_size_; }
+  // Positions [0, size()) hold valid K/V.
+  std::int64_t size() const { return size_; }
+  void truncate(std::int64_t n);
+  // Marks positions [0, n) valid after a forward wrote them.
+  void extend_to(std::int64_t n);
+
+  float* k(std::int64_t layer, std::int64_t pos) { return k_[static_cast<std::size_t>(layer)].data() + pos * row_size_; }
+  float* v(std::int64_t layer, std::int64_t pos) { return v_[static_cast<std::size_t>(layer)].data() + pos * row_size_; }
+  const float* k(std::int64_t layer) const { return k_[static_cast<std::size_t>(layer)].data(); }
+  const float* v(std::int64_t layer) const { return v_[static_cast<std::size_t>(layer)].data(); }
+
+ private:
+  std::int64_t capacity_, row_size_, size_ = 0;
+  std::vector<std::vector<float>> k_, v_;
+};
+
+}  // namespace bitrun

@@ -1,0 +1,230 @@
+// Model::load: reads hyper-parameters and tensors from a validated GGUF file, checks every shape against the
+// architecture, converts weights to what the graph computes with, and has the backend pack the ternary ones.
+#include <cmath>
+#include <string>
+
+#include "bitrun/error.hpp"
+#include "bitrun/ggml_types.hpp"
+#include "bitrun/gguf.hpp"
+#include "bitrun/log.hpp"
+#include "bitrun/model.hpp"
+#include "bitrun/tokenizer.hpp"
+
+namespace bitrun {
+namespace {
+
+class Loader {
+ public:
+  Loader(const GgufFile& file, const ArchitectureSpec& arch, const Backend& backend, ModelLoadOptions options)
+      : file_(file), arch_(arch), backend_(backend), options_(options) {}
+
+  [[noreturn]] void fail(const std::string& what) const {
+    throw FormatError(file_.path().string() + ": " + what);
+  }
+
+  std::int64_t key_int(const std::string& suffix, std::optional<std::int64_t> fallback = std::nullopt) const {
+    const std::string key = arch_.name + "." + suffix;
+    auto v = file_.opt_u64(key);
+    if (!v) {
+      if (fallback) return *fallback;
+      fail("missing key '" + key + "'");
+    }
+    if (*v == 0 || *v > (std::uint64_t{1} << 31)) fail("key '" + key + "' has implausible value " + std::to_string(*v));
+    return static_cast<std::int64_t>(*v);
+  }
+
+  float key_float(const std::string& suffix, float fallback) const {
+    auto v = file_.opt_f64(arch_.name + "." + suffix);
+    return v ? static_cast<float>(*v) : fallback;
+  }
+
+  const GgufTensorInfo& tensor(const std::string& name, std::vector<std::int64_t> expected_ne) const {
+    const GgufTensorInfo* t = file_.find_tensor(name);
+    if (!t) fail("missing tensor '" + name + "'");
+    // Trailing dimensions of size 1 are equivalent (a 1-D norm may be stored as [n, 1]).
+    std::vector<std::int64_t> ne = t->ne;
+    while (ne.size() > expected_ne.size() && ne.back() == 1) ne.pop_back();
+    if (ne != expected_ne) {
+      auto shape = [](const std::vector<std::int64_t>& v) {
+        std::string s = "[";
+        for (std::size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
+        return s + "]";
+      };
+      fail("tensor '" + name + "' has shape " + shape(t->ne) + ", expected " + shape(expected_ne));
+    }
+    return *t;
+  }
+
+  std::vector<float> floats(const GgufTensorInfo& t) const {
+    std::vector<float> out(static_cast<std::size_t>(t.n_elements()));
+    dequantize(t.type, file_.tensor_data(t), t.bytes, t.row_len(), t.n_rows(), out.data());
+    return out;
+  }
+
+  std::vector<float> vector(const std::string& name, std::int64_t n) const { return floats(tensor(name, {n})); }
+
+  // One scale per row from a ternary tensor's scales (per tensor, or per block with equal values in each row).
+  std::vector<float> row_scales(const TernaryTensor& tt, const std::string& name) const {
+    std::vector<float> rows(static_cast<std::size_t>(tt.n_rows), 0.0f);
+    const std::int64_t per_row = tt.row_len / std::max<std::int64_t>(1, std::min(tt.scale_block, tt.row_len));
+    if (tt.scale_block >= tt.row_len * tt.n_rows) {
+      std::fill(rows.begin(), rows.end(), tt.scales.at(0));
+      return rows;
+    }
+    if (tt.row_len % tt.scale_block != 0) fail("tensor '" + name + "': scale blocks do not tile its rows");
+    for (std::int64_t r = 0; r < tt.n_rows; ++r) {
+      bool have = false;
+      for (std::int64_t b = 0; b < per_row; ++b) {
+        const std::int8_t* codes = tt.codes.data() + r * tt.row_len + b * tt.scale_block;
+        bool all_zero = std::all_of(codes, codes + tt.scale_block, [](std::int8_t c) { return c == 0; });
+        if (all_zero) continue;   // the scale of an all-zero block never matters
+        float s = tt.scales[static_cast<std::size_t>(r * per_row + b)];
+        if (!have) {
+          rows[static_cast<std::size_t>(r)] = s;
+          have = true;
+        } else if (std::fabs(s - rows[static_cast<std::size_t>(r)]) > 1e-3f * std::fabs(s)) {
+          fail("tensor '" + name + "': block scales differ within row " + std::to_string(r) +
+               "; bitrun's ternary kernels need one scale per row (BitNet models use one per tensor)");
+        }
+      }
+    }
+    return rows;
+  }
+
+  Linear linear(const std::string& base, std::int64_t rows, std::int64_t cols) const {
+    const GgufTensorInfo& t = tensor(base + ".weight", {cols, rows});
+    Linear lin;
+    lin.rows = rows;
+    lin.cols = cols;
+    const bool ternary_type = type_traits(t.type).ternary;
+    if (ternary_type && !arch_.ternary_projections)
+      fail("tensor '" + t.name + "' is ternary but architecture '" + arch_.name + "' expects float weights");
+    if (ternary_type || (arch_.ternary_projections && options_.ternarize_float_weights)) {
+      TernaryTensor tt = ternary_type ? decode_ternary(t.type, file_.tensor_data(t), t.bytes, cols, rows)
+                                      : [&] {
+                                          std::vector<float> w = floats(t);
+                                          return ternarize(w.data(), cols, rows);
+                                        }();
+      std::vector<float> scales = row_scales(tt, t.name);
+      lin.ternary = backend_.pack_ternary(TernaryMatrixView{rows, cols, tt.codes.data(), scales.data()});
+    } else {
+      lin.dense = floats(t);
+    }
+    if (const GgufTensorInfo* scale = file_.find_tensor(base + ".scale")) {
+      if (scale->n_elements() != 1) fail("tensor '" + scale->name + "' must hold one value");
+      lin.output_scale = floats(*scale)[0];
+    }
+    const GgufTensorInfo* u = file_.find_tensor(base + ".lrc_U");
+    const GgufTensorInfo* v = file_.find_tensor(base + ".lrc_V");
+    if ((u == nullptr) != (v == nullptr)) fail("tensor '" + base + "' has only one of lrc_U / lrc_V");
+    if (u) {
+      const std::int64_t rank = u->ne.at(0);
+      tensor(u->name, {rank, rows});
+      tensor(v->name, {rank, cols});
+      lin.lrc_rank = rank;
+      lin.lrc_u = floats(*u);
+      lin.lrc_v = floats(*v);
+    }
+    return lin;
+  }
+
+ private:
+  const GgufFile& file_;
+  const ArchitectureSpec& arch_;
+  const Backend& backend_;
+  ModelLoadOptions options_;
+};
+
+}  // namespace
+
+Model::~Model() = default;
+
+std::unique_ptr<Model> Model::load(const std::filesystem::path& path, const Backend& backend,
+                                   ModelLoadOptions options) {
+  GgufFile file = GgufFile::open(path);
+  return load(file, backend, options);
+}
+
+std::unique_ptr<Model> Model::load(const GgufFile& file, const Backend& backend, ModelLoadOptions options) {
+  const std::string arch_name = file.opt_string("general.architecture").value_or("");
+  const ArchitectureSpec* arch = find_architecture(arch_name);
+  if (!arch) {
+    std::string known;
+    for (const auto& n : supported_architectures()) known += (known.empty() ? "" : ", ") + n;
+    throw FormatError(file.path().string() + ": unsupported architecture '" + arch_name + "' (supported: " + known +
+                      ")");
+  }
+  Loader L(file, *arch, backend, options);
+  std::unique_ptr<Model> m(new Model());
+  m->arch_ = arch;
+  m->backend_ = &backend;
+  m->name_ = file.opt_string("general.name").value_or(file.path().stem().string());
+
+  ModelHparams& hp = m->hparams_;
+  hp.architecture = arch_name;
+  hp.n_embd = L.key_int("embedding_length");
+  hp.n_layer = L.key_int("block_count");
+  hp.n_ff = L.key_int("feed_forward_length");
+  hp.n_head = L.key_int("attention.head_count");
+  hp.n_head_kv = L.key_int("attention.head_count_kv", hp.n_head);
+  hp.n_ctx_train = L.key_int("context_length", 2048);
+  if (hp.n_embd % hp.n_head != 0) L.fail("embedding_length is not a multiple of attention.head_count");
+  if (hp.n_head % hp.n_head_kv != 0) L.fail("attention.head_count is not a multiple of attention.head_count_kv");
+  hp.head_dim = hp.n_embd / hp.n_head;
+  hp.rope_dims = L.key_int("rope.dimension_count", hp.head_dim);
+  if (hp.rope_dims > hp.head_dim || hp.rope_dims % 2 != 0)
+    L.fail("rope.dimension_count " + std::to_string(hp.rope_dims) + " does not fit head size " +
+           std::to_string(hp.head_dim));
+  hp.rope_freq_base = L.key_float("rope.freq_base", 10000.0f);
+  hp.rms_eps = L.key_float("attention.layer_norm_rms_epsilon", 1e-5f);
+  if (!(hp.rms_eps > 0.0f) || !(hp.rope_freq_base > 0.0f)) L.fail("rms epsilon and rope base must be positive");
+
+  const GgufTensorInfo* embd = file.find_tensor("token_embd.weight");
+  if (!embd) L.fail("missing tensor 'token_embd.weight'");
+  hp.n_vocab = embd->ne.size() >= 2 ? embd->ne[1] : 0;
+  L.tensor("token_embd.weight", {hp.n_embd, hp.n_vocab});
+  m->token_embd_ = L.floats(*embd);
+
+  m->tokenizer_ = Tokenizer::create(vocab_from_gguf(file));
+  if (m->tokenizer_->vocab_size() > hp.n_vocab)
+    L.fail("tokenizer has " + std::to_string(m->tokenizer_->vocab_size()) + " tokens but the embedding only " +
+           std::to_string(hp.n_vocab));
+
+  const std::int64_t q_dim = hp.n_head * hp.head_dim, kv_dim = hp.n_head_kv * hp.head_dim;
+  m->layers_.resize(static_cast<std::size_t>(hp.n_layer));
+  for (std::int64_t i = 0; i < hp.n_layer; ++i) {
+    const std::string p = "blk." + std::to_string(i) + ".";
+    LayerWeights& lw = m->layers_[static_cast<std::size_t>(i)];
+    lw.attn_norm = L.vector(p + "attn_norm.weight", hp.n_embd);
+    lw.ffn_norm = L.vector(p + "ffn_norm.weight", hp.n_embd);
+    if (arch->sub_norms) {
+      lw.attn_sub_norm = L.vector(p + "attn_sub_norm.weight", q_dim);
+      lw.ffn_sub_norm = L.vector(p + "ffn_sub_norm.weight", hp.n_ff);
+    }
+    lw.wq = L.linear(p + "attn_q", q_dim, hp.n_embd);
+    lw.wk = L.linear(p + "attn_k", kv_dim, hp.n_embd);
+    lw.wv = L.linear(p + "attn_v", kv_dim, hp.n_embd);
+    lw.wo = L.linear(p + "attn_output", hp.n_embd, q_dim);
+    lw.w_gate = L.linear(p + "ffn_gate", hp.n_ff, hp.n_embd);
+    lw.w_up = L.linear(p + "ffn_up", hp.n_ff, hp.n_embd);
+    lw.w_down = L.linear(p + "ffn_down", hp.n_embd, hp.n_ff);
+  }
+  m->output_norm_ = L.vector("output_norm.weight", hp.n_embd);
+  if (const GgufTensorInfo* out = file.find_tensor("output.weight")) {
+    L.tensor("output.weight", {hp.n_embd, hp.n_vocab});
+    m->output_.rows = hp.n_vocab;
+    m->output_.cols = hp.n_embd;
+    m->output_.dense = L.floats(*out);
+  } else {
+    hp.tied_output = true;
+  }
+  if (auto mask = file.opt_u64("tokenizer.ggml.mask_token_id")) {
+    if (*mask >= static_cast<std::uint64_t>(hp.n_vocab)) L.fail("tokenizer.ggml.mask_token_id is out of range");
+    m->mask_token_ = static_cast<std::int32_t>(*mask);
+  }
+  logger("model")->info("loaded {} ({}): {} layers, embd {}, ffn {}, heads {}/{}, vocab {}", m->name_, arch_name,
+                        hp.n_layer, hp.n_embd, hp.n_ff, hp.n_head, hp.n_head_kv, hp.n_vocab);
+  return m;
+}
+
+}  // namespace bitrun

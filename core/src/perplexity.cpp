@@ -1,0 +1,58 @@
+#include "bitrun/perplexity.hpp"
+
+#include <cmath>
+#include <sstream>
+
+#include "bitrun/kv_cache.hpp"
+#include "bitrun/tokenizer.hpp"
+#include "bitrun/transformer.hpp"
+
+namespace bitrun {
+
+double PerplexityResult::perplexity() const { return std::exp(mean_nll()); }
+
+std::vector<std::string> nonempty_lines(const std::string& text, std::int64_t max_lines) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    const char* ws = " \t\r\n\f\v";
+    auto b = line.find_first_not_of(ws);
+    if (b == std::string::npos) continue;
+    lines.push_back(line.substr(b, line.find_last_not_of(ws) - b + 1));
+    if (max_lines > 0 && static_cast<std::int64_t>(lines.size()) == max_lines) break;
+  }
+  return lines;
+}
+
+PerplexityResult score_lines(Transformer& transformer, const std::vector<std::string>& lines, std::int64_t max_tokens) {
+  const Model& model = transformer.model();
+  const std::int64_t n_vocab = model.hparams().n_vocab;
+  PerplexityResult result;
+  std::vector<float> logits;
+  for (const auto& line : lines) {
+    std::vector<std::int32_t> ids = model.tokenizer().encode(line, /*add_bos=*/true, /*parse_special=*/false);
+    if (static_cast<std::int64_t>(ids.size()) > max_tokens) ids.resize(static_cast<std::size_t>(max_tokens));
+    if (ids.size() < 2) continue;
+    KvCache cache(model.hparams(), static_cast<std::int64_t>(ids.size()));
+    std::vector<ForwardRow> rows(ids.size());
+    std::vector<std::int32_t> wanted(ids.size() - 1);
+    for (std::size_t i = 0; i < ids.size(); ++i)
+      rows[i] = ForwardRow{ids[i], static_cast<std::int32_t>(i), static_cast<std::int32_t>(i + 1), &cache};
+    for (std::size_t i = 0; i + 1 < ids.size(); ++i) wanted[i] = static_cast<std::int32_t>(i);
+    logits.resize(wanted.size() * static_cast<std::size_t>(n_vocab));
+    transformer.forward(rows, wanted, logits.data());
+    for (std::size_t i = 0; i < wanted.size(); ++i) {
+      const float* row = logits.data() + i * static_cast<std::size_t>(n_vocab);
+      double max_logit = row[0];
+      for (std::int64_t v = 1; v < n_vocab; ++v) max_logit = std::max(max_logit, static_cast<double>(row[v]));
+      double sum = 0.0;
+      for (std::int64_t v = 0; v < n_vocab; ++v) sum += std::exp(static_cast<double>(row[v]) - max_logit);
+      result.total_nll += std::log(sum) + max_logit - row[ids[i + 1]];
+    }
+    result.tokens += static_cast<std::int64_t>(wanted.size());
+    ++result.lines;
+  }
+  return result;
+}
+
+}  // namespace bitrun

@@ -1,0 +1,254 @@
+// The model loader and the reference forward pass against ground truth from other implementations:
+// stories260K's golden greedy text (llama2.c), its perplexity (a float64 reference), and the fixtures that
+// bitnet.cpp and llama.cpp wrote with the logits they computed. Needs ../shared; skips without it.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "bitrun/convert.hpp"
+#include "bitrun/error.hpp"
+#include "bitrun/gguf.hpp"
+#include "bitrun/kv_cache.hpp"
+#include "bitrun/model.hpp"
+#include "bitrun/perplexity.hpp"
+#include "bitrun/sampler.hpp"
+#include "bitrun/tokenizer.hpp"
+#include "bitrun/transformer.hpp"
+#include "test_support.hpp"
+
+namespace bitrun {
+namespace {
+
+namespace fs = std::filesystem;
+
+fs::path shared_dir() {
+  if (const char* env = std::getenv("BITRUN_SHARED_DIR")) return env;
+  return fs::path(BITRUN_SOURCE_DIR) / ".." / "shared";
+}
+
+#define REQUIRE_SHARED(rel)                                                                          \
+  const fs::path shared_file = shared_dir() / (rel);                                                 \
+  if (!fs::exists(shared_file)) GTEST_SKIP() << shared_file << " not found (set BITRUN_SHARED_DIR)";
+
+std::string read_text(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::vector<std::int32_t> parse_ids(const std::string& text) {
+  std::vector<std::int32_t> ids;
+  std::string cleaned;
+  for (char c : text) cleaned += (c == '[' || c == ']' || c == ',') ? ' ' : c;
+  std::istringstream in(cleaned);
+  for (long v; in >> v;) ids.push_back(static_cast<std::int32_t>(v));
+  return ids;
+}
+
+// Greedy continuation of `prompt`: one causal prefill, then one token per forward with the KV cache.
+std::vector<std::int32_t> greedy(const Model& model, const std::vector<std::int32_t>& prompt, int steps) {
+  KvCache cache(model.hparams(), static_cast<std::int64_t>(prompt.size()) + steps);
+  Transformer tf(model);
+  std::vector<ForwardRow> rows;
+  for (std::size_t i = 0; i < prompt.size(); ++i)
+    rows.push_back({prompt[i], static_cast<std::int32_t>(i), static_cast<std::int32_t>(i + 1), &cache});
+  std::vector<float> logits(static_cast<std::size_t>(model.hparams().n_vocab));
+  std::int32_t last = static_cast<std::int32_t>(rows.size() - 1);
+  tf.forward(rows, std::span<const std::int32_t>(&last, 1), logits.data());
+  std::vector<std::int32_t> out;
+  for (int s = 0; s < steps; ++s) {
+    const std::int32_t next = argmax(logits);
+    out.push_back(next);
+    const auto pos = static_cast<std::int32_t>(prompt.size() + out.size() - 1);
+    ForwardRow row{next, pos, pos + 1, &cache};
+    const std::int32_t zero = 0;
+    if (s + 1 < steps) tf.forward(std::span<const ForwardRow>(&row, 1), std::span<const std::int32_t>(&zero, 1), logits.data());
+  }
+  return out;
+}
+
+TEST(Stories260K, GreedyFromBosMatchesLlama2c) {
+  REQUIRE_SHARED("models/stories260K.greedy.txt");
+  const std::string golden = read_text(shared_file);
+  const auto tokens_at = golden.find("TOKENS");
+  ASSERT_NE(tokens_at, std::string::npos);
+  const std::vector<std::int32_t> expected = parse_ids(golden.substr(tokens_at + 6));
+  ASSERT_EQ(expected.size(), 256u);
+
+  auto backend = make_reference_backend({});
+  auto model = Model::load(shared_dir() / "models/stories260K.gguf", *backend);
+  EXPECT_EQ(model->hparams().n_layer, 5);
+  EXPECT_EQ(model->hparams().n_head_kv, 4);
+  const std::vector<std::int32_t> got = greedy(*model, {model->tokenizer().vocab().bos}, 256);
+  EXPECT_EQ(got, expected);
+  // The text decodes to the golden text's start.
+  const std::string text = model->tokenizer().decode(got);
+  EXPECT_EQ(text.substr(0, 60), golden.substr(0, 60));
+}
+
+TEST(Stories260K, PerplexityWithinHalfAPercentOfFloat64Reference) {
+  REQUIRE_SHARED("text/tinystories-valid.txt");
+  auto backend = make_reference_backend({});
+  auto model = Model::load(shared_dir() / "models/stories260K.gguf", *backend);
+  Transformer tf(*model);
+  const PerplexityResult r = score_lines(tf, nonempty_lines(read_text(shared_file), 40), 512);
+  EXPECT_EQ(r.lines, 40);
+  EXPECT_EQ(r.tokens, 4059);
+  EXPECT_NEAR(r.mean_nll(), 1.35651, 1.35651 * 0.005);
+  EXPECT_NEAR(r.perplexity(), 3.8826, 3.8826 * 0.01);
+}
+
+struct Fixture {
+  std::string name;
+  bool dense_float;   // F16 sources: the engines ran them as float matrices, so do we
+};
+
+void PrintTo(const Fixture& f, std::ostream* os) { *os << f.name; }
+
+class FixtureTest : public ::testing::TestWithParam<Fixture> {};
+
+// Per-position cosine and top-1 agreement against the recorded logits, and the recorded greedy continuation,
+// at the bar the fixture README sets for an independent engine (cosine >= 0.999, top-1 >= 44 of 48).
+TEST_P(FixtureTest, LogitsAgreeWithTheEngineThatWroteIt) {
+  const Fixture fx = GetParam();
+  REQUIRE_SHARED("fixtures/" + fx.name + ".gguf");
+  const std::string ids_text = read_text(shared_dir() / "fixtures" / (fx.name + ".ids.txt"));
+  const auto greedy_at = ids_text.find("greedy");
+  const std::vector<std::int32_t> input = parse_ids(ids_text.substr(5, greedy_at - 5));
+  const std::vector<std::int32_t> expected_greedy = parse_ids(ids_text.substr(greedy_at + 6));
+  ASSERT_EQ(input.size(), 48u);
+  const std::string raw = read_text(shared_dir() / "fixtures" / (fx.name + ".logits.f32"));
+  ASSERT_EQ(raw.size(), 48u * 1024u * 4u);
+  std::vector<float> expected(48 * 1024);
+  std::memcpy(expected.data(), raw.data(), raw.size());
+
+  auto backend = make_reference_backend({});
+  ModelLoadOptions options;
+  options.ternarize_float_weights = !fx.dense_float;
+  auto model = Model::load(shared_file, *backend, options);
+  ASSERT_EQ(model->hparams().n_vocab, 1024);
+
+  KvCache cache(model->hparams(), 64);
+  Transformer tf(*model);
+  std::vector<ForwardRow> rows;
+  std::vector<std::int32_t> all;
+  for (std::int32_t i = 0; i < 48; ++i) {
+    rows.push_back({input[static_cast<std::size_t>(i)], i, i + 1, &cache});
+    all.push_back(i);
+  }
+  std::vector<float> logits(48 * 1024);
+  tf.forward(rows, all, logits.data());
+
+  double min_cos = 1.0;
+  int agree = 0;
+  for (int r = 0; r < 48; ++r) {
+    const std::span<const float> a(logits.data() + r * 1024, 1024), b(expected.data() + r * 1024, 1024);
+    double dot = 0, na = 0, nb = 0;
+    for (int v = 0; v < 1024; ++v) {
+      dot += static_cast<double>(a[v]) * b[v];
+      na += static_cast<double>(a[v]) * a[v];
+      nb += static_cast<double>(b[v]) * b[v];
+    }
+    min_cos = std::min(min_cos, dot / std::sqrt(na * nb));
+    agree += argmax(a) == argmax(b);
+  }
+  RecordProperty("min_cosine", std::to_string(min_cos));
+  std::cout << fx.name << ": min cosine " << min_cos << ", top-1 agreement " << agree << "/48\n";
+  EXPECT_GE(min_cos, 0.999);
+  EXPECT_GE(agree, 44);
+  EXPECT_EQ(greedy(*model, input, 16), expected_greedy);
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, FixtureTest,
+                         ::testing::Values(Fixture{"tiny-b158-f16", true}, Fixture{"tiny-b158-i2_s", false},
+                                           Fixture{"tiny-bitnet-f16", true}, Fixture{"tiny-bitnet-tq2_0", false},
+                                           Fixture{"tiny-bitnet-tq1_0", false}),
+                         [](const auto& info) {
+                           std::string n = info.param.name;
+                           for (char& c : n)
+                             if (c == '-' || c == '.') c = '_';
+                           return n;
+                         });
+
+// F16 source -> each ternary type with `convert`, read back: the same ternary weights (codes and one scale per
+// row) as ternarizing the F16 source at load, so the same logits bit for bit.
+TEST(Convert, EveryTernaryTypeRoundTripsTheWeights) {
+  REQUIRE_SHARED("fixtures/tiny-bitnet-f16.gguf");
+  auto backend = make_reference_backend({});
+  auto source = Model::load(shared_file, *backend);
+  std::vector<ForwardRow> rows;
+  KvCache cache_src(source->hparams(), 8);
+  const std::vector<std::int32_t> ids{1, 50, 300, 7, 999};
+  std::vector<std::int32_t> all;
+  for (std::int32_t i = 0; i < 5; ++i) {
+    rows.push_back({ids[static_cast<std::size_t>(i)], i, i + 1, &cache_src});
+    all.push_back(i);
+  }
+  std::vector<float> want(5 * 1024);
+  Transformer(*source).forward(rows, all, want.data());
+
+  for (GgmlType type : {GgmlType::I2_S, GgmlType::TQ2_0, GgmlType::TQ1_0}) {
+    const fs::path out = fs::temp_directory_path() / ("bitrun-convert-" + std::to_string(::getpid()) + ".gguf");
+    ConvertOptions opt;
+    opt.weight_type = type;
+    convert_model(GgufFile::open(shared_file), out, opt);
+    GgufFile converted = GgufFile::open(out);
+    EXPECT_EQ(converted.find_tensor("blk.0.attn_q.weight")->type, type);
+    EXPECT_EQ(converted.find_tensor("token_embd.weight")->type, GgmlType::F16);   // non-projections kept
+    auto model = Model::load(converted, *backend);
+    KvCache cache(model->hparams(), 8);
+    for (auto& r : rows) r.cache = &cache;
+    std::vector<float> got(5 * 1024);
+    Transformer(*model).forward(rows, all, got.data());
+    EXPECT_EQ(got, want) << type_traits(type).name;
+    for (auto& r : rows) r.cache = &cache_src;
+    fs::remove(out);
+  }
+}
+
+TEST(Convert, RefusesTernaryForAFloatArchitecture) {
+  REQUIRE_SHARED("models/stories260K.gguf");
+  ConvertOptions opt;
+  opt.weight_type = GgmlType::TQ2_0;
+  const std::string msg = test::error_message<Error>(
+      [&] { convert_model(GgufFile::open(shared_file), fs::temp_directory_path() / "never.gguf", opt); });
+  EXPECT_NE(msg.find("llama"), std::string::npos) << msg;
+}
+
+TEST(ModelLoad, ErrorsNameTheProblem) {
+  REQUIRE_SHARED("fixtures/tiny-bitnet-f16.gguf");
+  GgufFile src = GgufFile::open(shared_file);
+  auto backend = make_reference_backend({});
+  const fs::path out = fs::temp_directory_path() / ("bitrun-bad-model-" + std::to_string(::getpid()) + ".gguf");
+
+  // Rewrites the fixture with one change and returns the load error.
+  auto load_error = [&](const std::string& drop_tensor, const std::string& key, const GgufValue* value) {
+    GgufWriter w;
+    for (const auto& [k, v] : src.metadata()) w.set(k, v);
+    if (!key.empty()) w.set(key, *value);
+    for (const auto& t : src.tensors())
+      if (t.name != drop_tensor)
+        w.add_tensor(t.name, t.ne, t.type, std::vector<std::uint8_t>(src.tensor_data(t), src.tensor_data(t) + t.bytes));
+    w.write(out);
+    return test::error_message<Error>([&] { Model::load(out, *backend); });
+  };
+  EXPECT_NE(load_error("blk.1.ffn_up.weight", "", nullptr).find("missing tensor 'blk.1.ffn_up.weight'"),
+            std::string::npos);
+  const GgufValue arch = GgufValue::string("mamba");
+  EXPECT_NE(load_error("", "general.architecture", &arch).find("unsupported architecture 'mamba'"), std::string::npos);
+  const GgufValue heads = GgufValue::u32(3);
+  EXPECT_NE(load_error("", "bitnet.attention.head_count", &heads).find("head_count"), std::string::npos);
+  const GgufValue bad_type = GgufValue::string("x");
+  EXPECT_NE(load_error("", "bitnet.block_count", &bad_type).find("'bitnet.block_count' is a string"),
+            std::string::npos);
+  fs::remove(out);
+}
+
+}  // namespace
+}  // namespace bitrun
