@@ -43,19 +43,25 @@ class KernelConformance : public ::testing::TestWithParam<std::string> {
 const std::int64_t kCols[] = {1, 7, 31, 32, 33, 64, 100, 127, 128, 129, 255, 256, 257, 383, 512, 1000, 2560, 6912};
 const std::int64_t kTokens[] = {1, 2, 3, 4, 5, 8, 9};
 
+// Activation scale groups: per row (bitnet.cpp), per 256 and per 512 elements (llama.cpp's TQ arithmetic).
+const std::int64_t kScaleBlocks[] = {0, 256, 512};
+
 TEST_P(KernelConformance, QuantizeActivationsIsBitExact) {
   for (std::int64_t cols : kCols) {
     for (std::int64_t rows : {1, 3}) {
       const std::int64_t stride = cols + 3;   // rows not contiguous: the kernel must honour x_stride
       auto x = random_floats(static_cast<std::size_t>(rows * stride), 2.0f);
       x[0] = 0.5f * 127.0f / 127.0f;            // exercise exact halves after scaling now and then
+      for (std::int64_t block : kScaleBlocks) {
       QuantizedActivations got, want;
-      backend_->quantize_activations(x.data(), rows, cols, stride, got);
-      reference_->quantize_activations(x.data(), rows, cols, stride, want);
+      backend_->quantize_activations(x.data(), rows, cols, stride, got, block);
+      reference_->quantize_activations(x.data(), rows, cols, stride, want, block);
       ASSERT_EQ(got.stride, want.stride);
       ASSERT_EQ(got.q, want.q) << "cols " << cols;
       ASSERT_EQ(got.sum, want.sum) << "cols " << cols;
       ASSERT_EQ(got.scale, want.scale) << "cols " << cols;
+      ASSERT_EQ(got.scale.size(), static_cast<std::size_t>(rows * (block ? (cols + block - 1) / block : 1)));
+      }
     }
   }
   // An all-zero row must not divide by zero.
@@ -76,15 +82,17 @@ TEST_P(KernelConformance, TernaryMatmulMatchesReferenceExactly) {
       auto packed_ref = reference_->pack_ternary(w);
       for (std::int64_t tokens : kTokens) {
         auto x = random_floats(static_cast<std::size_t>(tokens * cols), 1.0f);
+        for (std::int64_t block : kScaleBlocks) {
         QuantizedActivations q;
-        reference_->quantize_activations(x.data(), tokens, cols, cols, q);
+        reference_->quantize_activations(x.data(), tokens, cols, cols, q, block);
         const std::int64_t y_stride = rows + 5;
         std::vector<float> got(static_cast<std::size_t>(tokens * y_stride), -1.0f), want = got;
         backend_->ternary_matmul(*packed, q, got.data(), y_stride);
         reference_->ternary_matmul(*packed_ref, q, want.data(), y_stride);
         // Integer dot products and the same float operations in the same order: results are identical, and
         // the padding between rows of y is untouched.
-        ASSERT_EQ(got, want) << "rows " << rows << " cols " << cols << " tokens " << tokens;
+        ASSERT_EQ(got, want) << "rows " << rows << " cols " << cols << " tokens " << tokens << " block " << block;
+        }
       }
     }
   }

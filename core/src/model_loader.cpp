@@ -107,6 +107,9 @@ class Loader {
                                         }();
       std::vector<float> scales = row_scales(tt, t.name);
       lin.ternary = backend_.pack_ternary(TernaryMatrixView{rows, cols, tt.codes.data(), scales.data()});
+      // llama.cpp, which defines TQ1_0/TQ2_0, quantizes activations per 256-block for them; bitnet.cpp (I2_S)
+      // and BitNet training quantize per token. Each file computes the function its engine defines.
+      if (t.type == GgmlType::TQ1_0 || t.type == GgmlType::TQ2_0) lin.activation_block = 256;
     } else {
       lin.dense = floats(t);
     }

@@ -24,13 +24,17 @@ class ReferencePacked final : public PackedTernary {
 
 }  // namespace
 
-void QuantizedActivations::resize(std::int64_t n_rows, std::int64_t n_cols) {
+void QuantizedActivations::resize(std::int64_t n_rows, std::int64_t n_cols, std::int64_t scale_block) {
+  if (scale_block < 0 || scale_block % kActivationAlign != 0)
+    throw Error("activation scale block " + std::to_string(scale_block) + " is not a multiple of " +
+                std::to_string(kActivationAlign));
   rows = n_rows;
   cols = n_cols;
+  block = scale_block;
   stride = (n_cols + kActivationAlign - 1) / kActivationAlign * kActivationAlign;
   q.assign(static_cast<std::size_t>(rows * stride), 0);
-  scale.assign(static_cast<std::size_t>(rows), 0.0f);
-  sum.assign(static_cast<std::size_t>(rows), 0);
+  scale.assign(static_cast<std::size_t>(rows * groups()), 0.0f);
+  sum.assign(static_cast<std::size_t>(rows * groups()), 0);
 }
 
 Backend::Backend(std::string name, BackendOptions options) : name_(std::move(name)), options_(std::move(options)) {
@@ -38,25 +42,30 @@ Backend::Backend(std::string name, BackendOptions options) : name_(std::move(nam
 }
 
 void Backend::quantize_activations(const float* x, std::int64_t rows, std::int64_t cols, std::int64_t x_stride,
-                                   QuantizedActivations& out) const {
-  out.resize(rows, cols);
-  for (std::int64_t r = 0; r < rows; ++r) {
-    const float* xr = x + r * x_stride;
-    float absmax = 0.0f;
-    for (std::int64_t k = 0; k < cols; ++k) absmax = std::max(absmax, std::fabs(xr[k]));
-    absmax = std::max(absmax, 1e-5f);   // an all-zero row quantizes to zeros instead of dividing by zero
-    const float inv = 127.0f / absmax;
-    std::int8_t* qr = out.q.data() + r * out.stride;
-    std::int32_t sum = 0;
-    for (std::int64_t k = 0; k < cols; ++k) {
-      float v = std::nearbyint(xr[k] * inv);   // round half to even, like the SIMD conversions
-      v = std::clamp(v, -127.0f, 127.0f);
-      qr[k] = static_cast<std::int8_t>(v);
-      sum += qr[k];
+                                   QuantizedActivations& out, std::int64_t block) const {
+  out.resize(rows, cols, block);
+  const std::int64_t group_len = block ? block : cols, groups = out.groups();
+  for (std::int64_t r = 0; r < rows; ++r)
+    for (std::int64_t g = 0; g < groups; ++g) {
+      const std::int64_t begin = g * group_len;
+      const auto i = static_cast<std::size_t>(r * groups + g);
+      quantize_group(x + r * x_stride + begin, std::min(cols - begin, group_len), out.q.data() + r * out.stride + begin,
+                     out.scale[i], out.sum[i]);
     }
-    out.scale[r] = absmax / 127.0f;
-    out.sum[r] = sum;
+}
+
+void Backend::quantize_group(const float* x, std::int64_t n, std::int8_t* q, float& scale, std::int32_t& sum) const {
+  float absmax = 0.0f;
+  for (std::int64_t k = 0; k < n; ++k) absmax = std::max(absmax, std::fabs(x[k]));
+  absmax = std::max(absmax, 1e-5f);   // an all-zero group quantizes to zeros instead of dividing by zero
+  const float inv = 127.0f / absmax;
+  sum = 0;
+  for (std::int64_t k = 0; k < n; ++k) {
+    const float v = std::clamp(std::nearbyint(x[k] * inv), -127.0f, 127.0f);   // half to even, like SIMD
+    q[k] = static_cast<std::int8_t>(v);
+    sum += q[k];
   }
+  scale = absmax / 127.0f;
 }
 
 std::unique_ptr<PackedTernary> Backend::pack_ternary(const TernaryMatrixView& w) const {
@@ -70,13 +79,20 @@ void Backend::ternary_matmul(const PackedTernary& w, const QuantizedActivations&
   const auto* packed = dynamic_cast<const ReferencePacked*>(&w);
   if (!packed) throw Error("ternary_matmul: matrix was packed by another backend");
   if (x.cols != w.cols()) throw Error("ternary_matmul: activation width does not match the matrix");
+  const std::int64_t groups = x.groups(), group_len = x.block ? x.block : w.cols();
   for (std::int64_t t = 0; t < x.rows; ++t) {
     const std::int8_t* q = x.row(t);
     for (std::int64_t m = 0; m < w.rows(); ++m) {
       const std::int8_t* c = packed->codes.data() + m * w.cols();
-      std::int32_t dot = 0;
-      for (std::int64_t k = 0; k < w.cols(); ++k) dot += c[k] * q[k];
-      y[t * y_stride + m] = static_cast<float>(dot) * x.scale[t] * packed->row_scale[m];
+      // Exact integer dot per scale group, then the float operations every backend performs in this order.
+      float acc = 0.0f;
+      for (std::int64_t g = 0; g < groups; ++g) {
+        std::int32_t dot = 0;
+        for (std::int64_t k = g * group_len; k < std::min(w.cols(), (g + 1) * group_len); ++k) dot += c[k] * q[k];
+        const float part = static_cast<float>(dot) * x.scale[static_cast<std::size_t>(t * groups + g)];
+        acc = g == 0 ? part : acc + part;
+      }
+      y[t * y_stride + m] = acc * packed->row_scale[m];
     }
   }
 }

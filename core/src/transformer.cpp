@@ -14,7 +14,8 @@ void Transformer::project(const Linear& lin, const float* x, std::int64_t n, Qua
                           float* y) {
   const Backend& be = model_.backend();
   if (lin.ternary) {
-    if (quantized->rows != n || quantized->cols != lin.cols) be.quantize_activations(x, n, lin.cols, lin.cols, *quantized);
+    if (quantized->rows != n || quantized->cols != lin.cols || quantized->block != lin.activation_block)
+      be.quantize_activations(x, n, lin.cols, lin.cols, *quantized, lin.activation_block);
     be.ternary_matmul(*lin.ternary, *quantized, y, lin.rows);
   } else {
     be.matmul_f32(lin.dense.data(), lin.rows, lin.cols, x, n, y, lin.rows);

@@ -61,50 +61,50 @@ inline void row_dots(const std::uint8_t* w, std::int64_t blocks, const std::int8
   for (int j = 0; j < NT; ++j) out[j] = hsum_epi32(acc[j]);
 }
 
+// Quantizes n floats with one absmax scale (the reference's arithmetic, bit for bit).
+void quantize_span(const float* x, std::int64_t n, std::int8_t* q, float& scale, std::int32_t& sum_out) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  __m256 vmax = _mm256_setzero_ps();
+  std::int64_t k = 0;
+  for (; k + 8 <= n; k += 8) vmax = _mm256_max_ps(vmax, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + k)));
+  __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
+  m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+  m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+  float absmax = _mm_cvtss_f32(m4);
+  for (; k < n; ++k) absmax = std::max(absmax, std::fabs(x[k]));
+  absmax = std::max(absmax, 1e-5f);
+  const float inv = 127.0f / absmax;
+  const __m256 vinv = _mm256_set1_ps(inv);
+  __m256i vsum = _mm256_setzero_si256();
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  k = 0;
+  for (; k + 32 <= n; k += 32) {
+    // cvtps rounds half to even, as the reference's nearbyint does.
+    __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + k), vinv));
+    __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + k + 8), vinv));
+    __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + k + 16), vinv));
+    __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + k + 24), vinv));
+    vsum = _mm256_add_epi32(vsum, _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3)));
+    __m256i packed = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + k), _mm256_permutevar8x32_epi32(packed, order));
+  }
+  std::int32_t sum = hsum_epi32(vsum);
+  for (; k < n; ++k) {
+    float v = std::clamp(std::nearbyint(x[k] * inv), -127.0f, 127.0f);
+    q[k] = static_cast<std::int8_t>(v);
+    sum += q[k];
+  }
+  scale = absmax / 127.0f;
+  sum_out = sum;
+}
+
 class Avx2Backend final : public Backend {
  public:
   explicit Avx2Backend(const BackendOptions& options) : Backend("avx2", options) {}
 
-  void quantize_activations(const float* x, std::int64_t rows, std::int64_t cols, std::int64_t x_stride,
-                            QuantizedActivations& out) const override {
-    out.resize(rows, cols);
-    const __m256 sign = _mm256_set1_ps(-0.0f);
-    for (std::int64_t r = 0; r < rows; ++r) {
-      const float* xr = x + r * x_stride;
-      __m256 vmax = _mm256_setzero_ps();
-      std::int64_t k = 0;
-      for (; k + 8 <= cols; k += 8) vmax = _mm256_max_ps(vmax, _mm256_andnot_ps(sign, _mm256_loadu_ps(xr + k)));
-      __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
-      m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-      m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-      float absmax = _mm_cvtss_f32(m4);
-      for (; k < cols; ++k) absmax = std::max(absmax, std::fabs(xr[k]));
-      absmax = std::max(absmax, 1e-5f);
-      const float inv = 127.0f / absmax;
-      const __m256 vinv = _mm256_set1_ps(inv);
-      std::int8_t* qr = out.q.data() + r * out.stride;
-      __m256i vsum = _mm256_setzero_si256();
-      const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-      k = 0;
-      for (; k + 32 <= cols; k += 32) {
-        // cvtps rounds half to even, as the reference's nearbyint does.
-        __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xr + k), vinv));
-        __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xr + k + 8), vinv));
-        __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xr + k + 16), vinv));
-        __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xr + k + 24), vinv));
-        vsum = _mm256_add_epi32(vsum, _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3)));
-        __m256i packed = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(qr + k), _mm256_permutevar8x32_epi32(packed, order));
-      }
-      std::int32_t sum = hsum_epi32(vsum);
-      for (; k < cols; ++k) {
-        float v = std::clamp(std::nearbyint(xr[k] * inv), -127.0f, 127.0f);
-        qr[k] = static_cast<std::int8_t>(v);
-        sum += qr[k];
-      }
-      out.scale[r] = absmax / 127.0f;
-      out.sum[r] = sum;
-    }
+  void quantize_group(const float* x, std::int64_t n, std::int8_t* q, float& scale,
+                      std::int32_t& sum) const override {
+    quantize_span(x, n, q, scale, sum);
   }
 
   std::unique_ptr<PackedTernary> pack_ternary(const TernaryMatrixView& w) const override {
@@ -131,19 +131,9 @@ class Avx2Backend final : public Backend {
       const std::uint8_t* row = p->data.data() + m * p->row_bytes;
       const float rs = p->row_scale[m];
       std::int64_t t = 0;
-      const std::int8_t* q[kTokenTile];
-      std::int32_t dots[kTokenTile];
-      for (; t + kTokenTile <= n; t += kTokenTile) {
-        for (int j = 0; j < kTokenTile; ++j) q[j] = x.row(t + j);
-        row_dots<kTokenTile>(row, blocks, q, dots);
-        for (int j = 0; j < kTokenTile; ++j)
-          y[(t + j) * y_stride + m] = static_cast<float>(dots[j] - x.sum[t + j]) * x.scale[t + j] * rs;
-      }
-      for (; t < n; ++t) {
-        q[0] = x.row(t);
-        row_dots<1>(row, blocks, q, dots);
-        y[t * y_stride + m] = static_cast<float>(dots[0] - x.sum[t]) * x.scale[t] * rs;
-      }
+      for (; t + kTokenTile <= n; t += kTokenTile)
+        ternary_row_tile<kTokenTile, row_dots<kTokenTile>, kBlockWeights, kGroupBytes>(row, blocks, x, t, rs, y, y_stride, m);
+      for (; t < n; ++t) ternary_row_tile<1, row_dots<1>, kBlockWeights, kGroupBytes>(row, blocks, x, t, rs, y, y_stride, m);
     }
   }
 

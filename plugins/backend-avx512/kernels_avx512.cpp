@@ -44,38 +44,34 @@ inline void row_dots(const std::uint8_t* w, std::int64_t blocks, const std::int8
   for (int j = 0; j < NT; ++j) out[j] = _mm512_reduce_add_epi32(acc[j]);
 }
 
+// Quantizes n floats with one absmax scale (the reference's arithmetic, bit for bit).
+void quantize_span(const float* x, std::int64_t n, std::int8_t* q, float& scale, std::int32_t& sum_out) {
+  auto lanes_at = [n](std::int64_t k) {
+    return n - k >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (n - k)) - 1);
+  };
+  __m512 vmax = _mm512_setzero_ps();
+  for (std::int64_t k = 0; k < n; k += 16) vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_maskz_loadu_ps(lanes_at(k), x + k)));
+  const float absmax = std::max(_mm512_reduce_max_ps(vmax), 1e-5f);
+  const __m512 vinv = _mm512_set1_ps(127.0f / absmax);
+  __m512i vsum = _mm512_setzero_si512();
+  for (std::int64_t k = 0; k < n; k += 16) {
+    // cvtps rounds half to even, as the reference's nearbyint does; masked-off lanes load 0.
+    const __mmask16 lanes = lanes_at(k);
+    const __m512i i = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(lanes, x + k), vinv));
+    vsum = _mm512_add_epi32(vsum, i);
+    _mm_mask_storeu_epi8(q + k, lanes, _mm512_cvtsepi32_epi8(i));
+  }
+  scale = absmax / 127.0f;
+  sum_out = _mm512_reduce_add_epi32(vsum);
+}
+
 class Avx512Backend final : public Backend {
  public:
   explicit Avx512Backend(const BackendOptions& options) : Backend("avx512", options) {}
 
-  void quantize_activations(const float* x, std::int64_t rows, std::int64_t cols, std::int64_t x_stride,
-                            QuantizedActivations& out) const override {
-    out.resize(rows, cols);
-    for (std::int64_t r = 0; r < rows; ++r) {
-      const float* xr = x + r * x_stride;
-      __m512 vmax = _mm512_setzero_ps();
-      std::int64_t k = 0;
-      for (; k + 16 <= cols; k += 16) vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_loadu_ps(xr + k)));
-      if (k < cols) {
-        const __mmask16 tail = static_cast<__mmask16>((1u << (cols - k)) - 1);
-        vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_maskz_loadu_ps(tail, xr + k)));
-      }
-      const float absmax = std::max(_mm512_reduce_max_ps(vmax), 1e-5f);
-      const float inv = 127.0f / absmax;
-      const __m512 vinv = _mm512_set1_ps(inv);
-      std::int8_t* qr = out.q.data() + r * out.stride;
-      __m512i vsum = _mm512_setzero_si512();
-      for (k = 0; k < cols; k += 16) {
-        const __mmask16 lanes =
-            cols - k >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (cols - k)) - 1);
-        // cvtps rounds half to even, as the reference's nearbyint does; masked-off lanes load 0.
-        const __m512i i = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(lanes, xr + k), vinv));
-        vsum = _mm512_add_epi32(vsum, i);
-        _mm_mask_storeu_epi8(qr + k, lanes, _mm512_cvtsepi32_epi8(i));
-      }
-      out.scale[r] = absmax / 127.0f;
-      out.sum[r] = _mm512_reduce_add_epi32(vsum);
-    }
+  void quantize_group(const float* x, std::int64_t n, std::int8_t* q, float& scale,
+                      std::int32_t& sum) const override {
+    quantize_span(x, n, q, scale, sum);
   }
 
   std::unique_ptr<PackedTernary> pack_ternary(const TernaryMatrixView& w) const override {
@@ -101,20 +97,10 @@ class Avx512Backend final : public Backend {
     for (std::int64_t m = 0; m < w.rows(); ++m) {
       const std::uint8_t* row = p->data.data() + m * p->row_bytes;
       const float rs = p->row_scale[m];
-      const std::int8_t* q[kTokenTile];
-      std::int32_t dots[kTokenTile];
       std::int64_t t = 0;
-      for (; t + kTokenTile <= n; t += kTokenTile) {
-        for (int j = 0; j < kTokenTile; ++j) q[j] = x.row(t + j);
-        row_dots<kTokenTile>(row, blocks, q, dots);
-        for (int j = 0; j < kTokenTile; ++j)
-          y[(t + j) * y_stride + m] = static_cast<float>(dots[j] - x.sum[t + j]) * x.scale[t + j] * rs;
-      }
-      for (; t < n; ++t) {
-        q[0] = x.row(t);
-        row_dots<1>(row, blocks, q, dots);
-        y[t * y_stride + m] = static_cast<float>(dots[0] - x.sum[t]) * x.scale[t] * rs;
-      }
+      for (; t + kTokenTile <= n; t += kTokenTile)
+        ternary_row_tile<kTokenTile, row_dots<kTokenTile>, kBlockWeights, kGroupBytes>(row, blocks, x, t, rs, y, y_stride, m);
+      for (; t < n; ++t) ternary_row_tile<1, row_dots<1>, kBlockWeights, kGroupBytes>(row, blocks, x, t, rs, y, y_stride, m);
     }
   }
 

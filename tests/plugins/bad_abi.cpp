@@ -7,7 +7,7 @@
 #include "bitrun/plugin_abi.hpp"
 
 namespace {
-std::uint32_t wrong_abi_version() { return bitrun::kPluginAbiVersion + 998; }
+std::uint32_t wrong_abi_version() { return 999; }   // any version but kPluginAbiVersion
 const bitrun::PluginDescriptor& descriptor() {
   static const bitrun::PluginDescriptor d{bitrun::PluginKind::Backend, "bad-abi", "0.0.0", "test", 0, nullptr};
   return d;

@@ -38,17 +38,22 @@ class PackedTernary {
   std::int64_t rows_, cols_;
 };
 
-// Activations quantized per row (per token) to int8 with an absmax scale, as BitNet b1.58 prescribes:
-// q = clamp(round_half_even(x * 127 / max|x|), -127, 127). Rows are zero-padded to `stride`, a multiple of
+// Activations quantized to int8 with absmax scales, as BitNet b1.58 prescribes:
+// q = clamp(round_half_even(x * 127 / max|x|), -127, 127), max taken per scale group. A group is the whole row
+// (block = 0: per token, what bitnet.cpp does and BitNet was trained with) or `block` consecutive elements
+// (block = 256: what llama.cpp's TQ1_0/TQ2_0 kernels do). Rows are zero-padded to `stride`, a multiple of
 // kActivationAlign, so kernels can read whole SIMD blocks.
 struct QuantizedActivations {
   static constexpr std::int64_t kActivationAlign = 256;
   std::int64_t rows = 0, cols = 0, stride = 0;
+  std::int64_t block = 0;                 // elements per scale group; 0 = the whole row
   AlignedVector<std::int8_t> q;           // rows * stride
-  std::vector<float> scale;               // per row: x ~= q * scale (scale = max|x| / 127)
-  std::vector<std::int32_t> sum;          // per row: sum of q, used by kernels that store codes with an offset
+  std::vector<float> scale;               // rows * groups(): x ~= q * scale (scale = max|x| / 127)
+  std::vector<std::int32_t> sum;          // rows * groups(): sum of q, for kernels that store codes with an offset
 
-  void resize(std::int64_t n_rows, std::int64_t n_cols);
+  // `block` must be 0 or a multiple of kActivationAlign (so every backend's packed blocks nest in a group).
+  void resize(std::int64_t n_rows, std::int64_t n_cols, std::int64_t block = 0);
+  std::int64_t groups() const { return block ? (cols + block - 1) / block : 1; }
   const std::int8_t* row(std::int64_t r) const { return q.data() + r * stride; }
 };
 
@@ -68,13 +73,18 @@ class Backend {
   const BackendOptions& options() const { return options_; }
   int threads() const { return options_.threads; }
 
-  // x: rows x cols floats with row stride x_stride -> out (resized as needed).
-  virtual void quantize_activations(const float* x, std::int64_t rows, std::int64_t cols, std::int64_t x_stride,
-                                    QuantizedActivations& out) const;
+  // x: rows x cols floats with row stride x_stride -> out (resized as needed), one scale per `block` elements
+  // (0 = per row; see QuantizedActivations). Calls quantize_group for each row and group.
+  void quantize_activations(const float* x, std::int64_t rows, std::int64_t cols, std::int64_t x_stride,
+                            QuantizedActivations& out, std::int64_t block = 0) const;
+
+  // n floats with one absmax scale -> q[0..n), their scale and the sum of q.
+  virtual void quantize_group(const float* x, std::int64_t n, std::int8_t* q, float& scale, std::int32_t& sum) const;
 
   virtual std::unique_ptr<PackedTernary> pack_ternary(const TernaryMatrixView& w) const;
 
-  // y[t*y_stride + m] = row_scale[m] * scale[t] * sum_k code[m][k] * q[t][k], for every token row t of x.
+  // y[t*y_stride + m] = row_scale[m] * sum_g scale[t][g] * sum_{k in g} code[m][k] * q[t][k], for every token
+  // row t of x, summed over the scale groups g in order (one group when x is quantized per row).
   virtual void ternary_matmul(const PackedTernary& w, const QuantizedActivations& x, float* y,
                               std::int64_t y_stride) const;
 

@@ -33,6 +33,8 @@ struct Linear {
   std::int64_t rows = 0, cols = 0;                // out x in
   std::unique_ptr<PackedTernary> ternary;         // set for ternary projections
   std::vector<float> dense;                       // set for float projections (rows * cols)
+  std::int64_t activation_block = 0;              // activation scale group: 0 = per token, 256 for TQ1_0/TQ2_0
+                                                  // (llama.cpp's arithmetic for those files)
   float output_scale = 1.0f;                      // optional per-tensor `.scale` multiplier
   std::vector<float> lrc_u, lrc_v;                // optional low-rank correction: y += U (V^T x); U rows x r, V cols x r
   std::int64_t lrc_rank = 0;

@@ -5,7 +5,10 @@
 // activation row sum once at the end.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+
+#include "bitrun/backend.hpp"
 
 namespace bitrun {
 
@@ -17,6 +20,32 @@ void pack_ternary_row_2bit(const std::int8_t* codes, std::int64_t cols, std::int
 constexpr std::int64_t packed_row_bytes_2bit(std::int64_t cols, std::int64_t group_bytes) {
   const std::int64_t block = 4 * group_bytes;
   return (cols + block - 1) / block * group_bytes;
+}
+
+// The float side of a SIMD ternary matmul, shared so every backend performs the reference's operations in the
+// reference's order: for tokens t..t+NT-1 of one packed weight row, the integer dot of each activation scale
+// group (RowDots<NT>(weights, packed blocks, activation rows, out) over that group's packed blocks), minus the
+// group's activation sum (the +1 code offset), times the group's scale, summed in group order, times the row
+// scale. BlockWeights / GroupBytes: weights and bytes per packed block of the backend's layout.
+template <int NT, auto RowDots, std::int64_t BlockWeights, std::int64_t GroupBytes>
+inline void ternary_row_tile(const std::uint8_t* row, std::int64_t blocks, const QuantizedActivations& x,
+                             std::int64_t t, float row_scale, float* y, std::int64_t y_stride, std::int64_t m) {
+  const std::int64_t groups = x.groups();
+  const std::int64_t blocks_per_group = x.block ? x.block / BlockWeights : blocks;
+  float acc[NT] = {};
+  const std::int8_t* q[NT];
+  std::int32_t dots[NT];
+  for (std::int64_t g = 0; g < groups; ++g) {
+    const std::int64_t first = g * blocks_per_group, count = std::min(blocks_per_group, blocks - first);
+    for (int j = 0; j < NT; ++j) q[j] = x.row(t + j) + first * BlockWeights;
+    RowDots(row + first * GroupBytes, count, q, dots);
+    for (int j = 0; j < NT; ++j) {
+      const auto i = static_cast<std::size_t>((t + j) * groups + g);
+      const float part = static_cast<float>(dots[j] - x.sum[i]) * x.scale[i];
+      acc[j] = g == 0 ? part : acc[j] + part;
+    }
+  }
+  for (int j = 0; j < NT; ++j) y[(t + j) * y_stride + m] = acc[j] * row_scale;
 }
 
 }  // namespace bitrun
