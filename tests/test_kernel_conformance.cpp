@@ -112,6 +112,48 @@ TEST_P(KernelConformance, TernaryMatmulLongRowsDoNotOverflow) {
   for (float v : y) EXPECT_FLOAT_EQ(v, 127.0f * cols * q.scale[0]);
 }
 
+TEST_P(KernelConformance, Int8MatmulMatchesReferenceExactly) {
+  std::uniform_int_distribution<int> value(-127, 127);
+  for (std::int64_t cols : kCols) {
+    for (std::int64_t rows : {1, 5, 33}) {
+      std::vector<std::int8_t> w(static_cast<std::size_t>(rows * cols));
+      for (auto& v : w) v = static_cast<std::int8_t>(value(rng_));
+      auto scales = random_floats(static_cast<std::size_t>(rows), 1.0f);
+      TernaryMatrixView view{rows, cols, w.data(), scales.data()};
+      auto packed = backend_->pack_int8(view);
+      auto packed_ref = reference_->pack_int8(view);
+      for (std::int64_t tokens : {1, 4, 6}) {
+        auto x = random_floats(static_cast<std::size_t>(tokens * cols), 1.0f);
+        for (std::int64_t block : kScaleBlocks) {
+          QuantizedActivations q;
+          reference_->quantize_activations(x.data(), tokens, cols, cols, q, block);
+          std::vector<float> got(static_cast<std::size_t>(tokens * rows), -1.0f), want = got;
+          backend_->int8_matmul(*packed, q, got.data(), rows);
+          reference_->int8_matmul(*packed_ref, q, want.data(), rows);
+          ASSERT_EQ(got, want) << "rows " << rows << " cols " << cols << " tokens " << tokens << " block " << block;
+        }
+      }
+    }
+  }
+  // Extremes: every weight -127 against activations of +-127 over a long row (int16 pair sums at their limit).
+  const std::int64_t cols = 6912;
+  std::vector<std::int8_t> w(cols, -127);
+  std::vector<float> one(1, 1.0f), x(cols);
+  for (std::int64_t k = 0; k < cols; ++k) x[static_cast<std::size_t>(k)] = k % 3 ? 5.0f : -5.0f;
+  QuantizedActivations q;
+  reference_->quantize_activations(x.data(), 1, cols, cols, q);
+  std::vector<float> got(1), want(1);
+  backend_->int8_matmul(*backend_->pack_int8({1, cols, w.data(), one.data()}), q, got.data(), 1);
+  reference_->int8_matmul(*reference_->pack_int8({1, cols, w.data(), one.data()}), q, want.data(), 1);
+  EXPECT_EQ(got, want);
+  // A ternary-packed matrix is not an int8 one.
+  std::vector<std::int8_t> codes(64, 1);
+  auto ternary = backend_->pack_ternary({1, 64, codes.data(), one.data()});
+  if (backend_->name() != "reference") {
+    EXPECT_THROW(backend_->int8_matmul(*ternary, q, got.data(), 1), Error);
+  }
+}
+
 TEST_P(KernelConformance, RmsNormMatchesReference) {
   for (std::int64_t cols : kCols) {
     const std::int64_t rows = 3;

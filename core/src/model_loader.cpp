@@ -1,5 +1,6 @@
 // Model::load: reads hyper-parameters and tensors from a validated GGUF file, checks every shape against the
 // architecture, converts weights to what the graph computes with, and has the backend pack the ternary ones.
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -138,17 +139,50 @@ class Loader {
   ModelLoadOptions options_;
 };
 
+// The output projection: int8 per row for ternary architectures (BitNet's own activations are int8 already),
+// else dense float.
+Linear output_projection(const GgufTensorInfo& t, const Backend& backend, bool int8, std::vector<float> values) {
+  Linear lin;
+  lin.rows = t.n_rows();
+  lin.cols = t.row_len();
+  if (!int8) {
+    lin.dense = std::move(values);
+    return lin;
+  }
+  std::vector<std::int8_t> q(values.size());
+  std::vector<float> scale(static_cast<std::size_t>(lin.rows));
+  for (std::int64_t r = 0; r < lin.rows; ++r) {
+    const float* row = values.data() + r * lin.cols;
+    float absmax = 0.0f;
+    for (std::int64_t k = 0; k < lin.cols; ++k) absmax = std::max(absmax, std::fabs(row[k]));
+    const float s = absmax > 0.0f ? absmax / 127.0f : 1.0f;
+    for (std::int64_t k = 0; k < lin.cols; ++k)
+      q[static_cast<std::size_t>(r * lin.cols + k)] = static_cast<std::int8_t>(std::nearbyint(row[k] / s));
+    scale[static_cast<std::size_t>(r)] = s;
+  }
+  lin.int8 = backend.pack_int8(TernaryMatrixView{lin.rows, lin.cols, q.data(), scale.data()});
+  return lin;
+}
+
 }  // namespace
 
+Model::Model(GgufFile file) : file_(std::move(file)) {}
 Model::~Model() = default;
 
 std::unique_ptr<Model> Model::load(const std::filesystem::path& path, const Backend& backend,
                                    ModelLoadOptions options) {
-  GgufFile file = GgufFile::open(path);
-  return load(file, backend, options);
+  return load(GgufFile::open(path), backend, options);
 }
 
-std::unique_ptr<Model> Model::load(const GgufFile& file, const Backend& backend, ModelLoadOptions options) {
+void Model::embed(std::int32_t token, float* out) const {
+  if (token < 0 || token >= hparams_.n_vocab) throw Error("token id " + std::to_string(token) + " outside the vocabulary");
+  dequantize(token_embd_->type, file_.tensor_data(*token_embd_) + static_cast<std::uint64_t>(token) * embd_row_bytes_,
+             embd_row_bytes_, hparams_.n_embd, 1, out);
+}
+
+std::unique_ptr<Model> Model::load(GgufFile file_arg, const Backend& backend, ModelLoadOptions options) {
+  std::unique_ptr<Model> m(new Model(std::move(file_arg)));
+  const GgufFile& file = m->file_;
   const std::string arch_name = file.opt_string("general.architecture").value_or("");
   const ArchitectureSpec* arch = find_architecture(arch_name);
   if (!arch) {
@@ -158,7 +192,6 @@ std::unique_ptr<Model> Model::load(const GgufFile& file, const Backend& backend,
                       ")");
   }
   Loader L(file, *arch, backend, options);
-  std::unique_ptr<Model> m(new Model());
   m->arch_ = arch;
   m->backend_ = &backend;
   m->name_ = file.opt_string("general.name").value_or(file.path().stem().string());
@@ -186,7 +219,9 @@ std::unique_ptr<Model> Model::load(const GgufFile& file, const Backend& backend,
   if (!embd) L.fail("missing tensor 'token_embd.weight'");
   hp.n_vocab = embd->ne.size() >= 2 ? embd->ne[1] : 0;
   L.tensor("token_embd.weight", {hp.n_embd, hp.n_vocab});
-  m->token_embd_ = L.floats(*embd);
+  m->token_embd_ = embd;
+  m->embd_row_bytes_ = tensor_bytes(embd->type, hp.n_embd, 1);
+  if (type_traits(embd->type).ternary) L.fail("token_embd.weight cannot be ternary");
 
   m->tokenizer_ = Tokenizer::create(vocab_from_gguf(file));
   if (m->tokenizer_->vocab_size() > hp.n_vocab)
@@ -213,14 +248,12 @@ std::unique_ptr<Model> Model::load(const GgufFile& file, const Backend& backend,
     lw.w_down = L.linear(p + "ffn_down", hp.n_embd, hp.n_ff);
   }
   m->output_norm_ = L.vector("output_norm.weight", hp.n_embd);
-  if (const GgufTensorInfo* out = file.find_tensor("output.weight")) {
-    L.tensor("output.weight", {hp.n_embd, hp.n_vocab});
-    m->output_.rows = hp.n_vocab;
-    m->output_.cols = hp.n_embd;
-    m->output_.dense = L.floats(*out);
-  } else {
-    hp.tied_output = true;
-  }
+  const GgufTensorInfo* out = file.find_tensor("output.weight");
+  hp.tied_output = out == nullptr;
+  if (out) L.tensor("output.weight", {hp.n_embd, hp.n_vocab});
+  else out = embd;
+  if (type_traits(out->type).ternary) L.fail(out->name + " cannot be ternary");
+  m->output_ = output_projection(*out, backend, arch->ternary_projections && options.int8_output, L.floats(*out));
   if (auto mask = file.opt_u64("tokenizer.ggml.mask_token_id")) {
     if (*mask >= static_cast<std::uint64_t>(hp.n_vocab)) L.fail("tokenizer.ggml.mask_token_id is out of range");
     m->mask_token_ = static_cast<std::int32_t>(*mask);

@@ -10,15 +10,15 @@ namespace bitrun {
 namespace {
 
 // Reference layout: one int8 code per weight, row-major, plus per-row scales.
-class ReferencePacked final : public PackedTernary {
+class ReferencePacked final : public PackedMatrix {
  public:
   explicit ReferencePacked(const TernaryMatrixView& w)
-      : PackedTernary(w.rows, w.cols),
+      : PackedMatrix(w.rows, w.cols),
         codes(w.codes, w.codes + w.rows * w.cols),
         row_scale(w.row_scale, w.row_scale + w.rows) {}
   std::size_t bytes() const override { return codes.size() + row_scale.size() * sizeof(float); }
 
-  std::vector<std::int8_t> codes;
+  std::vector<std::int8_t> codes;   // one int8 per weight: ternary codes or int8 values
   std::vector<float> row_scale;
 };
 
@@ -68,23 +68,25 @@ void Backend::quantize_group(const float* x, std::int64_t n, std::int8_t* q, flo
   scale = absmax / 127.0f;
 }
 
-std::unique_ptr<PackedTernary> Backend::pack_ternary(const TernaryMatrixView& w) const {
+std::unique_ptr<PackedMatrix> Backend::pack_ternary(const TernaryMatrixView& w) const {
   if (w.rows <= 0 || w.cols <= 0 || !w.codes || !w.row_scale)
     throw Error("pack_ternary: empty or incomplete matrix");
   return std::make_unique<ReferencePacked>(w);
 }
 
-void Backend::ternary_matmul(const PackedTernary& w, const QuantizedActivations& x, float* y,
-                             std::int64_t y_stride) const {
+namespace {
+
+// Both reference matmuls: exact integer dot per activation scale group, then the float operations every backend
+// performs in this order.
+void reference_matmul(const PackedMatrix& w, const QuantizedActivations& x, float* y, std::int64_t y_stride) {
   const auto* packed = dynamic_cast<const ReferencePacked*>(&w);
-  if (!packed) throw Error("ternary_matmul: matrix was packed by another backend");
-  if (x.cols != w.cols()) throw Error("ternary_matmul: activation width does not match the matrix");
+  if (!packed) throw Error("matmul: matrix was packed by another backend");
+  if (x.cols != w.cols()) throw Error("matmul: activation width does not match the matrix");
   const std::int64_t groups = x.groups(), group_len = x.block ? x.block : w.cols();
   for (std::int64_t t = 0; t < x.rows; ++t) {
     const std::int8_t* q = x.row(t);
     for (std::int64_t m = 0; m < w.rows(); ++m) {
       const std::int8_t* c = packed->codes.data() + m * w.cols();
-      // Exact integer dot per scale group, then the float operations every backend performs in this order.
       float acc = 0.0f;
       for (std::int64_t g = 0; g < groups; ++g) {
         std::int32_t dot = 0;
@@ -95,6 +97,22 @@ void Backend::ternary_matmul(const PackedTernary& w, const QuantizedActivations&
       y[t * y_stride + m] = acc * packed->row_scale[m];
     }
   }
+}
+
+}  // namespace
+
+void Backend::ternary_matmul(const PackedMatrix& w, const QuantizedActivations& x, float* y,
+                             std::int64_t y_stride) const {
+  reference_matmul(w, x, y, y_stride);
+}
+
+std::unique_ptr<PackedMatrix> Backend::pack_int8(const TernaryMatrixView& w) const {
+  if (w.rows <= 0 || w.cols <= 0 || !w.codes || !w.row_scale) throw Error("pack_int8: empty or incomplete matrix");
+  return std::make_unique<ReferencePacked>(w);
+}
+
+void Backend::int8_matmul(const PackedMatrix& w, const QuantizedActivations& x, float* y, std::int64_t y_stride) const {
+  reference_matmul(w, x, y, y_stride);
 }
 
 void Backend::rms_norm(const float* x, const float* weight, std::int64_t rows, std::int64_t cols, float eps,

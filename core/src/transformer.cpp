@@ -13,10 +13,11 @@ Transformer::Transformer(const Model& model) : model_(model) {}
 void Transformer::project(const Linear& lin, const float* x, std::int64_t n, QuantizedActivations* quantized,
                           float* y) {
   const Backend& be = model_.backend();
-  if (lin.ternary) {
+  if (lin.ternary || lin.int8) {
     if (quantized->rows != n || quantized->cols != lin.cols || quantized->block != lin.activation_block)
       be.quantize_activations(x, n, lin.cols, lin.cols, *quantized, lin.activation_block);
-    be.ternary_matmul(*lin.ternary, *quantized, y, lin.rows);
+    if (lin.ternary) be.ternary_matmul(*lin.ternary, *quantized, y, lin.rows);
+    else be.int8_matmul(*lin.int8, *quantized, y, lin.rows);
   } else {
     be.matmul_f32(lin.dense.data(), lin.rows, lin.cols, x, n, y, lin.rows);
   }
@@ -59,10 +60,7 @@ void Transformer::forward(std::span<const ForwardRow> rows, std::span<const std:
   }
 
   x_.resize(static_cast<std::size_t>(n * d));
-  for (std::int64_t r = 0; r < n; ++r) {
-    const float* e = model_.token_embedding().data() + static_cast<std::int64_t>(rows[r].token) * d;
-    std::copy(e, e + d, x_.data() + r * d);
-  }
+  for (std::int64_t r = 0; r < n; ++r) model_.embed(rows[r].token, x_.data() + r * d);
   h_.resize(x_.size());
   q_.resize(static_cast<std::size_t>(n * q_dim));
   k_.resize(static_cast<std::size_t>(n * kv_dim));
@@ -124,7 +122,8 @@ void Transformer::forward(std::span<const ForwardRow> rows, std::span<const std:
     if (r < 0 || r >= n) throw Error("forward: logit row " + std::to_string(r) + " out of range");
     be.rms_norm(x_.data() + r * d, model_.output_norm().data(), 1, d, hp.rms_eps, selected.data() + i * d);
   }
-  be.matmul_f32(model_.output_weight(), hp.n_vocab, d, selected.data(), n_out, logits, hp.n_vocab);
+  QuantizedActivations quantized_out;
+  project(model_.output(), selected.data(), n_out, &quantized_out, logits);
 }
 
 }  // namespace bitrun

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "bitrun/backend.hpp"
 #include "bitrun/error.hpp"
@@ -16,10 +17,11 @@ constexpr std::int64_t kGroupBytes = 32;                 // one __m256i of codes
 constexpr std::int64_t kBlockWeights = 4 * kGroupBytes;  // 128 weights per packed block
 constexpr int kTokenTile = 4;                            // tokens sharing one decode of the weight codes
 
-class PackedAvx2 final : public PackedTernary {
+class PackedAvx2 final : public PackedMatrix {
  public:
-  PackedAvx2(std::int64_t rows, std::int64_t cols) : PackedTernary(rows, cols) {}
+  PackedAvx2(std::int64_t rows, std::int64_t cols, bool is_int8) : PackedMatrix(rows, cols), int8(is_int8) {}
   std::size_t bytes() const override { return data.size() + row_scale.size() * sizeof(float); }
+  const bool int8;   // pack_int8 rows (one byte per weight) rather than 2-bit ternary codes
   std::int64_t row_bytes = 0;
   AlignedVector<std::uint8_t> data;
   std::vector<float> row_scale;
@@ -56,6 +58,24 @@ inline void row_dots(const std::uint8_t* w, std::int64_t blocks, const std::int8
         const __m256i a = _mm256_load_si256(reinterpret_cast<const __m256i*>(q[j] + k));
         acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(_mm256_maddubs_epi16(codes, a), ones));
       }
+    }
+  }
+  for (int j = 0; j < NT; ++j) out[j] = hsum_epi32(acc[j]);
+}
+
+// Dot products of one int8 weight row (blocks of 32) with NT token rows. vpmaddubsw needs one unsigned operand:
+// |w| times sign(w)*a gives w*a, and a pair of those stays within int16 (2 * 127 * 127).
+template <int NT>
+inline void int8_row_dots(const std::uint8_t* w, std::int64_t blocks, const std::int8_t* const* q, std::int32_t* out) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256i acc[NT];
+  for (int j = 0; j < NT; ++j) acc[j] = _mm256_setzero_si256();
+  for (std::int64_t blk = 0; blk < blocks; ++blk) {
+    const __m256i wv = _mm256_load_si256(reinterpret_cast<const __m256i*>(w + blk * 32));
+    const __m256i aw = _mm256_abs_epi8(wv);
+    for (int j = 0; j < NT; ++j) {
+      const __m256i a = _mm256_load_si256(reinterpret_cast<const __m256i*>(q[j] + blk * 32));
+      acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(a, wv)), ones));
     }
   }
   for (int j = 0; j < NT; ++j) out[j] = hsum_epi32(acc[j]);
@@ -107,10 +127,10 @@ class Avx2Backend final : public Backend {
     quantize_span(x, n, q, scale, sum);
   }
 
-  std::unique_ptr<PackedTernary> pack_ternary(const TernaryMatrixView& w) const override {
+  std::unique_ptr<PackedMatrix> pack_ternary(const TernaryMatrixView& w) const override {
     if (w.rows <= 0 || w.cols <= 0 || !w.codes || !w.row_scale)
       throw Error("pack_ternary: empty or incomplete matrix");
-    auto packed = std::make_unique<PackedAvx2>(w.rows, w.cols);
+    auto packed = std::make_unique<PackedAvx2>(w.rows, w.cols, false);
     packed->row_bytes = packed_row_bytes_2bit(w.cols, kGroupBytes);
     packed->data.resize(static_cast<std::size_t>(packed->row_bytes * w.rows));
     packed->row_scale.assign(w.row_scale, w.row_scale + w.rows);
@@ -119,10 +139,10 @@ class Avx2Backend final : public Backend {
     return packed;
   }
 
-  void ternary_matmul(const PackedTernary& w, const QuantizedActivations& x, float* y,
+  void ternary_matmul(const PackedMatrix& w, const QuantizedActivations& x, float* y,
                       std::int64_t y_stride) const override {
     const auto* p = dynamic_cast<const PackedAvx2*>(&w);
-    if (!p) throw Error("ternary_matmul: matrix was packed by another backend");
+    if (!p || p->int8) throw Error("ternary_matmul: matrix was not packed by this backend's pack_ternary");
     if (x.cols != w.cols()) throw Error("ternary_matmul: activation width does not match the matrix");
     const std::int64_t blocks = p->row_bytes / kGroupBytes;
     const std::int64_t n = x.rows;
@@ -134,6 +154,34 @@ class Avx2Backend final : public Backend {
       for (; t + kTokenTile <= n; t += kTokenTile)
         ternary_row_tile<kTokenTile, row_dots<kTokenTile>, kBlockWeights, kGroupBytes>(row, blocks, x, t, rs, y, y_stride, m);
       for (; t < n; ++t) ternary_row_tile<1, row_dots<1>, kBlockWeights, kGroupBytes>(row, blocks, x, t, rs, y, y_stride, m);
+    }
+  }
+
+  std::unique_ptr<PackedMatrix> pack_int8(const TernaryMatrixView& w) const override {
+    if (w.rows <= 0 || w.cols <= 0 || !w.codes || !w.row_scale) throw Error("pack_int8: empty or incomplete matrix");
+    auto packed = std::make_unique<PackedAvx2>(w.rows, w.cols, true);
+    packed->row_bytes = (w.cols + 31) / 32 * 32;   // zero padding contributes nothing to the dots
+    packed->data.assign(static_cast<std::size_t>(packed->row_bytes * w.rows), 0);
+    packed->row_scale.assign(w.row_scale, w.row_scale + w.rows);
+    for (std::int64_t m = 0; m < w.rows; ++m)
+      std::memcpy(packed->data.data() + m * packed->row_bytes, w.codes + m * w.cols, static_cast<std::size_t>(w.cols));
+    return packed;
+  }
+
+  void int8_matmul(const PackedMatrix& w, const QuantizedActivations& x, float* y,
+                   std::int64_t y_stride) const override {
+    const auto* p = dynamic_cast<const PackedAvx2*>(&w);
+    if (!p || !p->int8) throw Error("int8_matmul: matrix was not packed by this backend's pack_int8");
+    if (x.cols != w.cols()) throw Error("int8_matmul: activation width does not match the matrix");
+    const std::int64_t blocks = p->row_bytes / 32, n = x.rows;
+#pragma omp parallel for num_threads(threads()) schedule(static)
+    for (std::int64_t m = 0; m < w.rows(); ++m) {
+      const std::uint8_t* row = p->data.data() + m * p->row_bytes;
+      const float rs = p->row_scale[m];
+      std::int64_t t = 0;
+      for (; t + kTokenTile <= n; t += kTokenTile)
+        ternary_row_tile<kTokenTile, int8_row_dots<kTokenTile>, 32, 32, 0>(row, blocks, x, t, rs, y, y_stride, m);
+      for (; t < n; ++t) ternary_row_tile<1, int8_row_dots<1>, 32, 32, 0>(row, blocks, x, t, rs, y, y_stride, m);
     }
   }
 

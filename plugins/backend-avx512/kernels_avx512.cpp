@@ -17,10 +17,11 @@ constexpr std::int64_t kGroupBytes = 64;                 // one __m512i of codes
 constexpr std::int64_t kBlockWeights = 4 * kGroupBytes;  // 256 weights per packed block
 constexpr int kTokenTile = 4;                            // tokens sharing one decode of the weight codes
 
-class PackedAvx512 final : public PackedTernary {
+class PackedAvx512 final : public PackedMatrix {
  public:
-  PackedAvx512(std::int64_t rows, std::int64_t cols) : PackedTernary(rows, cols) {}
+  PackedAvx512(std::int64_t rows, std::int64_t cols, bool is_int8) : PackedMatrix(rows, cols), int8(is_int8) {}
   std::size_t bytes() const override { return data.size() + row_scale.size() * sizeof(float); }
+  const bool int8;   // pack_int8 rows (one byte per weight) rather than 2-bit ternary codes
   std::int64_t row_bytes = 0;
   AlignedVector<std::uint8_t> data;
   std::vector<float> row_scale;
@@ -40,6 +41,19 @@ inline void row_dots(const std::uint8_t* w, std::int64_t blocks, const std::int8
       const std::int64_t k = blk * kBlockWeights + g * kGroupBytes;
       for (int j = 0; j < NT; ++j) acc[j] = _mm512_dpbusd_epi32(acc[j], codes, _mm512_load_si512(q[j] + k));
     }
+  }
+  for (int j = 0; j < NT; ++j) out[j] = _mm512_reduce_add_epi32(acc[j]);
+}
+
+// Dot products of one int8 weight row (blocks of 64, stored as w + 128 so vpdpbusd sees unsigned bytes) with NT
+// token rows; the caller subtracts 128 * sum(a).
+template <int NT>
+inline void int8_row_dots(const std::uint8_t* w, std::int64_t blocks, const std::int8_t* const* q, std::int32_t* out) {
+  __m512i acc[NT];
+  for (int j = 0; j < NT; ++j) acc[j] = _mm512_setzero_si512();
+  for (std::int64_t blk = 0; blk < blocks; ++blk) {
+    const __m512i wv = _mm512_load_si512(w + blk * 64);
+    for (int j = 0; j < NT; ++j) acc[j] = _mm512_dpbusd_epi32(acc[j], wv, _mm512_load_si512(q[j] + blk * 64));
   }
   for (int j = 0; j < NT; ++j) out[j] = _mm512_reduce_add_epi32(acc[j]);
 }
@@ -74,10 +88,10 @@ class Avx512Backend final : public Backend {
     quantize_span(x, n, q, scale, sum);
   }
 
-  std::unique_ptr<PackedTernary> pack_ternary(const TernaryMatrixView& w) const override {
+  std::unique_ptr<PackedMatrix> pack_ternary(const TernaryMatrixView& w) const override {
     if (w.rows <= 0 || w.cols <= 0 || !w.codes || !w.row_scale)
       throw Error("pack_ternary: empty or incomplete matrix");
-    auto packed = std::make_unique<PackedAvx512>(w.rows, w.cols);
+    auto packed = std::make_unique<PackedAvx512>(w.rows, w.cols, false);
     packed->row_bytes = packed_row_bytes_2bit(w.cols, kGroupBytes);
     packed->data.resize(static_cast<std::size_t>(packed->row_bytes * w.rows));
     packed->row_scale.assign(w.row_scale, w.row_scale + w.rows);
@@ -86,10 +100,10 @@ class Avx512Backend final : public Backend {
     return packed;
   }
 
-  void ternary_matmul(const PackedTernary& w, const QuantizedActivations& x, float* y,
+  void ternary_matmul(const PackedMatrix& w, const QuantizedActivations& x, float* y,
                       std::int64_t y_stride) const override {
     const auto* p = dynamic_cast<const PackedAvx512*>(&w);
-    if (!p) throw Error("ternary_matmul: matrix was packed by another backend");
+    if (!p || p->int8) throw Error("ternary_matmul: matrix was not packed by this backend's pack_ternary");
     if (x.cols != w.cols()) throw Error("ternary_matmul: activation width does not match the matrix");
     const std::int64_t blocks = p->row_bytes / kGroupBytes;
     const std::int64_t n = x.rows;
@@ -101,6 +115,37 @@ class Avx512Backend final : public Backend {
       for (; t + kTokenTile <= n; t += kTokenTile)
         ternary_row_tile<kTokenTile, row_dots<kTokenTile>, kBlockWeights, kGroupBytes>(row, blocks, x, t, rs, y, y_stride, m);
       for (; t < n; ++t) ternary_row_tile<1, row_dots<1>, kBlockWeights, kGroupBytes>(row, blocks, x, t, rs, y, y_stride, m);
+    }
+  }
+
+  std::unique_ptr<PackedMatrix> pack_int8(const TernaryMatrixView& w) const override {
+    if (w.rows <= 0 || w.cols <= 0 || !w.codes || !w.row_scale) throw Error("pack_int8: empty or incomplete matrix");
+    auto packed = std::make_unique<PackedAvx512>(w.rows, w.cols, true);
+    packed->row_bytes = (w.cols + 63) / 64 * 64;
+    // Padding stores 128 (weight 0) and meets zero activations, so it adds nothing; every weight is stored + 128.
+    packed->data.assign(static_cast<std::size_t>(packed->row_bytes * w.rows), 128);
+    packed->row_scale.assign(w.row_scale, w.row_scale + w.rows);
+    for (std::int64_t m = 0; m < w.rows; ++m)
+      for (std::int64_t k = 0; k < w.cols; ++k)
+        packed->data[static_cast<std::size_t>(m * packed->row_bytes + k)] =
+            static_cast<std::uint8_t>(w.codes[m * w.cols + k] + 128);
+    return packed;
+  }
+
+  void int8_matmul(const PackedMatrix& w, const QuantizedActivations& x, float* y,
+                   std::int64_t y_stride) const override {
+    const auto* p = dynamic_cast<const PackedAvx512*>(&w);
+    if (!p || !p->int8) throw Error("int8_matmul: matrix was not packed by this backend's pack_int8");
+    if (x.cols != w.cols()) throw Error("int8_matmul: activation width does not match the matrix");
+    const std::int64_t blocks = p->row_bytes / 64, n = x.rows;
+#pragma omp parallel for num_threads(threads()) schedule(static)
+    for (std::int64_t m = 0; m < w.rows(); ++m) {
+      const std::uint8_t* row = p->data.data() + m * p->row_bytes;
+      const float rs = p->row_scale[m];
+      std::int64_t t = 0;
+      for (; t + kTokenTile <= n; t += kTokenTile)
+        ternary_row_tile<kTokenTile, int8_row_dots<kTokenTile>, 64, 64, 128>(row, blocks, x, t, rs, y, y_stride, m);
+      for (; t < n; ++t) ternary_row_tile<1, int8_row_dots<1>, 64, 64, 128>(row, blocks, x, t, rs, y, y_stride, m);
     }
   }
 

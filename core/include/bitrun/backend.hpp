@@ -24,15 +24,15 @@ struct TernaryMatrixView {
 
 // A ternary matrix repacked into the layout its backend computes fastest. Only the backend that packed it
 // may use it.
-class PackedTernary {
+class PackedMatrix {
  public:
-  virtual ~PackedTernary() = default;
+  virtual ~PackedMatrix() = default;
   std::int64_t rows() const { return rows_; }
   std::int64_t cols() const { return cols_; }
   virtual std::size_t bytes() const = 0;   // memory it occupies, for load reports
 
  protected:
-  PackedTernary(std::int64_t rows, std::int64_t cols) : rows_(rows), cols_(cols) {}
+  PackedMatrix(std::int64_t rows, std::int64_t cols) : rows_(rows), cols_(cols) {}
 
  private:
   std::int64_t rows_, cols_;
@@ -81,12 +81,17 @@ class Backend {
   // n floats with one absmax scale -> q[0..n), their scale and the sum of q.
   virtual void quantize_group(const float* x, std::int64_t n, std::int8_t* q, float& scale, std::int32_t& sum) const;
 
-  virtual std::unique_ptr<PackedTernary> pack_ternary(const TernaryMatrixView& w) const;
+  virtual std::unique_ptr<PackedMatrix> pack_ternary(const TernaryMatrixView& w) const;
 
   // y[t*y_stride + m] = row_scale[m] * sum_g scale[t][g] * sum_{k in g} code[m][k] * q[t][k], for every token
   // row t of x, summed over the scale groups g in order (one group when x is quantized per row).
-  virtual void ternary_matmul(const PackedTernary& w, const QuantizedActivations& x, float* y,
+  virtual void ternary_matmul(const PackedMatrix& w, const QuantizedActivations& x, float* y,
                               std::int64_t y_stride) const;
+
+  // A dense matrix quantized to int8 per row (the view's codes hold values in [-127, 127]): the output projection
+  // of ternary models, so decoding does not stream 16-bit weights. int8_matmul has ternary_matmul's contract.
+  virtual std::unique_ptr<PackedMatrix> pack_int8(const TernaryMatrixView& w) const;
+  virtual void int8_matmul(const PackedMatrix& w, const QuantizedActivations& x, float* y, std::int64_t y_stride) const;
 
   // y = x / sqrt(mean(x^2) + eps) * weight, per row of `cols` (weight may be null: no scaling).
   virtual void rms_norm(const float* x, const float* weight, std::int64_t rows, std::int64_t cols, float eps,

@@ -12,10 +12,10 @@
 
 #include "bitrun/architecture.hpp"
 #include "bitrun/backend.hpp"
+#include "bitrun/gguf.hpp"
 
 namespace bitrun {
 
-class GgufFile;
 class Tokenizer;
 
 struct ModelHparams {
@@ -28,10 +28,11 @@ struct ModelHparams {
   bool tied_output = false;
 };
 
-// A projection weight: ternary (packed by the backend, int8 activations) or dense float.
+// A projection weight: ternary or int8 (packed by the backend, int8 activations), or dense float.
 struct Linear {
   std::int64_t rows = 0, cols = 0;                // out x in
-  std::unique_ptr<PackedTernary> ternary;         // set for ternary projections
+  std::unique_ptr<PackedMatrix> ternary;          // set for ternary projections
+  std::unique_ptr<PackedMatrix> int8;             // set for int8 matrices (the output projection of BitNet models)
   std::vector<float> dense;                       // set for float projections (rows * cols)
   std::int64_t activation_block = 0;              // activation scale group: 0 = per token, 256 for TQ1_0/TQ2_0
                                                   // (llama.cpp's arithmetic for those files)
@@ -50,12 +51,16 @@ struct ModelLoadOptions {
   // are kept, others get per-tensor absmean). When false they are used as dense float matrices (useful to
   // compare with engines that run F16 weights unquantized).
   bool ternarize_float_weights = true;
+  // Ternary architectures: quantize the output projection (tied embedding or `output`) to int8 per row, so a
+  // decoded token streams 1 byte per output weight instead of 2-4. Float architectures keep it in float.
+  bool int8_output = true;
 };
 
 class Model {
  public:
   // Loads and validates; `backend` packs the weights and must outlive the model.
-  static std::unique_ptr<Model> load(const GgufFile& file, const Backend& backend, ModelLoadOptions options = {});
+  // The model keeps the file mapped: embedding rows are decoded from it on use.
+  static std::unique_ptr<Model> load(GgufFile file, const Backend& backend, ModelLoadOptions options = {});
   static std::unique_ptr<Model> load(const std::filesystem::path& path, const Backend& backend,
                                      ModelLoadOptions options = {});
   ~Model();
@@ -65,21 +70,25 @@ class Model {
   const Backend& backend() const { return *backend_; }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
   const std::vector<LayerWeights>& layers() const { return layers_; }
-  const std::vector<float>& token_embedding() const { return token_embd_; }   // n_vocab x n_embd
+  // Writes the n_embd floats of `token`'s embedding (decoded from the file's type) to out.
+  void embed(std::int32_t token, float* out) const;
   const std::vector<float>& output_norm() const { return output_norm_; }
-  // The output projection, n_vocab x n_embd dense float: the `output` tensor, or the token embedding when tied.
-  const float* output_weight() const { return hparams_.tied_output ? token_embd_.data() : output_.dense.data(); }
+  // The output projection, n_vocab x n_embd: the `output` tensor, or the token embedding when tied.
+  const Linear& output() const { return output_; }
   // Diffusion metadata (absent for plain AR models).
   std::optional<std::int32_t> mask_token() const { return mask_token_; }
   const std::string& name() const { return name_; }
 
  private:
-  Model() = default;
+  explicit Model(GgufFile file);
   ModelHparams hparams_;
   const ArchitectureSpec* arch_ = nullptr;
   const Backend* backend_ = nullptr;
   std::unique_ptr<Tokenizer> tokenizer_;
-  std::vector<float> token_embd_, output_norm_;
+  GgufFile file_;
+  const GgufTensorInfo* token_embd_ = nullptr;   // in file_
+  std::uint64_t embd_row_bytes_ = 0;
+  std::vector<float> output_norm_;
   Linear output_;
   std::vector<LayerWeights> layers_;
   std::optional<std::int32_t> mask_token_;

@@ -22,12 +22,13 @@ constexpr std::int64_t packed_row_bytes_2bit(std::int64_t cols, std::int64_t gro
   return (cols + block - 1) / block * group_bytes;
 }
 
-// The float side of a SIMD ternary matmul, shared so every backend performs the reference's operations in the
-// reference's order: for tokens t..t+NT-1 of one packed weight row, the integer dot of each activation scale
-// group (RowDots<NT>(weights, packed blocks, activation rows, out) over that group's packed blocks), minus the
-// group's activation sum (the +1 code offset), times the group's scale, summed in group order, times the row
+// The float side of a SIMD ternary or int8 matmul, shared so every backend performs the reference's operations in
+// the reference's order: for tokens t..t+NT-1 of one packed weight row, the integer dot of each activation scale
+// group (RowDots(weights, packed blocks, activation rows, out) over that group's packed blocks), minus
+// SumMultiplier times the group's activation sum (weights stored with an unsigned offset: +1 for ternary codes,
+// +128 for int8 under vpdpbusd, 0 without), times the group's scale, summed in group order, times the row
 // scale. BlockWeights / GroupBytes: weights and bytes per packed block of the backend's layout.
-template <int NT, auto RowDots, std::int64_t BlockWeights, std::int64_t GroupBytes>
+template <int NT, auto RowDots, std::int64_t BlockWeights, std::int64_t GroupBytes, int SumMultiplier = 1>
 inline void ternary_row_tile(const std::uint8_t* row, std::int64_t blocks, const QuantizedActivations& x,
                              std::int64_t t, float row_scale, float* y, std::int64_t y_stride, std::int64_t m) {
   const std::int64_t groups = x.groups();
@@ -41,7 +42,7 @@ inline void ternary_row_tile(const std::uint8_t* row, std::int64_t blocks, const
     RowDots(row + first * GroupBytes, count, q, dots);
     for (int j = 0; j < NT; ++j) {
       const auto i = static_cast<std::size_t>((t + j) * groups + g);
-      const float part = static_cast<float>(dots[j] - x.sum[i]) * x.scale[i];
+      const float part = static_cast<float>(dots[j] - SumMultiplier * x.sum[i]) * x.scale[i];
       acc[j] = g == 0 ? part : acc[j] + part;
     }
   }
