@@ -20,6 +20,7 @@
 #include "bitrun/model.hpp"
 #include "bitrun/perplexity.hpp"
 #include "bitrun/sampler.hpp"
+#include "bitrun/synthetic_model.hpp"
 #include "bitrun/tokenizer.hpp"
 #include "bitrun/transformer.hpp"
 #include "test_support.hpp"
@@ -275,6 +276,37 @@ TEST(ModelLoad, ErrorsNameTheProblem) {
   EXPECT_NE(load_error("", "bitnet.block_count", &bad_type).find("'bitnet.block_count' is a string"),
             std::string::npos);
   fs::remove(out);
+}
+
+}  // namespace
+}  // namespace bitrun
+
+namespace bitrun {
+namespace {
+
+TEST(Synthetic, TinyPresetLoadsRunsAndIsReproducible) {
+  const fs::path a = fs::temp_directory_path() / ("bitrun-synth-a-" + std::to_string(::getpid()) + ".gguf");
+  const fs::path b = fs::temp_directory_path() / ("bitrun-synth-b-" + std::to_string(::getpid()) + ".gguf");
+  SyntheticSpec spec = synthetic_preset("bitnet-tiny");
+  write_synthetic_model(spec, a, 7);
+  write_synthetic_model(spec, b, 7);
+  EXPECT_EQ(read_text(a), read_text(b));
+  auto backend = make_reference_backend({});
+  auto model = Model::load(a, *backend);
+  EXPECT_EQ(model->hparams().n_embd, 256);
+  EXPECT_EQ(model->hparams().n_vocab, 1024);
+  EXPECT_EQ(model->architecture().name, "bitnet-b1.58");
+  EXPECT_EQ(GgufFile::open(a).find_tensor("blk.1.ffn_down.weight")->type, GgmlType::I2_S);
+  const std::vector<std::int32_t> out = greedy(*model, model->tokenizer().encode("hello", true, false), 4);
+  for (std::int32_t id : out) EXPECT_TRUE(id >= 0 && id < 1024);
+  spec.weight_type = GgmlType::TQ1_0;
+  spec.embedding_type = GgmlType::Q8_0;
+  write_synthetic_model(spec, b, 7);
+  EXPECT_EQ(GgufFile::open(b).find_tensor("token_embd.weight")->type, GgmlType::Q8_0);
+  EXPECT_NO_THROW(Model::load(b, *backend));
+  EXPECT_THROW(synthetic_preset("bitnet-99b"), Error);
+  fs::remove(a);
+  fs::remove(b);
 }
 
 }  // namespace

@@ -14,5 +14,6 @@ int run_generate_config(const Args& args, char** envp);
 int run_convert(const Args& args, char** envp);
 int run_generate(const Args& args, char** envp);
 int run_perplexity(const Args& args, char** envp);
+int run_synth(const Args& args, char** envp);
 
 }  // namespace bitrun::cli

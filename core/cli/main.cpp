@@ -38,6 +38,7 @@ const std::map<std::string, Command>& commands() {
       {"serve", {arrives_with("serve", "issue #7 (HTTP frontend)"), "OpenAI-compatible HTTP server"}},
       {"bench", {arrives_with("bench", "issue #4 (backends and benchmarks)"), "measure prefill/decode speed"}},
       {"perplexity", {bitrun::cli::run_perplexity, "score a text file with a model"}},
+      {"synth", {bitrun::cli::run_synth, "write a synthetic benchmark model (real shapes, random ternary weights)"}},
       {"convert", {bitrun::cli::run_convert, "re-encode a GGUF to another weight type"}},
   };
   return table;
