@@ -36,7 +36,7 @@ const std::map<std::string, Command>& commands() {
       {"generate", {bitrun::cli::run_generate, "greedy continuation of a prompt, streamed"}},
       {"chat", {arrives_with("chat", "issue #5 (engine and AR decoder)"), "interactive chat in the terminal"}},
       {"serve", {arrives_with("serve", "issue #7 (HTTP frontend)"), "OpenAI-compatible HTTP server"}},
-      {"bench", {arrives_with("bench", "issue #4 (backends and benchmarks)"), "measure prefill/decode speed"}},
+      {"bench", {bitrun::cli::run_bench, "measure load, prefill and decode speed, multi-row cost, bandwidth"}},
       {"perplexity", {bitrun::cli::run_perplexity, "score a text file with a model"}},
       {"synth", {bitrun::cli::run_synth, "write a synthetic benchmark model (real shapes, random ternary weights)"}},
       {"convert", {bitrun::cli::run_convert, "re-encode a GGUF to another weight type"}},

@@ -1,6 +1,8 @@
 // IEEE binary16 and bfloat16 <-> float32, bit-exact and portable (no F16C), rounding to nearest even.
 #include <bit>
 #include <cstdint>
+#include <cstring>
+#include <vector>
 
 #include "bitrun/ggml_types.hpp"
 
@@ -15,9 +17,8 @@ std::uint32_t shift_round_even(std::uint32_t value, int shift) {
   return kept + ((rest > half || (rest == half && (kept & 1))) ? 1 : 0);
 }
 
-}  // namespace
 
-float fp16_to_f32(std::uint16_t h) {
+float fp16_to_f32_compute(std::uint16_t h) {
   const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000) << 16;
   const std::uint32_t exp = (h >> 10) & 0x1f;
   std::uint32_t mant = h & 0x3ff;
@@ -31,6 +32,29 @@ float fp16_to_f32(std::uint16_t h) {
     --e;
   }
   return std::bit_cast<float>(sign | (static_cast<std::uint32_t>(e) << 23) | ((mant & 0x3ff) << 13));
+}
+
+// A 256 KiB table: embedding rows and weight loading decode hundreds of millions of halves.
+const float* fp16_table() {
+  static const std::vector<float> table = [] {
+    std::vector<float> t(65536);
+    for (std::uint32_t i = 0; i < 65536; ++i) t[i] = fp16_to_f32_compute(static_cast<std::uint16_t>(i));
+    return t;
+  }();
+  return table.data();
+}
+
+}  // namespace
+
+float fp16_to_f32(std::uint16_t h) { return fp16_table()[h]; }
+
+void fp16_to_f32_array(const std::uint8_t* src, std::int64_t n, float* out) {
+  const float* table = fp16_table();
+  for (std::int64_t i = 0; i < n; ++i) {
+    std::uint16_t h;
+    std::memcpy(&h, src + 2 * i, 2);
+    out[i] = table[h];
+  }
 }
 
 std::uint16_t f32_to_fp16(float f) {

@@ -151,7 +151,7 @@ void decode_float_type(GgmlType type, const std::uint8_t* src, std::int64_t n_el
       if (n_elems > 0) std::memcpy(out, src, static_cast<std::size_t>(n_elems) * sizeof(float));
       return;
     case GgmlType::F16:
-      for (std::int64_t i = 0; i < n_elems; ++i) out[i] = fp16_to_f32(load_le<std::uint16_t>(src + 2 * i));
+      fp16_to_f32_array(src, n_elems, out);
       return;
     case GgmlType::BF16:
       for (std::int64_t i = 0; i < n_elems; ++i) out[i] = bf16_to_f32(load_le<std::uint16_t>(src + 2 * i));

@@ -2,6 +2,7 @@
 // and the two ways to get codes from floats (absmean quantization, or values that are already ternary).
 // Stored code c in {0, 1, 2} means weight c - 1 everywhere.
 #include <charconv>
+#include <array>
 #include <cmath>
 #include <string>
 
@@ -63,6 +64,28 @@ int tq1_digit(std::uint8_t q, int n) {
 }
 
 // `what` names the scale ("block", "scale") with its index, or the tensor's scale when index < 0.
+// The four codes one I2_S byte holds (groups 0..3 from the high bits down), and whether any of them is the
+// invalid code 3.
+struct CodeQuad {
+  std::int8_t code[4];
+  bool invalid;
+};
+const std::array<CodeQuad, 256>& i2s_quads() {
+  static const std::array<CodeQuad, 256> table = [] {
+    std::array<CodeQuad, 256> t{};
+    for (int byte = 0; byte < 256; ++byte) {
+      t[static_cast<std::size_t>(byte)].invalid = false;
+      for (int g = 0; g < 4; ++g) {
+        const int c = (byte >> (6 - 2 * g)) & 3;
+        t[static_cast<std::size_t>(byte)].code[g] = static_cast<std::int8_t>(c == 3 ? 0 : c - 1);
+        if (c == 3) t[static_cast<std::size_t>(byte)].invalid = true;
+      }
+    }
+    return t;
+  }();
+  return table;
+}
+
 float checked_scale(GgmlType type, float s, const char* what, std::int64_t index) {
   if (!std::isfinite(s))
     throw FormatError(name_of(type) + " " + (index < 0 ? std::string("tensor") : what + (" " + std::to_string(index))) +
@@ -117,44 +140,43 @@ std::uint16_t tq_fp16_scale(GgmlType type, float s, std::int64_t b) {
 
 }   // namespace
 
-TernaryTensor decode_ternary(GgmlType type, const std::uint8_t* data, std::uint64_t data_bytes, std::int64_t row_len,
-                             std::int64_t n_rows) {
-  const std::int64_t n = ternary_elements(type, row_len, n_rows);
+void decode_ternary_rows(GgmlType type, const std::uint8_t* data, std::uint64_t data_bytes, std::int64_t row_len,
+                         std::int64_t n_rows, std::int64_t first_row, std::int64_t count, std::int8_t* out) {
+  ternary_elements(type, row_len, n_rows);
   const std::uint64_t need = tensor_bytes(type, row_len, n_rows);
   if (data_bytes < need)
     throw FormatError(name_of(type) + " tensor of " + std::to_string(n_rows) + " x " + std::to_string(row_len) +
                       " needs " + std::to_string(need) + " bytes, got " + std::to_string(data_bytes));
-
-  TernaryTensor t;
-  t.row_len = row_len;
-  t.n_rows = n_rows;
-  t.codes.resize(static_cast<std::size_t>(n));
+  if (first_row < 0 || count < 0 || first_row > n_rows - count)
+    throw FormatError(name_of(type) + ": rows " + std::to_string(first_row) + "+" + std::to_string(count) +
+                      " outside a tensor of " + std::to_string(n_rows) + " rows");
+  const std::int64_t first = first_row * row_len, n = count * row_len;   // element range; rows hold whole blocks
   auto invalid_code = [&](std::int64_t i) {
     return FormatError(name_of(type) + ": invalid code 3 at " + element(i, row_len));
   };
-
   switch (type) {
-    case GgmlType::I2_S: {
-      for (std::int64_t b = 0; b < n / kI2sBlock; ++b) {
+    case GgmlType::I2_S:
+      // A byte holds weights b, b+32, b+64, b+96: one table lookup gives all four (loading is dominated by this).
+      for (std::int64_t b = first / kI2sBlock; b < (first + n) / kI2sBlock; ++b) {
         const std::uint8_t* blk = data + b * kI2sBlockBytes;
-        for (std::int64_t j = 0; j < kI2sBlock; ++j) {
-          const int c = (blk[i2s_byte(j)] >> i2s_shift(j)) & 3;
-          if (c == 3) throw invalid_code(b * kI2sBlock + j);
-          t.codes[static_cast<std::size_t>(b * kI2sBlock + j)] = static_cast<std::int8_t>(c - 1);
+        std::int8_t* o = out + (b * kI2sBlock - first);
+        for (int m = 0; m < 32; ++m) {
+          const CodeQuad& q = i2s_quads()[blk[m]];
+          if (q.invalid) {
+            for (std::int64_t j = m; j < kI2sBlock; j += 32)
+              if (((blk[i2s_byte(j)] >> i2s_shift(j)) & 3) == 3) throw invalid_code(b * kI2sBlock + j);
+          }
+          for (int g = 0; g < 4; ++g) o[m + 32 * g] = q.code[g];
         }
       }
-      t.scale_block = n;
-      t.scales = {checked_scale(type, detail::load_le<float>(data + n / 4), "tensor", -1)};
-      break;
-    }
+      return;
     case GgmlType::TQ2_0:
     case GgmlType::TQ1_0: {
       const bool tq2 = type == GgmlType::TQ2_0;
       const std::int64_t block_bytes = tq2 ? kTq2Bytes : kTq1Bytes;
-      t.scale_block = kTqBlock;
-      t.scales.resize(static_cast<std::size_t>(n / kTqBlock));
-      for (std::int64_t b = 0; b < n / kTqBlock; ++b) {
+      for (std::int64_t b = first / kTqBlock; b < (first + n) / kTqBlock; ++b) {
         const std::uint8_t* blk = data + b * block_bytes;
+        std::int8_t* o = out + (b * kTqBlock - first);
         for (int j = 0; j < kTqBlock; ++j) {
           int c = 0;
           if (tq2) {
@@ -164,15 +186,49 @@ TernaryTensor decode_ternary(GgmlType type, const std::uint8_t* data, std::uint6
             const Trit p = tq1_position(j);
             c = tq1_digit(blk[p.byte], p.digit);
           }
-          t.codes[static_cast<std::size_t>(b * kTqBlock + j)] = static_cast<std::int8_t>(c - 1);
+          o[j] = static_cast<std::int8_t>(c - 1);
         }
-        const float d = fp16_to_f32(detail::load_le<std::uint16_t>(blk + (tq2 ? kTq2DOff : kTq1DOff)));
-        t.scales[static_cast<std::size_t>(b)] = checked_scale(type, d, "block", b);
       }
-      break;
+      return;
     }
     default: throw FormatError("ggml type " + name_of(type) + " is not a ternary type");
   }
+}
+
+TernaryScales ternary_scales(GgmlType type, const std::uint8_t* data, std::uint64_t data_bytes, std::int64_t row_len,
+                             std::int64_t n_rows) {
+  const std::int64_t n = ternary_elements(type, row_len, n_rows);
+  const std::uint64_t need = tensor_bytes(type, row_len, n_rows);
+  if (data_bytes < need)
+    throw FormatError(name_of(type) + " tensor of " + std::to_string(n_rows) + " x " + std::to_string(row_len) +
+                      " needs " + std::to_string(need) + " bytes, got " + std::to_string(data_bytes));
+  TernaryScales s;
+  if (type == GgmlType::I2_S) {
+    s.scale_block = n;
+    s.scales = {checked_scale(type, detail::load_le<float>(data + n / 4), "tensor", -1)};
+    return s;
+  }
+  const bool tq2 = type == GgmlType::TQ2_0;
+  const std::int64_t block_bytes = tq2 ? kTq2Bytes : kTq1Bytes;
+  s.scale_block = kTqBlock;
+  s.scales.resize(static_cast<std::size_t>(n / kTqBlock));
+  for (std::int64_t b = 0; b < n / kTqBlock; ++b) {
+    const float d = fp16_to_f32(detail::load_le<std::uint16_t>(data + b * block_bytes + (tq2 ? kTq2DOff : kTq1DOff)));
+    s.scales[static_cast<std::size_t>(b)] = checked_scale(type, d, "block", b);
+  }
+  return s;
+}
+
+TernaryTensor decode_ternary(GgmlType type, const std::uint8_t* data, std::uint64_t data_bytes, std::int64_t row_len,
+                             std::int64_t n_rows) {
+  TernaryScales scales = ternary_scales(type, data, data_bytes, row_len, n_rows);
+  TernaryTensor t;
+  t.row_len = row_len;
+  t.n_rows = n_rows;
+  t.codes.resize(static_cast<std::size_t>(row_len * n_rows));
+  decode_ternary_rows(type, data, data_bytes, row_len, n_rows, 0, n_rows, t.codes.data());
+  t.scale_block = scales.scale_block;
+  t.scales = std::move(scales.scales);
   return t;
 }
 

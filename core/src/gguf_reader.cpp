@@ -388,4 +388,11 @@ const std::uint8_t* GgufFile::tensor_data(const GgufTensorInfo& t) const {
   return map_->bytes() + data_offset_ + t.offset;
 }
 
+void GgufFile::release(const GgufTensorInfo& t) const {
+  const auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+  const std::uint64_t begin = (data_offset_ + t.offset + page - 1) / page * page;   // whole pages inside the tensor
+  const std::uint64_t end = (data_offset_ + t.offset + t.bytes) / page * page;
+  if (end > begin) ::madvise(static_cast<std::uint8_t*>(map_->addr) + begin, end - begin, MADV_DONTNEED);
+}
+
 }  // namespace bitrun

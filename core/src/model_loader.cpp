@@ -2,6 +2,7 @@
 // architecture, converts weights to what the graph computes with, and has the backend pack the ternary ones.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <string>
 
 #include "bitrun/error.hpp"
@@ -64,27 +65,32 @@ class Loader {
 
   std::vector<float> vector(const std::string& name, std::int64_t n) const { return floats(tensor(name, {n})); }
 
-  // One scale per row from a ternary tensor's scales (per tensor, or per block with equal values in each row).
-  std::vector<float> row_scales(const TernaryTensor& tt, const std::string& name) const {
-    std::vector<float> rows(static_cast<std::size_t>(tt.n_rows), 0.0f);
-    const std::int64_t per_row = tt.row_len / std::max<std::int64_t>(1, std::min(tt.scale_block, tt.row_len));
-    if (tt.scale_block >= tt.row_len * tt.n_rows) {
-      std::fill(rows.begin(), rows.end(), tt.scales.at(0));
-      return rows;
-    }
-    if (tt.row_len % tt.scale_block != 0) fail("tensor '" + name + "': scale blocks do not tile its rows");
-    for (std::int64_t r = 0; r < tt.n_rows; ++r) {
+  // One scale per row of a ternary-typed tensor: its per-tensor scale, or its block scales, which must agree within
+  // each row except in blocks whose codes are all zero (their scale never matters).
+  std::vector<float> row_scales(const GgufTensorInfo& t) const {
+    const std::int64_t cols = t.row_len(), n_rows = t.n_rows();
+    const std::uint8_t* data = file_.tensor_data(t);
+    const TernaryScales ts = ternary_scales(t.type, data, t.bytes, cols, n_rows);
+    std::vector<float> rows(static_cast<std::size_t>(n_rows), ts.scales.at(0));
+    if (ts.scale_block >= cols * n_rows) return rows;
+    const std::int64_t per_row = cols / ts.scale_block;
+    std::vector<std::int8_t> codes;
+    for (std::int64_t r = 0; r < n_rows; ++r) {
+      const float* s = ts.scales.data() + r * per_row;
+      const bool uniform = std::all_of(s, s + per_row, [&](float v) { return std::fabs(v - s[0]) <= 1e-3f * std::fabs(s[0]); });
+      rows[static_cast<std::size_t>(r)] = s[0];
+      if (uniform) continue;
+      codes.resize(static_cast<std::size_t>(cols));
+      decode_ternary_rows(t.type, data, t.bytes, cols, n_rows, r, 1, codes.data());
       bool have = false;
       for (std::int64_t b = 0; b < per_row; ++b) {
-        const std::int8_t* codes = tt.codes.data() + r * tt.row_len + b * tt.scale_block;
-        bool all_zero = std::all_of(codes, codes + tt.scale_block, [](std::int8_t c) { return c == 0; });
-        if (all_zero) continue;   // the scale of an all-zero block never matters
-        float s = tt.scales[static_cast<std::size_t>(r * per_row + b)];
+        const std::int8_t* c = codes.data() + b * ts.scale_block;
+        if (std::all_of(c, c + ts.scale_block, [](std::int8_t v) { return v == 0; })) continue;
         if (!have) {
-          rows[static_cast<std::size_t>(r)] = s;
+          rows[static_cast<std::size_t>(r)] = s[b];
           have = true;
-        } else if (std::fabs(s - rows[static_cast<std::size_t>(r)]) > 1e-3f * std::fabs(s)) {
-          fail("tensor '" + name + "': block scales differ within row " + std::to_string(r) +
+        } else if (std::fabs(s[b] - rows[static_cast<std::size_t>(r)]) > 1e-3f * std::fabs(s[b])) {
+          fail("tensor '" + t.name + "': block scales differ within row " + std::to_string(r) +
                "; bitrun's ternary kernels need one scale per row (BitNet models use one per tensor)");
         }
       }
@@ -100,20 +106,26 @@ class Loader {
     const bool ternary_type = type_traits(t.type).ternary;
     if (ternary_type && !arch_.ternary_projections)
       fail("tensor '" + t.name + "' is ternary but architecture '" + arch_.name + "' expects float weights");
-    if (ternary_type || (arch_.ternary_projections && options_.ternarize_float_weights)) {
-      TernaryTensor tt = ternary_type ? decode_ternary(t.type, file_.tensor_data(t), t.bytes, cols, rows)
-                                      : [&] {
-                                          std::vector<float> w = floats(t);
-                                          return ternarize(w.data(), cols, rows);
-                                        }();
-      std::vector<float> scales = row_scales(tt, t.name);
+    if (ternary_type) {
+      // Streamed row by row into the backend's layout: no expanded copy of a large matrix.
+      const std::vector<float> scales = row_scales(t);
+      const std::uint8_t* data = file_.tensor_data(t);
+      TernaryMatrixView view{rows, cols, nullptr, scales.data(), [&](std::int64_t r, std::int8_t* out) {
+                               decode_ternary_rows(t.type, data, t.bytes, cols, rows, r, 1, out);
+                             }};
+      lin.ternary = backend_.pack_ternary(view);
+      file_.release(t);
+    } else if (arch_.ternary_projections && options_.ternarize_float_weights) {
+      const std::vector<float> w = floats(t);
+      const TernaryTensor tt = ternarize(w.data(), cols, rows);   // one scale per tensor
+      const std::vector<float> scales(static_cast<std::size_t>(rows), tt.scales.at(0));
       lin.ternary = backend_.pack_ternary(TernaryMatrixView{rows, cols, tt.codes.data(), scales.data()});
-      // llama.cpp, which defines TQ1_0/TQ2_0, quantizes activations per 256-block for them; bitnet.cpp (I2_S)
-      // and BitNet training quantize per token. Each file computes the function its engine defines.
-      if (t.type == GgmlType::TQ1_0 || t.type == GgmlType::TQ2_0) lin.activation_block = 256;
     } else {
       lin.dense = floats(t);
     }
+    // llama.cpp, which defines TQ1_0/TQ2_0, quantizes activations per 256-block for them; bitnet.cpp (I2_S)
+    // and BitNet training quantize per token. Each file computes the function its engine defines.
+    if (t.type == GgmlType::TQ1_0 || t.type == GgmlType::TQ2_0) lin.activation_block = 256;
     if (const GgufTensorInfo* scale = file_.find_tensor(base + ".scale")) {
       if (scale->n_elements() != 1) fail("tensor '" + scale->name + "' must hold one value");
       lin.output_scale = floats(*scale)[0];
@@ -139,28 +151,54 @@ class Loader {
   ModelLoadOptions options_;
 };
 
-// The output projection: int8 per row for ternary architectures (BitNet's own activations are int8 already),
-// else dense float.
-Linear output_projection(const GgufTensorInfo& t, const Backend& backend, bool int8, std::vector<float> values) {
+// The output projection: int8 per row for ternary architectures (their activations are int8 already), decoded
+// and quantized row by row from the file; else dense float.
+Linear output_projection(const GgufFile& file, const GgufTensorInfo& t, const Backend& backend, bool int8) {
   Linear lin;
   lin.rows = t.n_rows();
   lin.cols = t.row_len();
   if (!int8) {
-    lin.dense = std::move(values);
+    lin.dense.resize(static_cast<std::size_t>(lin.rows * lin.cols));
+    dequantize(t.type, file.tensor_data(t), t.bytes, lin.cols, lin.rows, lin.dense.data());
     return lin;
   }
-  std::vector<std::int8_t> q(values.size());
+  const std::uint64_t row_bytes = tensor_bytes(t.type, lin.cols, 1);
+  const std::uint8_t* data = file.tensor_data(t);
   std::vector<float> scale(static_cast<std::size_t>(lin.rows));
+  auto row_values = [&](std::int64_t r, float* values) {
+    dequantize(t.type, data + static_cast<std::uint64_t>(r) * row_bytes, row_bytes, lin.cols, 1, values);
+  };
+  std::vector<float> values(static_cast<std::size_t>(lin.cols));
   for (std::int64_t r = 0; r < lin.rows; ++r) {
-    const float* row = values.data() + r * lin.cols;
     float absmax = 0.0f;
-    for (std::int64_t k = 0; k < lin.cols; ++k) absmax = std::max(absmax, std::fabs(row[k]));
-    const float s = absmax > 0.0f ? absmax / 127.0f : 1.0f;
-    for (std::int64_t k = 0; k < lin.cols; ++k)
-      q[static_cast<std::size_t>(r * lin.cols + k)] = static_cast<std::int8_t>(std::nearbyint(row[k] / s));
-    scale[static_cast<std::size_t>(r)] = s;
+    if (t.type == GgmlType::F16) {
+      // Magnitudes of finite halves order like their low 15 bits: one integer pass, no decoding.
+      std::uint16_t max_bits = 0;
+      for (std::int64_t k = 0; k < lin.cols; ++k) {
+        std::uint16_t h;
+        std::memcpy(&h, data + r * static_cast<std::int64_t>(row_bytes) + 2 * k, 2);
+        max_bits = std::max<std::uint16_t>(max_bits, h & 0x7fff);
+      }
+      absmax = fp16_to_f32(max_bits);
+    } else {
+      row_values(r, values.data());
+      for (float v : values) absmax = std::max(absmax, std::fabs(v));
+    }
+    if (!std::isfinite(absmax)) throw FormatError(file.path().string() + ": " + t.name + " row " + std::to_string(r) + " is not finite");
+    scale[static_cast<std::size_t>(r)] = absmax > 0.0f ? absmax / 127.0f : 1.0f;
   }
-  lin.int8 = backend.pack_int8(TernaryMatrixView{lin.rows, lin.cols, q.data(), scale.data()});
+  TernaryMatrixView view{lin.rows, lin.cols, nullptr, scale.data(), [&](std::int64_t r, std::int8_t* out) {
+                           thread_local std::vector<float> values;
+                           values.resize(static_cast<std::size_t>(lin.cols));
+                           row_values(r, values.data());
+                           const float inv = 1.0f / scale[static_cast<std::size_t>(r)];
+                           // Round half to even by the 1.5 * 2^23 trick: |v| <= 127, and it vectorizes.
+                           constexpr float kMagic = 12582912.0f;
+                           for (std::int64_t k = 0; k < lin.cols; ++k)
+                             out[k] = static_cast<std::int8_t>((values[static_cast<std::size_t>(k)] * inv + kMagic) - kMagic);
+                         }};
+  lin.int8 = backend.pack_int8(view);
+  file.release(t);   // only the few rows embedding lookups touch come back
   return lin;
 }
 
@@ -228,6 +266,13 @@ std::unique_ptr<Model> Model::load(GgufFile file_arg, const Backend& backend, Mo
     L.fail("tokenizer has " + std::to_string(m->tokenizer_->vocab_size()) + " tokens but the embedding only " +
            std::to_string(hp.n_vocab));
 
+  const GgufTensorInfo* out = file.find_tensor("output.weight");
+  hp.tied_output = out == nullptr;
+  if (out) L.tensor("output.weight", {hp.n_embd, hp.n_vocab});
+  else out = embd;
+  if (type_traits(out->type).ternary) L.fail(out->name + " cannot be ternary");
+  // First, so its float pages are released before the projections are packed (peak memory).
+  m->output_ = output_projection(file, *out, backend, arch->ternary_projections && options.int8_output);
   const std::int64_t q_dim = hp.n_head * hp.head_dim, kv_dim = hp.n_head_kv * hp.head_dim;
   m->layers_.resize(static_cast<std::size_t>(hp.n_layer));
   for (std::int64_t i = 0; i < hp.n_layer; ++i) {
@@ -248,12 +293,6 @@ std::unique_ptr<Model> Model::load(GgufFile file_arg, const Backend& backend, Mo
     lw.w_down = L.linear(p + "ffn_down", hp.n_embd, hp.n_ff);
   }
   m->output_norm_ = L.vector("output_norm.weight", hp.n_embd);
-  const GgufTensorInfo* out = file.find_tensor("output.weight");
-  hp.tied_output = out == nullptr;
-  if (out) L.tensor("output.weight", {hp.n_embd, hp.n_vocab});
-  else out = embd;
-  if (type_traits(out->type).ternary) L.fail(out->name + " cannot be ternary");
-  m->output_ = output_projection(*out, backend, arch->ternary_projections && options.int8_output, L.floats(*out));
   if (auto mask = file.opt_u64("tokenizer.ggml.mask_token_id")) {
     if (*mask >= static_cast<std::uint64_t>(hp.n_vocab)) L.fail("tokenizer.ggml.mask_token_id is out of range");
     m->mask_token_ = static_cast<std::int32_t>(*mask);

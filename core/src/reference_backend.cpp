@@ -13,9 +13,14 @@ namespace {
 class ReferencePacked final : public PackedMatrix {
  public:
   explicit ReferencePacked(const TernaryMatrixView& w)
-      : PackedMatrix(w.rows, w.cols),
-        codes(w.codes, w.codes + w.rows * w.cols),
-        row_scale(w.row_scale, w.row_scale + w.rows) {}
+      : PackedMatrix(w.rows, w.cols), codes(static_cast<std::size_t>(w.rows * w.cols)),
+        row_scale(w.row_scale, w.row_scale + w.rows) {
+    for (std::int64_t m = 0; m < w.rows; ++m) {
+      std::int8_t* dst = codes.data() + m * w.cols;
+      const std::int8_t* src = w.row(m, dst);
+      if (src != dst) std::copy(src, src + w.cols, dst);
+    }
+  }
   std::size_t bytes() const override { return codes.size() + row_scale.size() * sizeof(float); }
 
   std::vector<std::int8_t> codes;   // one int8 per weight: ternary codes or int8 values
@@ -69,8 +74,7 @@ void Backend::quantize_group(const float* x, std::int64_t n, std::int8_t* q, flo
 }
 
 std::unique_ptr<PackedMatrix> Backend::pack_ternary(const TernaryMatrixView& w) const {
-  if (w.rows <= 0 || w.cols <= 0 || !w.codes || !w.row_scale)
-    throw Error("pack_ternary: empty or incomplete matrix");
+  if (!w.valid()) throw Error("pack_ternary: empty or incomplete matrix");
   return std::make_unique<ReferencePacked>(w);
 }
 
@@ -107,7 +111,7 @@ void Backend::ternary_matmul(const PackedMatrix& w, const QuantizedActivations& 
 }
 
 std::unique_ptr<PackedMatrix> Backend::pack_int8(const TernaryMatrixView& w) const {
-  if (w.rows <= 0 || w.cols <= 0 || !w.codes || !w.row_scale) throw Error("pack_int8: empty or incomplete matrix");
+  if (!w.valid()) throw Error("pack_int8: empty or incomplete matrix");
   return std::make_unique<ReferencePacked>(w);
 }
 

@@ -128,14 +128,18 @@ class Avx2Backend final : public Backend {
   }
 
   std::unique_ptr<PackedMatrix> pack_ternary(const TernaryMatrixView& w) const override {
-    if (w.rows <= 0 || w.cols <= 0 || !w.codes || !w.row_scale)
-      throw Error("pack_ternary: empty or incomplete matrix");
+    if (!w.valid()) throw Error("pack_ternary: empty or incomplete matrix");
     auto packed = std::make_unique<PackedAvx2>(w.rows, w.cols, false);
     packed->row_bytes = packed_row_bytes_2bit(w.cols, kGroupBytes);
     packed->data.resize(static_cast<std::size_t>(packed->row_bytes * w.rows));
     packed->row_scale.assign(w.row_scale, w.row_scale + w.rows);
-    for (std::int64_t m = 0; m < w.rows; ++m)
-      pack_ternary_row_2bit(w.codes + m * w.cols, w.cols, kGroupBytes, packed->data.data() + m * packed->row_bytes);
+#pragma omp parallel num_threads(threads())
+    {
+      std::vector<std::int8_t> buffer(static_cast<std::size_t>(w.cols));
+#pragma omp for schedule(static)
+      for (std::int64_t m = 0; m < w.rows; ++m)
+        pack_ternary_row_2bit(w.row(m, buffer.data()), w.cols, kGroupBytes, packed->data.data() + m * packed->row_bytes);
+    }
     return packed;
   }
 
@@ -158,13 +162,18 @@ class Avx2Backend final : public Backend {
   }
 
   std::unique_ptr<PackedMatrix> pack_int8(const TernaryMatrixView& w) const override {
-    if (w.rows <= 0 || w.cols <= 0 || !w.codes || !w.row_scale) throw Error("pack_int8: empty or incomplete matrix");
+    if (!w.valid()) throw Error("pack_int8: empty or incomplete matrix");
     auto packed = std::make_unique<PackedAvx2>(w.rows, w.cols, true);
     packed->row_bytes = (w.cols + 31) / 32 * 32;   // zero padding contributes nothing to the dots
     packed->data.assign(static_cast<std::size_t>(packed->row_bytes * w.rows), 0);
     packed->row_scale.assign(w.row_scale, w.row_scale + w.rows);
-    for (std::int64_t m = 0; m < w.rows; ++m)
-      std::memcpy(packed->data.data() + m * packed->row_bytes, w.codes + m * w.cols, static_cast<std::size_t>(w.cols));
+#pragma omp parallel num_threads(threads())
+    {
+      std::vector<std::int8_t> buffer(static_cast<std::size_t>(w.cols));
+#pragma omp for schedule(static)
+      for (std::int64_t m = 0; m < w.rows; ++m)
+        std::memcpy(packed->data.data() + m * packed->row_bytes, w.row(m, buffer.data()), static_cast<std::size_t>(w.cols));
+    }
     return packed;
   }
 

@@ -89,14 +89,18 @@ class Avx512Backend final : public Backend {
   }
 
   std::unique_ptr<PackedMatrix> pack_ternary(const TernaryMatrixView& w) const override {
-    if (w.rows <= 0 || w.cols <= 0 || !w.codes || !w.row_scale)
-      throw Error("pack_ternary: empty or incomplete matrix");
+    if (!w.valid()) throw Error("pack_ternary: empty or incomplete matrix");
     auto packed = std::make_unique<PackedAvx512>(w.rows, w.cols, false);
     packed->row_bytes = packed_row_bytes_2bit(w.cols, kGroupBytes);
     packed->data.resize(static_cast<std::size_t>(packed->row_bytes * w.rows));
     packed->row_scale.assign(w.row_scale, w.row_scale + w.rows);
-    for (std::int64_t m = 0; m < w.rows; ++m)
-      pack_ternary_row_2bit(w.codes + m * w.cols, w.cols, kGroupBytes, packed->data.data() + m * packed->row_bytes);
+#pragma omp parallel num_threads(threads())
+    {
+      std::vector<std::int8_t> buffer(static_cast<std::size_t>(w.cols));
+#pragma omp for schedule(static)
+      for (std::int64_t m = 0; m < w.rows; ++m)
+        pack_ternary_row_2bit(w.row(m, buffer.data()), w.cols, kGroupBytes, packed->data.data() + m * packed->row_bytes);
+    }
     return packed;
   }
 
@@ -119,16 +123,22 @@ class Avx512Backend final : public Backend {
   }
 
   std::unique_ptr<PackedMatrix> pack_int8(const TernaryMatrixView& w) const override {
-    if (w.rows <= 0 || w.cols <= 0 || !w.codes || !w.row_scale) throw Error("pack_int8: empty or incomplete matrix");
+    if (!w.valid()) throw Error("pack_int8: empty or incomplete matrix");
     auto packed = std::make_unique<PackedAvx512>(w.rows, w.cols, true);
     packed->row_bytes = (w.cols + 63) / 64 * 64;
     // Padding stores 128 (weight 0) and meets zero activations, so it adds nothing; every weight is stored + 128.
     packed->data.assign(static_cast<std::size_t>(packed->row_bytes * w.rows), 128);
     packed->row_scale.assign(w.row_scale, w.row_scale + w.rows);
-    for (std::int64_t m = 0; m < w.rows; ++m)
-      for (std::int64_t k = 0; k < w.cols; ++k)
-        packed->data[static_cast<std::size_t>(m * packed->row_bytes + k)] =
-            static_cast<std::uint8_t>(w.codes[m * w.cols + k] + 128);
+#pragma omp parallel num_threads(threads())
+    {
+      std::vector<std::int8_t> buffer(static_cast<std::size_t>(w.cols));
+#pragma omp for schedule(static)
+      for (std::int64_t m = 0; m < w.rows; ++m) {
+        const std::int8_t* src = w.row(m, buffer.data());
+        std::uint8_t* dst = packed->data.data() + m * packed->row_bytes;
+        for (std::int64_t k = 0; k < w.cols; ++k) dst[k] = static_cast<std::uint8_t>(src[k] + 128);
+      }
+    }
     return packed;
   }
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -13,13 +14,30 @@
 
 namespace bitrun {
 
-// A ternary weight matrix as the model loader hands it over, independent of any backend layout.
-// rows = output features (M), cols = input features (K); weight[m][k] = codes[m*cols + k] * row_scale[m].
+// A ternary (or, for pack_int8, int8) weight matrix as the model loader hands it over, independent of any backend
+// layout. rows = output features (M), cols = input features (K); weight[m][k] = code(m, k) * row_scale[m].
+// The codes come from `codes` (row-major) or, for matrices too large to expand at once, from `read_row`, which
+// writes one row's cols codes into a buffer (it may be called from several threads at once).
 struct TernaryMatrixView {
+  using RowReader = std::function<void(std::int64_t row, std::int8_t* out)>;
+  TernaryMatrixView() = default;
+  TernaryMatrixView(std::int64_t rows_, std::int64_t cols_, const std::int8_t* codes_, const float* row_scale_,
+                    RowReader read_row_ = {})
+      : rows(rows_), cols(cols_), codes(codes_), row_scale(row_scale_), read_row(std::move(read_row_)) {}
+
   std::int64_t rows = 0;
   std::int64_t cols = 0;
-  const std::int8_t* codes = nullptr;    // values in {-1, 0, +1}
+  const std::int8_t* codes = nullptr;    // values in {-1, 0, +1} (pack_int8: [-127, 127]); or null, see read_row
   const float* row_scale = nullptr;      // one per row (a per-tensor scale is repeated)
+  RowReader read_row;
+
+  // Row m's codes: a pointer into `codes`, or `buffer` (cols bytes) filled by read_row.
+  const std::int8_t* row(std::int64_t m, std::int8_t* buffer) const {
+    if (codes) return codes + m * cols;
+    read_row(m, buffer);
+    return buffer;
+  }
+  bool valid() const { return rows > 0 && cols > 0 && (codes || read_row) && row_scale; }
 };
 
 // A ternary matrix repacked into the layout its backend computes fastest. Only the backend that packed it
@@ -72,6 +90,8 @@ class Backend {
   const std::string& name() const { return name_; }
   const BackendOptions& options() const { return options_; }
   int threads() const { return options_.threads; }
+  // Kernels use this many OpenMP threads from the next call on (at least 1); matrices stay valid.
+  void set_threads(int threads) { options_.threads = threads < 1 ? 1 : threads; }
 
   // x: rows x cols floats with row stride x_stride -> out (resized as needed), one scale per `block` elements
   // (0 = per row; see QuantizedActivations). Calls quantize_group for each row and group.

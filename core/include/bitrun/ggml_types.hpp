@@ -47,6 +47,19 @@ struct TernaryTensor {
   std::vector<float> scales;
 };
 
+// Scales of a ternary-typed tensor, without its codes: element i has scales[i / scale_block].
+struct TernaryScales {
+  std::int64_t scale_block = 0;
+  std::vector<float> scales;
+};
+TernaryScales ternary_scales(GgmlType type, const std::uint8_t* data, std::uint64_t data_bytes, std::int64_t row_len,
+                             std::int64_t n_rows);
+
+// Codes (-1, 0, +1) of rows [first_row, first_row + count) of a ternary-typed tensor into out (count * row_len),
+// so a loader can stream a large matrix row by row. FormatError for short data, a bad range or an invalid code.
+void decode_ternary_rows(GgmlType type, const std::uint8_t* data, std::uint64_t data_bytes, std::int64_t row_len,
+                         std::int64_t n_rows, std::int64_t first_row, std::int64_t count, std::int8_t* out);
+
 // Codes and scales of a ternary-typed tensor: I2_S gives one per-tensor scale, TQ1_0 / TQ2_0 one fp16 d per
 // 256-element block. Throws FormatError for non-ternary types, short data or invalid codes.
 TernaryTensor decode_ternary(GgmlType type, const std::uint8_t* data, std::uint64_t data_bytes, std::int64_t row_len,
@@ -70,6 +83,8 @@ std::vector<std::uint8_t> encode_ternary(GgmlType type, const TernaryTensor& ten
 
 // IEEE half and bfloat16 conversions; float -> 16 bit rounds to nearest even, NaN stays NaN.
 float fp16_to_f32(std::uint16_t h);
+// n little-endian halves at src -> out (the bulk path of F16 tensors).
+void fp16_to_f32_array(const std::uint8_t* src, std::int64_t n, float* out);
 std::uint16_t f32_to_fp16(float f);
 float bf16_to_f32(std::uint16_t b);
 std::uint16_t f32_to_bf16(float f);

@@ -95,6 +95,9 @@ class GgufFile {
   const GgufTensorInfo* find_tensor(const std::string& name) const;
   // Start of the tensor's bytes inside the mapping (valid for t.bytes bytes while this object lives).
   const std::uint8_t* tensor_data(const GgufTensorInfo& t) const;
+  // Tells the kernel this process no longer needs the tensor's pages (after the loader repacked it), so they stop
+  // counting in its memory; touching the data again re-reads it from the file.
+  void release(const GgufTensorInfo& t) const;
 
  private:
   GgufFile() = default;

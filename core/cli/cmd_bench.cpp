@@ -1,0 +1,227 @@
+// `bitrun bench`: load time, peak memory, prefill and decode speed, multi-row cost and achieved bandwidth,
+// with 1 and N threads, as a readable table and JSON. Every timing is the median of --reps repetitions.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <random>
+#include <sstream>
+#include <vector>
+
+#include "bitrun/error.hpp"
+#include "bitrun/log.hpp"
+#include "bitrun/kv_cache.hpp"
+#include "bitrun/synthetic_model.hpp"
+#include "bitrun/transformer.hpp"
+#include "commands.hpp"
+#include "options.hpp"
+#include "runtime.hpp"
+
+namespace bitrun::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+double peak_rss_bytes() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_maxrss) * 1024.0;
+}
+
+// Read bandwidth with `threads` threads over a buffer far larger than the caches (best of 3).
+double read_bandwidth_gbs(int threads) {
+  const std::size_t n = std::size_t{256} << 20 >> 3;   // 256 MiB of uint64
+  std::vector<std::uint64_t> buf(n, 1);
+  double best = 0.0;
+  for (int rep = 0; rep < 3; ++rep) {
+    const auto start = Clock::now();
+    std::uint64_t total = 0;
+#pragma omp parallel for num_threads(threads) reduction(+ : total) schedule(static)
+    for (std::size_t i = 0; i < n; ++i) total += buf[i];
+    const double s = seconds_since(start);
+    if (total != n) throw Error("bandwidth probe: wrong sum");
+    best = std::max(best, static_cast<double>(n * 8) / s / 1e9);
+  }
+  return best;
+}
+
+// Bytes one decoded token reads: every packed projection and the output projection (norms are negligible).
+double weight_bytes_per_token(const Model& m) {
+  double bytes = 0;
+  auto add = [&](const Linear& l) {
+    if (l.ternary) bytes += static_cast<double>(l.ternary->bytes());
+    else if (l.int8) bytes += static_cast<double>(l.int8->bytes());
+    else bytes += static_cast<double>(l.dense.size() * sizeof(float));
+  };
+  for (const auto& L : m.layers())
+    for (const Linear* l : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) add(*l);
+  add(m.output());
+  return bytes;
+}
+
+struct Measurement {
+  int threads = 1;
+  double prefill_tps = 0, decode_tps = 0, ratio8 = 0, ratio32 = 0, decode_gbs = 0;
+};
+
+class Bench {
+ public:
+  Bench(const Model& model, int reps, std::int64_t prompt, std::int64_t gen)
+      : model_(model), tf_(model), reps_(reps), prompt_(prompt), gen_(gen) {
+    std::mt19937 rng(1);
+    std::uniform_int_distribution<std::int32_t> id(0, static_cast<std::int32_t>(model.hparams().n_vocab - 1));
+    for (std::int64_t i = 0; i < prompt_ + gen_ + 64; ++i) tokens_.push_back(id(rng));
+  }
+
+  // Runs rows [start, start + count) of the token stream causally into `cache`; logits of the last row only.
+  void run(KvCache& cache, std::int64_t start, std::int64_t count) {
+    std::vector<ForwardRow> rows;
+    for (std::int64_t i = start; i < start + count; ++i)
+      rows.push_back({tokens_[static_cast<std::size_t>(i)], static_cast<std::int32_t>(i), static_cast<std::int32_t>(i + 1), &cache});
+    const std::int32_t last = static_cast<std::int32_t>(count - 1);
+    logits_.resize(static_cast<std::size_t>(model_.hparams().n_vocab));
+    tf_.forward(rows, std::span<const std::int32_t>(&last, 1), logits_.data());
+  }
+
+  Measurement measure(int threads) {
+    const_cast<Backend&>(model_.backend()).set_threads(threads);
+    Measurement r;
+    r.threads = threads;
+    std::vector<double> prefill, decode, t1, t8, t32;
+    for (int rep = 0; rep < reps_; ++rep) {
+      KvCache cache(model_.hparams(), prompt_ + gen_ + 64);
+      auto start = Clock::now();
+      run(cache, 0, prompt_);
+      prefill.push_back(seconds_since(start));
+      start = Clock::now();
+      for (std::int64_t i = 0; i < gen_; ++i) run(cache, prompt_ + i, 1);
+      decode.push_back(seconds_since(start));
+      // Cost of R rows in one forward (a diffusion block, or R batched sequences) against one row, after a
+      // 64-token prefix.
+      for (auto [rows, out] : {std::pair{1, &t1}, {8, &t8}, {32, &t32}}) {
+        KvCache c(model_.hparams(), 64 + 32);
+        run(c, 0, 64);
+        start = Clock::now();
+        run(c, 64, rows);
+        out->push_back(seconds_since(start));
+      }
+    }
+    r.prefill_tps = static_cast<double>(prompt_) / median(prefill);
+    r.decode_tps = static_cast<double>(gen_) / median(decode);
+    r.ratio8 = median(t8) / median(t1);
+    r.ratio32 = median(t32) / median(t1);
+    r.decode_gbs = weight_bytes_per_token(model_) * r.decode_tps / 1e9;
+    return r;
+  }
+
+ private:
+  const Model& model_;
+  Transformer tf_;
+  int reps_;
+  std::int64_t prompt_, gen_;
+  std::vector<std::int32_t> tokens_;
+  std::vector<float> logits_;
+};
+
+}  // namespace
+
+int run_bench(const Args& args, char** envp) {
+  CommandLine cl = parse_command_line(args, {}, envp,
+                                      {{"--preset", ""}, {"--reps", ""}, {"--prompt-tokens", ""},
+                                       {"--gen-tokens", ""}, {"--json", ""}});
+  if (cl.help || !cl.positional.empty()) {
+    std::cout << "usage: bitrun bench [-m MODEL.gguf | --preset NAME] [--reps N] [--prompt-tokens N]\n"
+                 "                    [--gen-tokens N] [--json FILE] [options]\n"
+                 "Measures load time, peak RSS, prefill (default 512-token prompt) and decode (default 128\n"
+                 "tokens) speed, the cost of 8 and 32 rows per forward against 1, and the decode bandwidth\n"
+                 "against this machine's measured read bandwidth, with 1 thread and with --threads (default:\n"
+                 "all CPUs). Timings are medians of --reps (default 3). --preset writes (once, to the temp\n"
+                 "directory) and uses a synthetic model, e.g. bitnet-2b-4t. --json writes the results as JSON.\n\n"
+              << common_options_help();
+    return cl.help ? 0 : 2;
+  }
+  apply_logging(cl);
+  std::filesystem::path model_file;
+  const std::string preset = cl.value("--preset");
+  if (!preset.empty()) {
+    model_file = std::filesystem::temp_directory_path() / ("bitrun-synth-" + preset + ".gguf");
+    if (!std::filesystem::exists(model_file)) {
+      std::fprintf(stderr, "bench: writing synthetic model %s\n", model_file.c_str());
+      write_synthetic_model(synthetic_preset(preset), model_file, 42);
+    }
+  } else {
+    model_file = model_path(cl.config);
+  }
+  const int reps = static_cast<int>(cl.int_value("--reps", 3));
+  const std::int64_t prompt = cl.int_value("--prompt-tokens", 512), gen = cl.int_value("--gen-tokens", 128);
+  if (reps < 1 || prompt < 1 || gen < 1) throw ConfigError("--reps, --prompt-tokens and --gen-tokens must be >= 1");
+
+  const auto load_start = Clock::now();
+  Runtime rt = load_runtime(cl.config, model_file);
+  const double load_s = seconds_since(load_start);
+  const double rss_after_load = peak_rss_bytes();
+  const double file_bytes = static_cast<double>(std::filesystem::file_size(model_file));
+  if (prompt + gen + 64 > rt.model->hparams().n_ctx_train)
+    logger("bench")->warn("prompt + generated tokens exceed the model's training context");
+  const int threads_n = rt.backend->threads();
+
+  Bench bench(*rt.model, reps, prompt, gen);
+  std::vector<Measurement> results;
+  for (int t : threads_n > 1 ? std::vector<int>{1, threads_n} : std::vector<int>{1}) results.push_back(bench.measure(t));
+  const double peak = peak_rss_bytes();
+  std::vector<double> bandwidth;
+  for (const auto& r : results) bandwidth.push_back(read_bandwidth_gbs(r.threads));
+
+  std::printf("model %s (%s), backend %s, file %.2f GB\n", rt.model->name().c_str(),
+              rt.model->hparams().architecture.c_str(), rt.backend->name().c_str(), file_bytes / 1e9);
+  std::printf("load %.2f s, peak RSS %.2f GB after load (%.2fx file), %.2f GB overall\n", load_s, rss_after_load / 1e9,
+              rss_after_load / file_bytes, peak / 1e9);
+  std::printf("%-8s %14s %13s %10s %11s %12s %12s\n", "threads", "prefill tok/s", "decode tok/s", "t(8)/t(1)",
+              "t(32)/t(1)", "decode GB/s", "read GB/s");
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    const auto& r = results[i];
+    std::printf("%-8d %14.1f %13.1f %10.2f %11.2f %12.1f %12.1f\n", r.threads, r.prefill_tps, r.decode_tps, r.ratio8,
+                r.ratio32, r.decode_gbs, bandwidth[i]);
+  }
+  const std::string json_path = cl.value("--json");
+  if (!json_path.empty()) {
+    std::ostringstream j;
+    j << "{\n  \"model\": \"" << model_file.string() << "\",\n  \"backend\": \"" << rt.backend->name()
+      << "\",\n  \"prompt_tokens\": " << prompt << ",\n  \"gen_tokens\": " << gen << ",\n  \"reps\": " << reps
+      << ",\n  \"file_bytes\": " << static_cast<std::uint64_t>(file_bytes) << ",\n  \"load_s\": " << load_s
+      << ",\n  \"peak_rss_after_load_bytes\": " << static_cast<std::uint64_t>(rss_after_load)
+      << ",\n  \"peak_rss_bytes\": " << static_cast<std::uint64_t>(peak) << ",\n  \"runs\": [";
+    for (std::size_t i = 0; i < results.size(); ++i) {
+      const auto& r = results[i];
+      j << (i ? "," : "") << "\n    {\"threads\": " << r.threads << ", \"prefill_tok_s\": " << r.prefill_tps
+        << ", \"decode_tok_s\": " << r.decode_tps << ", \"ratio_8_rows\": " << r.ratio8
+        << ", \"ratio_32_rows\": " << r.ratio32 << ", \"decode_gb_s\": " << r.decode_gbs
+        << ", \"read_bandwidth_gb_s\": " << bandwidth[i] << "}";
+    }
+    j << "\n  ]\n}\n";
+    if (json_path == "-") {
+      std::cout << j.str();
+    } else {
+      std::ofstream out(json_path);
+      if (!(out << j.str())) throw Error(json_path + ": cannot write");
+    }
+  }
+  return 0;
+}
+
+}  // namespace bitrun::cli
