@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <random>
+#include <tuple>
 
 #include "bitrun/error.hpp"
 #include "bitrun/plugin_host.hpp"
@@ -151,6 +152,23 @@ TEST_P(KernelConformance, Int8MatmulMatchesReferenceExactly) {
   auto ternary = backend_->pack_ternary({1, 64, codes.data(), one.data()});
   if (backend_->name() != "reference") {
     EXPECT_THROW(backend_->int8_matmul(*ternary, q, got.data(), 1), Error);
+  }
+}
+
+TEST_P(KernelConformance, AttentionMatchesReference) {
+  // Causal and block-bidirectional limits, GQA ratios 1, 2 and 4, head sizes that are not multiples of the lanes.
+  for (auto [n_heads, n_kv, head_dim] : {std::tuple{4, 4, 8}, {8, 4, 64}, {20, 5, 128}, {6, 3, 13}}) {
+    const std::int64_t positions = 37, rows = 9;
+    auto q = random_floats(static_cast<std::size_t>(rows * n_heads * head_dim), 1.0f);
+    auto k = random_floats(static_cast<std::size_t>(positions * n_kv * head_dim), 1.0f);
+    auto v = random_floats(static_cast<std::size_t>(positions * n_kv * head_dim), 1.0f);
+    std::vector<std::int32_t> limit(rows);
+    for (std::int64_t r = 0; r < rows; ++r) limit[static_cast<std::size_t>(r)] = static_cast<std::int32_t>(r < 4 ? 28 + r : 37);
+    std::vector<float> got(q.size()), want(q.size());
+    backend_->attention(q.data(), rows, k.data(), v.data(), limit.data(), n_heads, n_kv, head_dim, got.data());
+    reference_->attention(q.data(), rows, k.data(), v.data(), limit.data(), n_heads, n_kv, head_dim, want.data());
+    for (std::size_t i = 0; i < got.size(); ++i)
+      ASSERT_NEAR(got[i], want[i], 2e-5f * (1.0f + std::fabs(want[i]))) << "heads " << n_heads << "/" << n_kv << " i " << i;
   }
 }
 

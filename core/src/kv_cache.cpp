@@ -9,8 +9,16 @@ namespace bitrun {
 KvCache::KvCache(const ModelHparams& hp, std::int64_t capacity)
     : capacity_(capacity), row_size_(hp.n_head_kv * hp.head_dim) {
   if (capacity <= 0) throw Error("KV cache capacity must be positive");
-  k_.assign(static_cast<std::size_t>(hp.n_layer), std::vector<float>(static_cast<std::size_t>(capacity * row_size_)));
-  v_ = k_;
+  k_.resize(static_cast<std::size_t>(hp.n_layer));
+  v_.resize(static_cast<std::size_t>(hp.n_layer));
+}
+
+void KvCache::reserve(std::int64_t n) {
+  if (n <= allocated_) return;
+  if (n > capacity_) throw Error("KV cache overflow: " + std::to_string(n) + " > " + std::to_string(capacity_));
+  allocated_ = std::min(capacity_, std::max({n, 2 * allocated_, std::int64_t{256}}));   // geometric growth
+  for (auto* layers : {&k_, &v_})
+    for (auto& l : *layers) l.resize(static_cast<std::size_t>(allocated_ * row_size_));
 }
 
 void KvCache::truncate(std::int64_t n) { size_ = std::clamp<std::int64_t>(n, 0, size_); }

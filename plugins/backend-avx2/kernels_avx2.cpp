@@ -6,8 +6,10 @@
 #include <cmath>
 #include <cstring>
 
+#include "bitrun/attention_kernel.hpp"
 #include "bitrun/backend.hpp"
 #include "bitrun/error.hpp"
+#include "bitrun/row_chunks.hpp"
 #include "bitrun/ternary_pack.hpp"
 
 namespace bitrun::avx2 {
@@ -24,6 +26,7 @@ class PackedAvx2 final : public PackedMatrix {
   const bool int8;   // pack_int8 rows (one byte per weight) rather than 2-bit ternary codes
   std::int64_t row_bytes = 0;
   AlignedVector<std::uint8_t> data;
+  const std::uint8_t* row(std::int64_t m) const { return data.data() + m * row_bytes; }
   std::vector<float> row_scale;
 };
 
@@ -42,23 +45,31 @@ inline float hsum_ps(__m256 v) {
 }
 
 // Dot products of one packed weight row with NT token rows. vpmaddubsw multiplies the unsigned codes (0..2) with
-// signed activations into int16 pair sums (at most 2*2*127, no overflow), vpmaddwd widens them to int32.
+// signed activations into int16 pair sums (at most 2*2*127 = 508); up to 16 blocks (64 of those) are summed in
+// int16 (at most 32512, no overflow) before one vpmaddwd widens them to int32.
 template <int NT>
 inline void row_dots(const std::uint8_t* w, std::int64_t blocks, const std::int8_t* const* q, std::int32_t* out) {
+  constexpr std::int64_t kInt16Blocks = 16;
   const __m256i mask = _mm256_set1_epi8(3);
   const __m256i ones = _mm256_set1_epi16(1);
   __m256i acc[NT];
   for (int j = 0; j < NT; ++j) acc[j] = _mm256_setzero_si256();
-  for (std::int64_t blk = 0; blk < blocks; ++blk) {
-    const __m256i packed = _mm256_load_si256(reinterpret_cast<const __m256i*>(w + blk * kGroupBytes));
-    for (int g = 0; g < 4; ++g) {
-      const __m256i codes = _mm256_and_si256(_mm256_srli_epi16(packed, 2 * g), mask);
-      const std::int64_t k = blk * kBlockWeights + g * kGroupBytes;
-      for (int j = 0; j < NT; ++j) {
-        const __m256i a = _mm256_load_si256(reinterpret_cast<const __m256i*>(q[j] + k));
-        acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(_mm256_maddubs_epi16(codes, a), ones));
+  for (std::int64_t b0 = 0; b0 < blocks; b0 += kInt16Blocks) {
+    const std::int64_t b1 = std::min(blocks, b0 + kInt16Blocks);
+    __m256i acc16[NT];
+    for (int j = 0; j < NT; ++j) acc16[j] = _mm256_setzero_si256();
+    for (std::int64_t blk = b0; blk < b1; ++blk) {
+      const __m256i packed = _mm256_load_si256(reinterpret_cast<const __m256i*>(w + blk * kGroupBytes));
+      for (int g = 0; g < 4; ++g) {
+        const __m256i codes = _mm256_and_si256(_mm256_srli_epi16(packed, 2 * g), mask);
+        const std::int64_t k = blk * kBlockWeights + g * kGroupBytes;
+        for (int j = 0; j < NT; ++j) {
+          const __m256i a = _mm256_load_si256(reinterpret_cast<const __m256i*>(q[j] + k));
+          acc16[j] = _mm256_add_epi16(acc16[j], _mm256_maddubs_epi16(codes, a));
+        }
       }
     }
+    for (int j = 0; j < NT; ++j) acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(acc16[j], ones));
   }
   for (int j = 0; j < NT; ++j) out[j] = hsum_epi32(acc[j]);
 }
@@ -150,15 +161,15 @@ class Avx2Backend final : public Backend {
     if (x.cols != w.cols()) throw Error("ternary_matmul: activation width does not match the matrix");
     const std::int64_t blocks = p->row_bytes / kGroupBytes;
     const std::int64_t n = x.rows;
-#pragma omp parallel for num_threads(threads()) schedule(static)
-    for (std::int64_t m = 0; m < w.rows(); ++m) {
-      const std::uint8_t* row = p->data.data() + m * p->row_bytes;
-      const float rs = p->row_scale[m];
+    for_row_chunks(w.rows(), threads(), [&](std::int64_t m0, std::int64_t m1) {
       std::int64_t t = 0;
       for (; t + kTokenTile <= n; t += kTokenTile)
-        ternary_row_tile<kTokenTile, row_dots<kTokenTile>, kBlockWeights, kGroupBytes>(row, blocks, x, t, rs, y, y_stride, m);
-      for (; t < n; ++t) ternary_row_tile<1, row_dots<1>, kBlockWeights, kGroupBytes>(row, blocks, x, t, rs, y, y_stride, m);
-    }
+        for (std::int64_t m = m0; m < m1; ++m)
+          ternary_row_tile<kTokenTile, row_dots<kTokenTile>, kBlockWeights, kGroupBytes>(p->row(m), blocks, x, t, p->row_scale[m], y, y_stride, m);
+      for (; t < n; ++t)
+        for (std::int64_t m = m0; m < m1; ++m)
+          ternary_row_tile<1, row_dots<1>, kBlockWeights, kGroupBytes>(p->row(m), blocks, x, t, p->row_scale[m], y, y_stride, m);
+    });
   }
 
   std::unique_ptr<PackedMatrix> pack_int8(const TernaryMatrixView& w) const override {
@@ -183,15 +194,21 @@ class Avx2Backend final : public Backend {
     if (!p || !p->int8) throw Error("int8_matmul: matrix was not packed by this backend's pack_int8");
     if (x.cols != w.cols()) throw Error("int8_matmul: activation width does not match the matrix");
     const std::int64_t blocks = p->row_bytes / 32, n = x.rows;
-#pragma omp parallel for num_threads(threads()) schedule(static)
-    for (std::int64_t m = 0; m < w.rows(); ++m) {
-      const std::uint8_t* row = p->data.data() + m * p->row_bytes;
-      const float rs = p->row_scale[m];
+    for_row_chunks(w.rows(), threads(), [&](std::int64_t m0, std::int64_t m1) {
       std::int64_t t = 0;
       for (; t + kTokenTile <= n; t += kTokenTile)
-        ternary_row_tile<kTokenTile, int8_row_dots<kTokenTile>, 32, 32, 0>(row, blocks, x, t, rs, y, y_stride, m);
-      for (; t < n; ++t) ternary_row_tile<1, int8_row_dots<1>, 32, 32, 0>(row, blocks, x, t, rs, y, y_stride, m);
-    }
+        for (std::int64_t m = m0; m < m1; ++m)
+          ternary_row_tile<kTokenTile, int8_row_dots<kTokenTile>, 32, 32, 0>(p->row(m), blocks, x, t, p->row_scale[m], y, y_stride, m);
+      for (; t < n; ++t)
+        for (std::int64_t m = m0; m < m1; ++m)
+          ternary_row_tile<1, int8_row_dots<1>, 32, 32, 0>(p->row(m), blocks, x, t, p->row_scale[m], y, y_stride, m);
+    });
+  }
+
+  void attention(const float* q, std::int64_t rows, const float* k_cache, const float* v_cache,
+                 const std::int32_t* limit, std::int64_t n_heads, std::int64_t n_kv_heads, std::int64_t head_dim,
+                 float* out) const override {
+    attention_kernel<8>(threads(), q, rows, k_cache, v_cache, limit, n_heads, n_kv_heads, head_dim, out);
   }
 
   void rms_norm(const float* x, const float* weight, std::int64_t rows, std::int64_t cols, float eps,

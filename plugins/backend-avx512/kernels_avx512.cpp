@@ -6,8 +6,10 @@
 #include <algorithm>
 #include <cmath>
 
+#include "bitrun/attention_kernel.hpp"
 #include "bitrun/backend.hpp"
 #include "bitrun/error.hpp"
+#include "bitrun/row_chunks.hpp"
 #include "bitrun/ternary_pack.hpp"
 
 namespace bitrun::avx512 {
@@ -24,6 +26,7 @@ class PackedAvx512 final : public PackedMatrix {
   const bool int8;   // pack_int8 rows (one byte per weight) rather than 2-bit ternary codes
   std::int64_t row_bytes = 0;
   AlignedVector<std::uint8_t> data;
+  const std::uint8_t* row(std::int64_t m) const { return data.data() + m * row_bytes; }
   std::vector<float> row_scale;
 };
 
@@ -111,15 +114,15 @@ class Avx512Backend final : public Backend {
     if (x.cols != w.cols()) throw Error("ternary_matmul: activation width does not match the matrix");
     const std::int64_t blocks = p->row_bytes / kGroupBytes;
     const std::int64_t n = x.rows;
-#pragma omp parallel for num_threads(threads()) schedule(static)
-    for (std::int64_t m = 0; m < w.rows(); ++m) {
-      const std::uint8_t* row = p->data.data() + m * p->row_bytes;
-      const float rs = p->row_scale[m];
+    for_row_chunks(w.rows(), threads(), [&](std::int64_t m0, std::int64_t m1) {
       std::int64_t t = 0;
       for (; t + kTokenTile <= n; t += kTokenTile)
-        ternary_row_tile<kTokenTile, row_dots<kTokenTile>, kBlockWeights, kGroupBytes>(row, blocks, x, t, rs, y, y_stride, m);
-      for (; t < n; ++t) ternary_row_tile<1, row_dots<1>, kBlockWeights, kGroupBytes>(row, blocks, x, t, rs, y, y_stride, m);
-    }
+        for (std::int64_t m = m0; m < m1; ++m)
+          ternary_row_tile<kTokenTile, row_dots<kTokenTile>, kBlockWeights, kGroupBytes>(p->row(m), blocks, x, t, p->row_scale[m], y, y_stride, m);
+      for (; t < n; ++t)
+        for (std::int64_t m = m0; m < m1; ++m)
+          ternary_row_tile<1, row_dots<1>, kBlockWeights, kGroupBytes>(p->row(m), blocks, x, t, p->row_scale[m], y, y_stride, m);
+    });
   }
 
   std::unique_ptr<PackedMatrix> pack_int8(const TernaryMatrixView& w) const override {
@@ -148,15 +151,21 @@ class Avx512Backend final : public Backend {
     if (!p || !p->int8) throw Error("int8_matmul: matrix was not packed by this backend's pack_int8");
     if (x.cols != w.cols()) throw Error("int8_matmul: activation width does not match the matrix");
     const std::int64_t blocks = p->row_bytes / 64, n = x.rows;
-#pragma omp parallel for num_threads(threads()) schedule(static)
-    for (std::int64_t m = 0; m < w.rows(); ++m) {
-      const std::uint8_t* row = p->data.data() + m * p->row_bytes;
-      const float rs = p->row_scale[m];
+    for_row_chunks(w.rows(), threads(), [&](std::int64_t m0, std::int64_t m1) {
       std::int64_t t = 0;
       for (; t + kTokenTile <= n; t += kTokenTile)
-        ternary_row_tile<kTokenTile, int8_row_dots<kTokenTile>, 64, 64, 128>(row, blocks, x, t, rs, y, y_stride, m);
-      for (; t < n; ++t) ternary_row_tile<1, int8_row_dots<1>, 64, 64, 128>(row, blocks, x, t, rs, y, y_stride, m);
-    }
+        for (std::int64_t m = m0; m < m1; ++m)
+          ternary_row_tile<kTokenTile, int8_row_dots<kTokenTile>, 64, 64, 128>(p->row(m), blocks, x, t, p->row_scale[m], y, y_stride, m);
+      for (; t < n; ++t)
+        for (std::int64_t m = m0; m < m1; ++m)
+          ternary_row_tile<1, int8_row_dots<1>, 64, 64, 128>(p->row(m), blocks, x, t, p->row_scale[m], y, y_stride, m);
+    });
+  }
+
+  void attention(const float* q, std::int64_t rows, const float* k_cache, const float* v_cache,
+                 const std::int32_t* limit, std::int64_t n_heads, std::int64_t n_kv_heads, std::int64_t head_dim,
+                 float* out) const override {
+    attention_kernel<16>(threads(), q, rows, k_cache, v_cache, limit, n_heads, n_kv_heads, head_dim, out);
   }
 
   void rms_norm(const float* x, const float* weight, std::int64_t rows, std::int64_t cols, float eps,

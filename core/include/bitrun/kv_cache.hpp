@@ -1,6 +1,7 @@
 // Per-sequence key/value cache: for every layer, one K row and one V row (n_head_kv * head_dim floats) per
 // position. Positions are written by the forward pass; truncate() forgets positions from n on (block diffusion
-// re-decodes a block by truncating to its start).
+// re-decodes a block by truncating to its start). Storage grows with use up to `capacity`, so a long context
+// costs memory only when it is used.
 #pragma once
 
 #include <cstdint>
@@ -21,6 +22,8 @@ class KvCache {
   void truncate(std::int64_t n);
   // Marks positions [0, n) valid after a forward wrote them.
   void extend_to(std::int64_t n);
+  // Makes positions [0, n) addressable (n <= capacity) before a forward writes or reads them.
+  void reserve(std::int64_t n);
 
   float* k(std::int64_t layer, std::int64_t pos) { return k_[static_cast<std::size_t>(layer)].data() + pos * row_size_; }
   float* v(std::int64_t layer, std::int64_t pos) { return v_[static_cast<std::size_t>(layer)].data() + pos * row_size_; }
@@ -28,7 +31,7 @@ class KvCache {
   const float* v(std::int64_t layer) const { return v_[static_cast<std::size_t>(layer)].data(); }
 
  private:
-  std::int64_t capacity_, row_size_, size_ = 0;
+  std::int64_t capacity_, row_size_, size_ = 0, allocated_ = 0;
   std::vector<std::vector<float>> k_, v_;
 };
 
