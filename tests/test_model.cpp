@@ -10,6 +10,7 @@
 #include <fstream>
 #include <algorithm>
 #include <map>
+#include <random>
 #include <sstream>
 
 #include "bitrun/architecture.hpp"
@@ -305,6 +306,84 @@ TEST(Synthetic, TinyPresetLoadsRunsAndIsReproducible) {
   EXPECT_EQ(GgufFile::open(b).find_tensor("token_embd.weight")->type, GgmlType::Q8_0);
   EXPECT_NO_THROW(Model::load(b, *backend));
   EXPECT_THROW(synthetic_preset("bitnet-99b"), Error);
+  fs::remove(a);
+  fs::remove(b);
+}
+
+}  // namespace
+}  // namespace bitrun
+
+namespace bitrun {
+namespace {
+
+// Optional LRC tensors (y += U (V^T x)) and per-tensor `.scale`: a float model with them computes what the same
+// model computes with the folded weight W' = s * W + U V^T.
+TEST(ModelLoad, LowRankCorrectionAndScaleFoldIntoTheWeight) {
+  REQUIRE_SHARED("models/stories260K.gguf");
+  const GgufFile src = GgufFile::open(shared_file);
+  const GgufTensorInfo& wq = *src.find_tensor("blk.0.attn_q.weight");
+  const std::int64_t in = wq.row_len(), out = wq.n_rows(), rank = 3;
+  std::vector<float> w(static_cast<std::size_t>(in * out)), u(static_cast<std::size_t>(out * rank)),
+      v(static_cast<std::size_t>(in * rank));
+  dequantize(wq.type, src.tensor_data(wq), wq.bytes, in, out, w.data());
+  std::mt19937 rng(5);
+  std::normal_distribution<float> dist(0.0f, 0.05f);
+  for (auto& x : u) x = dist(rng);
+  for (auto& x : v) x = dist(rng);
+  const float scale = 1.5f;
+  std::vector<float> folded(w.size());
+  for (std::int64_t o = 0; o < out; ++o)
+    for (std::int64_t i = 0; i < in; ++i) {
+      float acc = 0.0f;
+      for (std::int64_t r = 0; r < rank; ++r) acc += u[static_cast<std::size_t>(o * rank + r)] * v[static_cast<std::size_t>(i * rank + r)];
+      folded[static_cast<std::size_t>(o * in + i)] = scale * w[static_cast<std::size_t>(o * in + i)] + acc;
+    }
+  auto write = [&](const fs::path& path, bool with_lrc) {
+    GgufWriter wr;
+    for (const auto& [k, val] : src.metadata()) wr.set(k, val);
+    for (const auto& t : src.tensors()) {
+      if (t.name == wq.name) {
+        wr.add_f32_tensor(t.name, t.ne, with_lrc ? w : folded);
+        continue;
+      }
+      wr.add_tensor(t.name, t.ne, t.type, std::vector<std::uint8_t>(src.tensor_data(t), src.tensor_data(t) + t.bytes));
+    }
+    if (with_lrc) {
+      wr.add_f32_tensor("blk.0.attn_q.lrc_U", {rank, out}, u);
+      wr.add_f32_tensor("blk.0.attn_q.lrc_V", {rank, in}, v);
+      wr.add_f32_tensor("blk.0.attn_q.scale", {1}, {scale});
+    }
+    wr.write(path);
+  };
+  const fs::path a = fs::temp_directory_path() / ("bitrun-lrc-" + std::to_string(::getpid()) + ".gguf");
+  const fs::path b = fs::temp_directory_path() / ("bitrun-folded-" + std::to_string(::getpid()) + ".gguf");
+  write(a, true);
+  write(b, false);
+  auto backend = make_reference_backend({});
+  auto with_lrc = Model::load(a, *backend), with_folded = Model::load(b, *backend);
+  const std::vector<std::int32_t> ids{1, 403, 407, 261, 378};
+  auto logits = [&](const Model& m) {
+    KvCache cache(m.hparams(), 8);
+    std::vector<ForwardRow> rows;
+    for (std::int32_t i = 0; i < 5; ++i) rows.push_back({ids[static_cast<std::size_t>(i)], i, i + 1, &cache});
+    const std::int32_t last = 4;
+    std::vector<float> l(512);
+    Transformer(m).forward(rows, std::span<const std::int32_t>(&last, 1), l.data());
+    return l;
+  };
+  const std::vector<float> x = logits(*with_lrc), y = logits(*with_folded);
+  double max_diff = 0.0, max_abs = 0.0;
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    max_diff = std::max(max_diff, static_cast<double>(std::fabs(x[i] - y[i])));
+    max_abs = std::max(max_abs, static_cast<double>(std::fabs(y[i])));
+  }
+  EXPECT_LT(max_diff, 1e-4 * (1.0 + max_abs));
+  // And the correction is not a no-op: the unfolded original differs.
+  auto plain = Model::load(shared_file, *backend);
+  const std::vector<float> z = logits(*plain);
+  double plain_diff = 0.0;
+  for (std::size_t i = 0; i < z.size(); ++i) plain_diff = std::max(plain_diff, static_cast<double>(std::fabs(z[i] - y[i])));
+  EXPECT_GT(plain_diff, 1e-3);
   fs::remove(a);
   fs::remove(b);
 }

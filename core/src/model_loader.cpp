@@ -139,7 +139,11 @@ class Loader {
       tensor(v->name, {rank, cols});
       lin.lrc_rank = rank;
       lin.lrc_u = floats(*u);
-      lin.lrc_v = floats(*v);
+      const std::vector<float> v_rows = floats(*v);   // cols x rank
+      lin.lrc_vt.resize(v_rows.size());
+      for (std::int64_t i = 0; i < cols; ++i)
+        for (std::int64_t r = 0; r < rank; ++r)
+          lin.lrc_vt[static_cast<std::size_t>(r * cols + i)] = v_rows[static_cast<std::size_t>(i * rank + r)];
     }
     return lin;
   }

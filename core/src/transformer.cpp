@@ -24,15 +24,11 @@ void Transformer::project(const Linear& lin, const float* x, std::int64_t n, Qua
   if (lin.output_scale != 1.0f)
     for (std::int64_t i = 0; i < n * lin.rows; ++i) y[i] *= lin.output_scale;
   if (lin.lrc_rank > 0) {
-    // y += U (V^T x): V^T x first (rank values per row), then U times that.
-    std::vector<float> t(static_cast<std::size_t>(n * lin.lrc_rank));
-    std::vector<float> vt(lin.lrc_v.size()), u_rows(lin.lrc_u);
-    for (std::int64_t i = 0; i < lin.cols; ++i)   // V is cols x rank; transpose to rank x cols for matmul_f32
-      for (std::int64_t r = 0; r < lin.lrc_rank; ++r) vt[r * lin.cols + i] = lin.lrc_v[i * lin.lrc_rank + r];
-    be.matmul_f32(vt.data(), lin.lrc_rank, lin.cols, x, n, t.data(), lin.lrc_rank);
-    std::vector<float> corr(static_cast<std::size_t>(n * lin.rows));
-    be.matmul_f32(u_rows.data(), lin.rows, lin.lrc_rank, t.data(), n, corr.data(), lin.rows);
-    for (std::size_t i = 0; i < corr.size(); ++i) y[i] += corr[i];
+    lrc_t_.resize(static_cast<std::size_t>(n * lin.lrc_rank));
+    lrc_y_.resize(static_cast<std::size_t>(n * lin.rows));
+    be.matmul_f32(lin.lrc_vt.data(), lin.lrc_rank, lin.cols, x, n, lrc_t_.data(), lin.lrc_rank);   // V^T x
+    be.matmul_f32(lin.lrc_u.data(), lin.rows, lin.lrc_rank, lrc_t_.data(), n, lrc_y_.data(), lin.rows);
+    for (std::size_t i = 0; i < lrc_y_.size(); ++i) y[i] += lrc_y_[i];
   }
 }
 

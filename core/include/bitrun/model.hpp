@@ -37,7 +37,9 @@ struct Linear {
   std::int64_t activation_block = 0;              // activation scale group: 0 = per token, 256 for TQ1_0/TQ2_0
                                                   // (llama.cpp's arithmetic for those files)
   float output_scale = 1.0f;                      // optional per-tensor `.scale` multiplier
-  std::vector<float> lrc_u, lrc_v;                // optional low-rank correction: y += U (V^T x); U rows x r, V cols x r
+  // Optional low-rank correction y += U (V^T x): U is rows x rank; V^T is kept as rank x cols (transposed at load)
+  // so both steps are plain row-major matmuls.
+  std::vector<float> lrc_u, lrc_vt;
   std::int64_t lrc_rank = 0;
 };
 
