@@ -11,6 +11,7 @@
 #include "bitrun/error.hpp"
 #include "bitrun/gguf.hpp"
 #include "bitrun/tokenizer.hpp"
+#include "test_support.hpp"
 
 namespace bitrun {
 namespace {
@@ -32,20 +33,12 @@ const std::vector<ChatMessage> kConversation = {
 
 // A SentencePiece vocab with byte tokens, optional extra control tokens and a chat template.
 std::unique_ptr<Tokenizer> small_tokenizer(const std::vector<std::string>& controls, std::string jinja) {
-  Vocab v;
-  v.tokens = {"<unk>", "<s>", "</s>"};
-  v.types = {TokenType::Unknown, TokenType::Control, TokenType::Control};
-  for (int b = 0; b < 256; ++b) {
-    char buf[8];
-    std::snprintf(buf, sizeof buf, "<0x%02X>", b);
-    v.tokens.push_back(buf);
-    v.types.push_back(TokenType::Byte);
-  }
+  Vocab v = test::byte_fallback_spm_vocab();
   for (const auto& c : controls) {
     v.tokens.push_back(c);
     v.types.push_back(TokenType::Control);
+    v.scores.push_back(0.0f);
   }
-  v.unk = 0, v.bos = 1, v.eos = 2;
   v.chat_template = std::move(jinja);
   return Tokenizer::create(std::move(v));
 }

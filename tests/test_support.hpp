@@ -1,8 +1,11 @@
 // Small helpers shared by the test suites.
 #pragma once
 
+#include <cstdio>
 #include <functional>
 #include <string>
+
+#include "bitrun/tokenizer.hpp"
 
 namespace bitrun::test {
 
@@ -15,6 +18,24 @@ std::string error_message(const std::function<void()>& f) {
     return e.what();
   }
   return "(no error)";
+}
+
+// A SentencePiece vocab of <unk> <s> </s> and the 256 byte tokens (ids 3..258), all scores 0: any text encodes
+// by byte fallback. Tests append their own tokens.
+inline Vocab byte_fallback_spm_vocab() {
+  Vocab v;
+  v.model = Vocab::Model::Spm;
+  v.tokens = {"<unk>", "<s>", "</s>"};
+  v.types = {TokenType::Unknown, TokenType::Control, TokenType::Control};
+  for (int b = 0; b < 256; ++b) {
+    char buf[8];
+    std::snprintf(buf, sizeof buf, "<0x%02X>", b);
+    v.tokens.push_back(buf);
+    v.types.push_back(TokenType::Byte);
+  }
+  v.scores.assign(v.tokens.size(), 0.0f);
+  v.unk = 0, v.bos = 1, v.eos = 2;
+  return v;
 }
 
 }  // namespace bitrun::test

@@ -243,23 +243,12 @@ constexpr const char* kSp = "\xE2\x96\x81";  // U+2581
 
 // <unk> <s> </s>, the 256 byte tokens (ids 3..258), then `extra` with their scores.
 Vocab spm_vocab(const std::vector<std::pair<std::string, float>>& extra) {
-  Vocab v;
-  v.model = Vocab::Model::Spm;
-  v.tokens = {"<unk>", "<s>", "</s>"};
-  v.types = {TokenType::Unknown, TokenType::Control, TokenType::Control};
-  for (int b = 0; b < 256; ++b) {
-    char buf[8];
-    std::snprintf(buf, sizeof buf, "<0x%02X>", b);
-    v.tokens.push_back(buf);
-    v.types.push_back(TokenType::Byte);
-  }
-  v.scores.assign(v.tokens.size(), 0.0f);
+  Vocab v = test::byte_fallback_spm_vocab();
   for (const auto& [text, score] : extra) {
     v.tokens.push_back(text);
     v.types.push_back(TokenType::Normal);
     v.scores.push_back(score);
   }
-  v.unk = 0, v.bos = 1, v.eos = 2;
   return v;
 }
 

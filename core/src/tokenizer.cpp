@@ -118,6 +118,13 @@ std::unique_ptr<Tokenizer> Tokenizer::create(Vocab vocab) {
                                           : detail::make_bpe_tokenizer(std::move(vocab));
 }
 
+std::string Tokenizer::token_bytes(std::int32_t id, bool render_special) const {
+  if (id < 0 || id >= vocab_size()) throw Error("token id " + std::to_string(id) + " is outside the vocabulary");
+  const TokenType t = detail::token_type(vocab_, id);
+  if (render_special && (t == TokenType::Control || t == TokenType::Unknown)) return vocab_.tokens[id];
+  return pieces_[static_cast<std::size_t>(id)];
+}
+
 std::string Tokenizer::decode(std::span<const std::int32_t> ids, bool render_special) const {
   std::string out;
   std::size_t i = 0;

@@ -104,13 +104,6 @@ class BpeTokenizer final : public Tokenizer {
     return out;
   }
 
-  std::string token_bytes(std::int32_t id, bool render_special) const override {
-    if (id < 0 || id >= vocab_size()) throw Error("token id " + std::to_string(id) + " is outside the vocabulary");
-    const TokenType t = token_type(vocab_, id);
-    if (render_special && (t == TokenType::Control || t == TokenType::Unknown)) return vocab_.tokens[id];
-    return pieces_[id];
-  }
-
  private:
   struct Merge {
     std::int32_t rank, result;
@@ -182,7 +175,6 @@ class BpeTokenizer final : public Tokenizer {
   std::array<std::string, 256> byte_chars_;  // each byte's GPT-2 alphabet character, UTF-8
   std::array<std::int32_t, 256> byte_tokens_{};
   std::unordered_map<std::uint64_t, Merge> merges_;  // (left id, right id) -> rank and merged token
-  std::vector<std::string> pieces_;                  // the bytes each token decodes to
 };
 
 }  // namespace

@@ -84,13 +84,6 @@ class SpmTokenizer final : public Tokenizer {
     return out;
   }
 
-  std::string token_bytes(std::int32_t id, bool render_special) const override {
-    if (id < 0 || id >= vocab_size()) throw Error("token id " + std::to_string(id) + " is outside the vocabulary");
-    const TokenType t = token_type(vocab_, id);
-    if (render_special && (t == TokenType::Control || t == TokenType::Unknown)) return vocab_.tokens[id];
-    return pieces_[id];
-  }
-
  private:
   static std::string unescape(std::string_view text) {
     std::string out;
@@ -176,7 +169,6 @@ class SpmTokenizer final : public Tokenizer {
   SpecialTokenSplitter specials_;
   bool byte_fallback_ = true;
   std::int32_t byte_tokens_[256];
-  std::vector<std::string> pieces_;  // the bytes each token decodes to ("" for control and unused tokens)
 };
 
 }  // namespace

@@ -9,7 +9,7 @@
 #include "bitrun/attention_kernel.hpp"
 #include "bitrun/backend.hpp"
 #include "bitrun/error.hpp"
-#include "bitrun/row_chunks.hpp"
+#include "bitrun/packed_matmul.hpp"
 #include "bitrun/ternary_pack.hpp"
 
 namespace bitrun::avx2 {
@@ -160,16 +160,8 @@ class Avx2Backend final : public Backend {
     if (!p || p->int8) throw Error("ternary_matmul: matrix was not packed by this backend's pack_ternary");
     if (x.cols != w.cols()) throw Error("ternary_matmul: activation width does not match the matrix");
     const std::int64_t blocks = p->row_bytes / kGroupBytes;
-    const std::int64_t n = x.rows;
-    for_row_chunks(w.rows(), threads(), [&](std::int64_t m0, std::int64_t m1) {
-      std::int64_t t = 0;
-      for (; t + kTokenTile <= n; t += kTokenTile)
-        for (std::int64_t m = m0; m < m1; ++m)
-          ternary_row_tile<kTokenTile, row_dots<kTokenTile>, kBlockWeights, kGroupBytes>(p->row(m), blocks, x, t, p->row_scale[m], y, y_stride, m);
-      for (; t < n; ++t)
-        for (std::int64_t m = m0; m < m1; ++m)
-          ternary_row_tile<1, row_dots<1>, kBlockWeights, kGroupBytes>(p->row(m), blocks, x, t, p->row_scale[m], y, y_stride, m);
-    });
+    packed_matmul<kTokenTile, row_dots<kTokenTile>, row_dots<1>, kBlockWeights, kGroupBytes, 1>(
+        *p, blocks, x, y, y_stride, threads());
   }
 
   std::unique_ptr<PackedMatrix> pack_int8(const TernaryMatrixView& w) const override {
@@ -193,16 +185,9 @@ class Avx2Backend final : public Backend {
     const auto* p = dynamic_cast<const PackedAvx2*>(&w);
     if (!p || !p->int8) throw Error("int8_matmul: matrix was not packed by this backend's pack_int8");
     if (x.cols != w.cols()) throw Error("int8_matmul: activation width does not match the matrix");
-    const std::int64_t blocks = p->row_bytes / 32, n = x.rows;
-    for_row_chunks(w.rows(), threads(), [&](std::int64_t m0, std::int64_t m1) {
-      std::int64_t t = 0;
-      for (; t + kTokenTile <= n; t += kTokenTile)
-        for (std::int64_t m = m0; m < m1; ++m)
-          ternary_row_tile<kTokenTile, int8_row_dots<kTokenTile>, 32, 32, 0>(p->row(m), blocks, x, t, p->row_scale[m], y, y_stride, m);
-      for (; t < n; ++t)
-        for (std::int64_t m = m0; m < m1; ++m)
-          ternary_row_tile<1, int8_row_dots<1>, 32, 32, 0>(p->row(m), blocks, x, t, p->row_scale[m], y, y_stride, m);
-    });
+    const std::int64_t blocks = p->row_bytes / 32;
+    packed_matmul<kTokenTile, int8_row_dots<kTokenTile>, int8_row_dots<1>, 32, 32, 0>(
+        *p, blocks, x, y, y_stride, threads());
   }
 
   void attention(const float* q, std::int64_t rows, const float* k_cache, const float* v_cache,

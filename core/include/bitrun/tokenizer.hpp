@@ -60,7 +60,7 @@ class Tokenizer {
 
   // The bytes token `id` stands for. Control tokens give "" unless render_special. Throws Error for an id outside
   // the vocabulary. For SPM, a token's leading space is kept: decode() drops the dummy prefix of the first token.
-  virtual std::string token_bytes(std::int32_t id, bool render_special = false) const = 0;
+  std::string token_bytes(std::int32_t id, bool render_special = false) const;
 
   // The text of a sequence of ids (the inverse of encode for text without special tokens): token bytes
   // concatenated, minus the SPM dummy-prefix space at the start, skipping BOS.
@@ -75,6 +75,8 @@ class Tokenizer {
   explicit Tokenizer(Vocab vocab);
   Vocab vocab_;
   std::vector<std::int32_t> end_of_generation_;
+  std::vector<std::string> pieces_;   // the bytes each token decodes to, filled by the subclass
+                                      // ("" for control and unused tokens, U+FFFD for unrepresentable text)
   // Stored token text -> id, shared by find_token and the encoders (heterogeneous lookup by string_view).
   struct TextHash {
     using is_transparent = void;

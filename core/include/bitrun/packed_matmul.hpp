@@ -1,0 +1,45 @@
+// The loop structure of the SIMD matmuls, shared by the backend plugins (which build with OpenMP): the thread
+// split over weight rows and the token tiling around ternary_row_tile.
+#pragma once
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "bitrun/ternary_pack.hpp"
+
+namespace bitrun {
+
+// Runs body(m0, m1) over chunks of 16 weight rows spread across `threads` threads. Inside a chunk the caller loops
+// over token tiles outermost, so the chunk's weights and one tile's activations stay in L1: activations are read
+// rows/16 times per matmul instead of once per row, which is what makes prompt processing compute-bound.
+template <typename Body>
+void for_row_chunks(std::int64_t rows, int threads, Body body) {
+  constexpr std::int64_t kRowChunk = 16;
+  const std::int64_t chunks = (rows + kRowChunk - 1) / kRowChunk;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (std::int64_t c = 0; c < chunks; ++c) body(c * kRowChunk, std::min(rows, (c + 1) * kRowChunk));
+}
+
+// y = W x over a backend's packed matrix (anything with rows(), row(m) and row_scale): tiles of Tile tokens
+// through DotsTile, the remaining tokens one at a time through Dots1; see ternary_row_tile for the arithmetic.
+template <int Tile, auto DotsTile, auto Dots1, std::int64_t BlockWeights, std::int64_t GroupBytes, int SumMultiplier,
+          typename Packed>
+void packed_matmul(const Packed& p, std::int64_t blocks, const QuantizedActivations& x, float* y,
+                   std::int64_t y_stride, int threads) {
+  const std::int64_t n = x.rows;
+  for_row_chunks(p.rows(), threads, [&](std::int64_t m0, std::int64_t m1) {
+    std::int64_t t = 0;
+    for (; t + Tile <= n; t += Tile)
+      for (std::int64_t m = m0; m < m1; ++m)
+        ternary_row_tile<Tile, DotsTile, BlockWeights, GroupBytes, SumMultiplier>(p.row(m), blocks, x, t,
+                                                                                p.row_scale[m], y, y_stride, m);
+    for (; t < n; ++t)
+      for (std::int64_t m = m0; m < m1; ++m)
+        ternary_row_tile<1, Dots1, BlockWeights, GroupBytes, SumMultiplier>(p.row(m), blocks, x, t, p.row_scale[m], y,
+                                                                          y_stride, m);
+  });
+}
+
+}  // namespace bitrun
