@@ -90,3 +90,48 @@ TEST(Cli, UnknownCommandsAndOptionsAreErrors) {
 }
 
 }  // namespace
+
+namespace {
+
+const std::string kShared = std::string(BITRUN_SOURCE_DIR) + "/../shared/";
+
+// The model commands end to end: generate streams the golden stories260K text (greedy, both backends agree),
+// perplexity prints the protocol's numbers, convert/synth write loadable files, and bad input exits 1 naming it.
+TEST(Cli, ModelCommandsWorkAndRejectBadInput) {
+  if (!std::filesystem::exists(kShared + "models/stories260K.gguf")) GTEST_SKIP() << kShared << " not found";
+  Result g = run("generate -m " + kShared + "models/stories260K.gguf -n 12 --ids --log-level warn");
+  ASSERT_EQ(g.status, 0) << g.output;
+  EXPECT_NE(g.output.find("Once upon a time, there was a little girl"), std::string::npos) << g.output;
+  EXPECT_NE(g.output.find("ids: 403 407 261 378 432 383 286 261 376 298"), std::string::npos) << g.output;
+  Result ref = run("generate -m " + kShared + "models/stories260K.gguf -n 12 --ids --backend reference --log-level warn");
+  EXPECT_EQ(ref.output.substr(0, ref.output.find("prompt")), g.output.substr(0, g.output.find("prompt")));
+
+  Result p = run("perplexity " + kShared + "models/stories260K.gguf " + kShared + "text/tinystories-valid.txt --lines 5");
+  ASSERT_EQ(p.status, 0) << p.output;
+  EXPECT_NE(p.output.find("lines 5, predicted tokens"), std::string::npos) << p.output;
+
+  const std::string out = (std::filesystem::temp_directory_path() / "bitrun-cli-tiny.gguf").string();
+  ASSERT_EQ(run("synth " + out + " --preset bitnet-tiny --quiet").status, 0);
+  const std::string converted = out + ".tq2.gguf";
+  Result c = run("convert " + out + " " + converted + " --type tq2_0 --quiet");
+  ASSERT_EQ(c.status, 0) << c.output;
+  EXPECT_EQ(run("generate -m " + converted + " -n 3 --log-level warn").status, 0);
+
+  Result missing = run("generate -m /nonexistent/model.gguf");
+  EXPECT_EQ(missing.status, 1);
+  EXPECT_NE(missing.output.find("/nonexistent/model.gguf: cannot open model file"), std::string::npos);
+  Result bad_type = run("convert " + out + " " + converted + " --type q4_0");
+  EXPECT_EQ(bad_type.status, 1);
+  EXPECT_NE(bad_type.output.find("unknown type 'q4_0'"), std::string::npos);
+  Result float_to_ternary = run("convert " + kShared + "models/stories260K.gguf " + converted + " --type i2_s");
+  EXPECT_EQ(float_to_ternary.status, 1);
+  EXPECT_NE(float_to_ternary.output.find("float projection weights"), std::string::npos) << float_to_ternary.output;
+  std::ofstream(out, std::ios::trunc) << "not a model";
+  Result corrupt = run("generate -m " + out);
+  EXPECT_EQ(corrupt.status, 1);
+  EXPECT_NE(corrupt.output.find("too small to be a GGUF file"), std::string::npos) << corrupt.output;
+  std::filesystem::remove(out);
+  std::filesystem::remove(converted);
+}
+
+}  // namespace
