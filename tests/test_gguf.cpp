@@ -286,3 +286,20 @@ TEST(Gguf, WriterRejectsWrongSizes) {
 
 }  // namespace
 }  // namespace bitrun
+
+namespace bitrun {
+namespace {
+
+TEST(Gguf, DecodedMetadataIsBounded) {
+  // 5M empty nested arrays: 60 MB on disk, but each would decode to a GgufValue (over 512 MiB in all).
+  Bytes b;
+  const std::uint64_t count = std::uint64_t{5} << 20;
+  b.header(0, 1).str("k").put<std::uint32_t>(9).put<std::uint32_t>(9).put<std::uint64_t>(count);
+  const std::size_t start = b.b.size();
+  b.b.resize(start + count * 12);
+  for (std::uint64_t i = 0; i < count; ++i) b.b[start + i * 12] = 0;   // element type U8, count 0 (zero bytes)
+  EXPECT_NE(open_error(b.b).find("MiB decoded"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace bitrun

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <algorithm>
 #include <map>
 #include <random>
@@ -20,6 +21,7 @@
 #include "bitrun/kv_cache.hpp"
 #include "bitrun/model.hpp"
 #include "bitrun/perplexity.hpp"
+#include "bitrun/plugin_host.hpp"
 #include "bitrun/sampler.hpp"
 #include "bitrun/synthetic_model.hpp"
 #include "bitrun/tokenizer.hpp"
@@ -273,6 +275,9 @@ TEST(ModelLoad, ErrorsNameTheProblem) {
   EXPECT_NE(load_error("", "general.architecture", &arch).find("unsupported architecture 'mamba'"), std::string::npos);
   const GgufValue heads = GgufValue::u32(3);
   EXPECT_NE(load_error("", "bitnet.attention.head_count", &heads).find("head_count"), std::string::npos);
+  const GgufValue huge_count = GgufValue::u32(1u << 30);
+  EXPECT_NE(load_error("", "bitnet.block_count", &huge_count).find("missing tensor 'blk.1073741823.attn_norm.weight'"),
+            std::string::npos);
   const GgufValue bad_type = GgufValue::string("x");
   EXPECT_NE(load_error("", "bitnet.block_count", &bad_type).find("'bitnet.block_count' is a string"),
             std::string::npos);
@@ -386,6 +391,54 @@ TEST(ModelLoad, LowRankCorrectionAndScaleFoldIntoTheWeight) {
   EXPECT_GT(plain_diff, 1e-3);
   fs::remove(a);
   fs::remove(b);
+}
+
+}  // namespace
+}  // namespace bitrun
+
+namespace bitrun {
+namespace {
+
+// Rewrites a fixture with one tensor's bytes changed by `edit`.
+fs::path edited_fixture(const fs::path& src_path, const std::string& tensor,
+                        const std::function<void(std::vector<std::uint8_t>&)>& edit) {
+  const GgufFile src = GgufFile::open(src_path);
+  GgufWriter w;
+  for (const auto& [k, v] : src.metadata()) w.set(k, v);
+  for (const auto& t : src.tensors()) {
+    std::vector<std::uint8_t> bytes(src.tensor_data(t), src.tensor_data(t) + t.bytes);
+    if (t.name == tensor) edit(bytes);
+    w.add_tensor(t.name, t.ne, t.type, std::move(bytes));
+  }
+  const fs::path out =
+      fs::temp_directory_path() / ("bitrun-edited-" + tensor + "-" + std::to_string(::getpid()) + ".gguf");
+  w.write(out);
+  return out;
+}
+
+// Backends pack weights on several threads; a corrupt tensor met there must still be a FormatError naming it.
+TEST(ModelLoad, CorruptWeightsAreAnErrorOnEveryBackend) {
+  REQUIRE_SHARED("fixtures/tiny-b158-i2_s.gguf");
+  const fs::path bad_code = edited_fixture(shared_file, "blk.1.ffn_up.weight", [](auto& b) { b[1000] = 0xFF; });
+  const fs::path bad_embd = edited_fixture(shared_file, "token_embd.weight", [](auto& b) {
+    b[2 * 5000] = 0x00;
+    b[2 * 5000 + 1] = 0x7E;   // an F16 NaN in the tied embedding, which becomes the int8 output projection
+  });
+  static PluginHost host({BITRUN_TEST_PLUGIN_DIR}, detect_cpu());
+  std::vector<std::unique_ptr<Backend>> backends;
+  backends.push_back(make_reference_backend({}));
+  for (const char* name : {"avx2", "avx512"}) {
+    const PluginRecord* r = host.find(PluginKind::Backend, name);
+    if (r && r->score > 0) backends.push_back(host.create_backend(host.choose_backend(name), 2));
+  }
+  for (const auto& be : backends) {
+    const std::string code_error = test::error_message<FormatError>([&] { Model::load(bad_code, *be); });
+    EXPECT_NE(code_error.find("invalid code 3"), std::string::npos) << be->name() << ": " << code_error;
+    EXPECT_NE(test::error_message<FormatError>([&] { Model::load(bad_embd, *be); }).find("inf or NaN"),
+              std::string::npos) << be->name();
+  }
+  fs::remove(bad_code);
+  fs::remove(bad_embd);
 }
 
 }  // namespace

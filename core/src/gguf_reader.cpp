@@ -23,6 +23,9 @@ constexpr std::uint64_t kMaxStringBytes = std::uint64_t{1} << 30;   // as candle
 constexpr std::uint64_t kMaxArrayElems = std::uint64_t{1} << 30;
 constexpr int kMaxArrayDepth = 64;
 constexpr std::uint32_t kMaxDims = 4;
+// Decoded metadata may be larger than its encoding (a 12-byte empty array becomes a GgufValue): this caps the
+// memory a crafted file can make the reader allocate. Real vocabularies take a few tens of MiB.
+constexpr std::uint64_t kMaxDecodedMetadataBytes = std::uint64_t{512} << 20;
 constexpr std::uint64_t kMaxTensorName = 1024;
 
 // Architectures whose files come from bitnet.cpp, where type id 36 means I2_S. Upstream ggml gave 36 to other
@@ -45,6 +48,13 @@ class Cursor {
   Cursor(const std::uint8_t* data, std::uint64_t size, const std::string& path) : p_(data), size_(size), path_(path) {}
 
   std::uint64_t pos() const { return pos_; }
+
+  // Accounts `bytes` of decoded metadata against kMaxDecodedMetadataBytes.
+  void charge(std::uint64_t bytes) {
+    decoded_ += bytes;
+    if (decoded_ > kMaxDecodedMetadataBytes)
+      fail("metadata would take more than " + std::to_string(kMaxDecodedMetadataBytes >> 20) + " MiB decoded");
+  }
   std::uint64_t left() const { return size_ - pos_; }
 
   [[noreturn]] void fail(const std::string& what) const {
@@ -76,7 +86,7 @@ class Cursor {
 
  private:
   const std::uint8_t* p_;
-  std::uint64_t size_, pos_ = 0;
+  std::uint64_t size_, pos_ = 0, decoded_ = 0;
   const std::string& path_;
 };
 
@@ -141,6 +151,9 @@ GgufValue read_value(Cursor& c, GgufValueType type, int depth) {
     c.fail("array of " + std::to_string(count) + " " + gguf_value_type_name(v.elem_type) +
            " elements does not fit in the " + std::to_string(c.left()) + " bytes left");
   const auto n = static_cast<std::size_t>(count);
+  c.charge(count * (v.elem_type == GgufValueType::STRING  ? sizeof(std::string)
+                    : v.elem_type == GgufValueType::ARRAY ? sizeof(GgufValue)
+                                                          : sizeof(double)));
   if (v.elem_type == GgufValueType::STRING) {
     v.strings.reserve(n);
     for (std::size_t i = 0; i < n; ++i) v.strings.push_back(c.string("an array string"));

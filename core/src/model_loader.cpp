@@ -1,6 +1,7 @@
 // Model::load: reads hyper-parameters and tensors from a validated GGUF file, checks every shape against the
 // architecture, converts weights to what the graph computes with, and has the backend pack the ternary ones.
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -186,20 +187,26 @@ Linear output_projection(const GgufFile& file, const GgufTensorInfo& t, const Ba
       absmax = fp16_to_f32(max_bits);
     } else {
       row_values(r, values.data());
-      for (float v : values) absmax = std::max(absmax, std::fabs(v));
+      for (float v : values) absmax = std::max(absmax, std::isnan(v) ? INFINITY : std::fabs(v));   // NaN fails below
     }
-    if (!std::isfinite(absmax)) throw FormatError(file.path().string() + ": " + t.name + " row " + std::to_string(r) + " is not finite");
-    scale[static_cast<std::size_t>(r)] = absmax > 0.0f ? absmax / 127.0f : 1.0f;
+    if (!std::isfinite(absmax))
+      throw FormatError(file.path().string() + ": " + t.name + " row " + std::to_string(r) + " holds inf or NaN");
+    // A row too small to scale (or zero) quantizes to zeros.
+    scale[static_cast<std::size_t>(r)] = absmax >= 127.0f * FLT_MIN ? absmax / 127.0f : 0.0f;
   }
   TernaryMatrixView view{lin.rows, lin.cols, nullptr, scale.data(), [&](std::int64_t r, std::int8_t* out) {
                            thread_local std::vector<float> values;
                            values.resize(static_cast<std::size_t>(lin.cols));
                            row_values(r, values.data());
-                           const float inv = 1.0f / scale[static_cast<std::size_t>(r)];
-                           // Round half to even by the 1.5 * 2^23 trick: |v| <= 127, and it vectorizes.
+                           const float s = scale[static_cast<std::size_t>(r)];
+                           const float inv = s > 0.0f ? 1.0f / s : 0.0f;
+                           // Round half to even by the 1.5 * 2^23 trick (it vectorizes); the clamp only guards
+                           // the last ulp.
                            constexpr float kMagic = 12582912.0f;
-                           for (std::int64_t k = 0; k < lin.cols; ++k)
-                             out[k] = static_cast<std::int8_t>((values[static_cast<std::size_t>(k)] * inv + kMagic) - kMagic);
+                           for (std::int64_t k = 0; k < lin.cols; ++k) {
+                             const float q = (values[static_cast<std::size_t>(k)] * inv + kMagic) - kMagic;
+                             out[k] = static_cast<std::int8_t>(std::clamp(q, -127.0f, 127.0f));
+                           }
                          }};
   lin.int8 = backend.pack_int8(view);
   file.release(t);   // only the few rows embedding lookups touch come back
@@ -278,6 +285,8 @@ std::unique_ptr<Model> Model::load(GgufFile file_arg, const Backend& backend, Mo
   // First, so its float pages are released before the projections are packed (peak memory).
   m->output_ = output_projection(file, *out, backend, arch->ternary_projections && options.int8_output);
   const std::int64_t q_dim = hp.n_head * hp.head_dim, kv_dim = hp.n_head_kv * hp.head_dim;
+  // The last layer must exist before anything is sized by block_count (a crafted count must not allocate).
+  L.tensor("blk." + std::to_string(hp.n_layer - 1) + ".attn_norm.weight", {hp.n_embd});
   m->layers_.resize(static_cast<std::size_t>(hp.n_layer));
   for (std::int64_t i = 0; i < hp.n_layer; ++i) {
     const std::string p = "blk." + std::to_string(i) + ".";

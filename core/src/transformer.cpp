@@ -51,7 +51,7 @@ void Transformer::forward(std::span<const ForwardRow> rows, std::span<const std:
       throw Error("forward: position " + std::to_string(row.position) + " / attention limit " +
                   std::to_string(row.attn_limit) + " outside the context of " +
                   std::to_string(row.cache->capacity()));
-    row.cache->reserve(std::max(row.position + 1, row.attn_limit));
+    row.cache->reserve(std::max<std::int64_t>(std::int64_t{row.position} + 1, row.attn_limit));
     positions[static_cast<std::size_t>(r)] = row.position;
     limits[static_cast<std::size_t>(r)] = row.attn_limit;
   }

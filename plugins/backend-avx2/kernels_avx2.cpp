@@ -144,13 +144,9 @@ class Avx2Backend final : public Backend {
     packed->row_bytes = packed_row_bytes_2bit(w.cols, kGroupBytes);
     packed->data.resize(static_cast<std::size_t>(packed->row_bytes * w.rows));
     packed->row_scale.assign(w.row_scale, w.row_scale + w.rows);
-#pragma omp parallel num_threads(threads())
-    {
-      std::vector<std::int8_t> buffer(static_cast<std::size_t>(w.cols));
-#pragma omp for schedule(static)
-      for (std::int64_t m = 0; m < w.rows; ++m)
-        pack_ternary_row_2bit(w.row(m, buffer.data()), w.cols, kGroupBytes, packed->data.data() + m * packed->row_bytes);
-    }
+    for_each_row_parallel(w.rows, w.cols, threads(), [&](std::int64_t m, std::int8_t* buffer) {
+      pack_ternary_row_2bit(w.row(m, buffer), w.cols, kGroupBytes, packed->data.data() + m * packed->row_bytes);
+    });
     return packed;
   }
 
@@ -170,13 +166,9 @@ class Avx2Backend final : public Backend {
     packed->row_bytes = (w.cols + 31) / 32 * 32;   // zero padding contributes nothing to the dots
     packed->data.assign(static_cast<std::size_t>(packed->row_bytes * w.rows), 0);
     packed->row_scale.assign(w.row_scale, w.row_scale + w.rows);
-#pragma omp parallel num_threads(threads())
-    {
-      std::vector<std::int8_t> buffer(static_cast<std::size_t>(w.cols));
-#pragma omp for schedule(static)
-      for (std::int64_t m = 0; m < w.rows; ++m)
-        std::memcpy(packed->data.data() + m * packed->row_bytes, w.row(m, buffer.data()), static_cast<std::size_t>(w.cols));
-    }
+    for_each_row_parallel(w.rows, w.cols, threads(), [&](std::int64_t m, std::int8_t* buffer) {
+      std::memcpy(packed->data.data() + m * packed->row_bytes, w.row(m, buffer), static_cast<std::size_t>(w.cols));
+    });
     return packed;
   }
 

@@ -97,13 +97,9 @@ class Avx512Backend final : public Backend {
     packed->row_bytes = packed_row_bytes_2bit(w.cols, kGroupBytes);
     packed->data.resize(static_cast<std::size_t>(packed->row_bytes * w.rows));
     packed->row_scale.assign(w.row_scale, w.row_scale + w.rows);
-#pragma omp parallel num_threads(threads())
-    {
-      std::vector<std::int8_t> buffer(static_cast<std::size_t>(w.cols));
-#pragma omp for schedule(static)
-      for (std::int64_t m = 0; m < w.rows; ++m)
-        pack_ternary_row_2bit(w.row(m, buffer.data()), w.cols, kGroupBytes, packed->data.data() + m * packed->row_bytes);
-    }
+    for_each_row_parallel(w.rows, w.cols, threads(), [&](std::int64_t m, std::int8_t* buffer) {
+      pack_ternary_row_2bit(w.row(m, buffer), w.cols, kGroupBytes, packed->data.data() + m * packed->row_bytes);
+    });
     return packed;
   }
 
@@ -124,16 +120,11 @@ class Avx512Backend final : public Backend {
     // Padding stores 128 (weight 0) and meets zero activations, so it adds nothing; every weight is stored + 128.
     packed->data.assign(static_cast<std::size_t>(packed->row_bytes * w.rows), 128);
     packed->row_scale.assign(w.row_scale, w.row_scale + w.rows);
-#pragma omp parallel num_threads(threads())
-    {
-      std::vector<std::int8_t> buffer(static_cast<std::size_t>(w.cols));
-#pragma omp for schedule(static)
-      for (std::int64_t m = 0; m < w.rows; ++m) {
-        const std::int8_t* src = w.row(m, buffer.data());
-        std::uint8_t* dst = packed->data.data() + m * packed->row_bytes;
-        for (std::int64_t k = 0; k < w.cols; ++k) dst[k] = static_cast<std::uint8_t>(src[k] + 128);
-      }
-    }
+    for_each_row_parallel(w.rows, w.cols, threads(), [&](std::int64_t m, std::int8_t* buffer) {
+      const std::int8_t* src = w.row(m, buffer);
+      std::uint8_t* dst = packed->data.data() + m * packed->row_bytes;
+      for (std::int64_t k = 0; k < w.cols; ++k) dst[k] = static_cast<std::uint8_t>(src[k] + 128);
+    });
     return packed;
   }
 

@@ -5,7 +5,10 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
+#include <exception>
+#include <vector>
 
 #include "bitrun/ternary_pack.hpp"
 
@@ -20,6 +23,33 @@ void for_row_chunks(std::int64_t rows, int threads, Body body) {
   const std::int64_t chunks = (rows + kRowChunk - 1) / kRowChunk;
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (std::int64_t c = 0; c < chunks; ++c) body(c * kRowChunk, std::min(rows, (c + 1) * kRowChunk));
+}
+
+// Runs fn(m, buffer) for rows m in [0, rows) across `threads` threads, each with its own buffer of `cols` bytes
+// (for TernaryMatrixView::row). An exception must not leave an OpenMP region (that terminates the process), so
+// the first one thrown is kept, the remaining rows are skipped, and it is rethrown afterwards: a corrupt tensor
+// met while packing is a FormatError, not an abort.
+template <typename Fn>
+void for_each_row_parallel(std::int64_t rows, std::int64_t cols, int threads, Fn fn) {
+  std::exception_ptr error;
+  std::atomic<bool> failed{false};
+#pragma omp parallel num_threads(threads)
+  {
+    std::vector<std::int8_t> buffer;
+#pragma omp for schedule(static)
+    for (std::int64_t m = 0; m < rows; ++m) {
+      if (failed.load(std::memory_order_relaxed)) continue;
+      try {
+        if (buffer.empty()) buffer.resize(static_cast<std::size_t>(cols));
+        fn(m, buffer.data());
+      } catch (...) {
+#pragma omp critical(bitrun_row_error)
+        if (!error) error = std::current_exception();
+        failed = true;
+      }
+    }
+  }
+  if (error) std::rethrow_exception(error);
 }
 
 // y = W x over a backend's packed matrix (anything with rows(), row(m) and row_scale): tiles of Tile tokens

@@ -42,7 +42,10 @@ inline void ternary_row_tile(const std::uint8_t* row, std::int64_t blocks, const
     RowDots(row + first * GroupBytes, count, q, dots);
     for (int j = 0; j < NT; ++j) {
       const auto i = static_cast<std::size_t>((t + j) * groups + g);
-      const float part = static_cast<float>(dots[j] - SumMultiplier * x.sum[i]) * x.scale[i];
+      // Modulo 2^32: the offset dot may wrap on very long rows even when the true dot fits.
+      const auto dot = static_cast<std::int32_t>(static_cast<std::uint32_t>(dots[j]) -
+                                                 static_cast<std::uint32_t>(SumMultiplier) * static_cast<std::uint32_t>(x.sum[i]));
+      const float part = static_cast<float>(dot) * x.scale[i];
       acc[j] = g == 0 ? part : acc[j] + part;
     }
   }
