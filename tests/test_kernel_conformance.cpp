@@ -7,6 +7,7 @@
 #include <tuple>
 
 #include "bitrun/error.hpp"
+#include "bitrun/ggml_types.hpp"
 #include "bitrun/plugin_host.hpp"
 
 namespace bitrun {
@@ -160,8 +161,9 @@ TEST_P(KernelConformance, AttentionMatchesReference) {
   for (auto [n_heads, n_kv, head_dim] : {std::tuple{4, 4, 8}, {8, 4, 64}, {20, 5, 128}, {6, 3, 13}}) {
     const std::int64_t positions = 37, rows = 9;
     auto q = random_floats(static_cast<std::size_t>(rows * n_heads * head_dim), 1.0f);
-    auto k = random_floats(static_cast<std::size_t>(positions * n_kv * head_dim), 1.0f);
-    auto v = random_floats(static_cast<std::size_t>(positions * n_kv * head_dim), 1.0f);
+    std::vector<std::uint16_t> k, v;   // the cache holds IEEE halves
+    for (float x : random_floats(static_cast<std::size_t>(positions * n_kv * head_dim), 1.0f)) k.push_back(f32_to_fp16(x));
+    for (float x : random_floats(static_cast<std::size_t>(positions * n_kv * head_dim), 1.0f)) v.push_back(f32_to_fp16(x));
     std::vector<std::int32_t> limit(rows);
     for (std::int64_t r = 0; r < rows; ++r) limit[static_cast<std::size_t>(r)] = static_cast<std::int32_t>(r < 4 ? 28 + r : 37);
     std::vector<float> got(q.size()), want(q.size());

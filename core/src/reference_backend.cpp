@@ -5,6 +5,7 @@
 
 #include "bitrun/backend.hpp"
 #include "bitrun/error.hpp"
+#include "bitrun/ggml_types.hpp"
 
 namespace bitrun {
 namespace {
@@ -163,7 +164,7 @@ void Backend::rope(float* x, std::int64_t rows, std::int64_t n_heads, std::int64
   }
 }
 
-void Backend::attention(const float* q, std::int64_t rows, const float* k_cache, const float* v_cache,
+void Backend::attention(const float* q, std::int64_t rows, const std::uint16_t* k_cache, const std::uint16_t* v_cache,
                         const std::int32_t* limit, std::int64_t n_heads, std::int64_t n_kv_heads,
                         std::int64_t head_dim, float* out) const {
   const std::int64_t group = n_heads / n_kv_heads;
@@ -178,9 +179,9 @@ void Backend::attention(const float* q, std::int64_t rows, const float* k_cache,
       const std::int64_t kvh = h / group;
       float max_score = -INFINITY;
       for (std::int64_t p = 0; p < n_pos; ++p) {
-        const float* kp = k_cache + p * kv_stride + kvh * head_dim;
+        const std::uint16_t* kp = k_cache + p * kv_stride + kvh * head_dim;
         float dot = 0.0f;
-        for (std::int64_t d = 0; d < head_dim; ++d) dot += qh[d] * kp[d];
+        for (std::int64_t d = 0; d < head_dim; ++d) dot += qh[d] * fp16_to_f32(kp[d]);
         scores[p] = dot * scale;
         max_score = std::max(max_score, scores[p]);
       }
@@ -190,8 +191,8 @@ void Backend::attention(const float* q, std::int64_t rows, const float* k_cache,
       std::fill(oh, oh + head_dim, 0.0f);
       for (std::int64_t p = 0; p < n_pos; ++p) {
         const float wgt = static_cast<float>(scores[p] / denom);
-        const float* vp = v_cache + p * kv_stride + kvh * head_dim;
-        for (std::int64_t d = 0; d < head_dim; ++d) oh[d] += wgt * vp[d];
+        const std::uint16_t* vp = v_cache + p * kv_stride + kvh * head_dim;
+        for (std::int64_t d = 0; d < head_dim; ++d) oh[d] += wgt * fp16_to_f32(vp[d]);
       }
     }
   }

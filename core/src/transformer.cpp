@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "bitrun/error.hpp"
+#include "bitrun/ggml_types.hpp"
 
 namespace bitrun {
 
@@ -81,8 +82,12 @@ void Transformer::forward(std::span<const ForwardRow> rows, std::span<const std:
             arch.neox_rope);
     for (std::int64_t r = 0; r < n; ++r) {
       KvCache& cache = *rows[r].cache;
-      std::copy_n(k_.data() + r * kv_dim, kv_dim, cache.k(l, rows[r].position));
-      std::copy_n(v_.data() + r * kv_dim, kv_dim, cache.v(l, rows[r].position));
+      std::uint16_t* kd = cache.k(l, rows[r].position);
+      std::uint16_t* vd = cache.v(l, rows[r].position);
+      for (std::int64_t i = 0; i < kv_dim; ++i) {
+        kd[i] = f32_to_fp16(k_[static_cast<std::size_t>(r * kv_dim + i)]);
+        vd[i] = f32_to_fp16(v_[static_cast<std::size_t>(r * kv_dim + i)]);
+      }
     }
     // Consecutive rows of the same sequence share one attention call against their cache.
     for (std::int64_t start = 0; start < n;) {

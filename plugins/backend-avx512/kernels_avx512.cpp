@@ -61,6 +61,14 @@ inline void int8_row_dots(const std::uint8_t* w, std::int64_t blocks, const std:
   for (int j = 0; j < NT; ++j) out[j] = _mm512_reduce_add_epi32(acc[j]);
 }
 
+// IEEE half -> float, exact (as the reference's table).
+inline void half_to_float(const std::uint16_t* src, std::int64_t n, float* dst) {
+  std::int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i))));
+  for (; i < n; ++i) dst[i] = _cvtsh_ss(src[i]);
+}
+
 // Quantizes n floats with one absmax scale (the reference's arithmetic, bit for bit).
 void quantize_span(const float* x, std::int64_t n, std::int8_t* q, float& scale, std::int32_t& sum_out) {
   auto lanes_at = [n](std::int64_t k) {
@@ -138,10 +146,11 @@ class Avx512Backend final : public Backend {
         *p, blocks, x, y, y_stride, threads());
   }
 
-  void attention(const float* q, std::int64_t rows, const float* k_cache, const float* v_cache,
+  void attention(const float* q, std::int64_t rows, const std::uint16_t* k_cache, const std::uint16_t* v_cache,
                  const std::int32_t* limit, std::int64_t n_heads, std::int64_t n_kv_heads, std::int64_t head_dim,
                  float* out) const override {
-    attention_kernel<16>(threads(), q, rows, k_cache, v_cache, limit, n_heads, n_kv_heads, head_dim, out);
+    attention_kernel<16, half_to_float>(threads(), q, rows, k_cache, v_cache, limit, n_heads, n_kv_heads,
+                                           head_dim, out);
   }
 
   void rms_norm(const float* x, const float* weight, std::int64_t rows, std::int64_t cols, float eps,

@@ -1,12 +1,15 @@
-// Attention over the KV cache written once for the SIMD backends: each includes this in its ISA translation unit,
-// so the same loops compile to AVX2 or AVX-512 there. Work is split over (query row, head) pairs across the
-// backend's threads; dot products and the weighted sum use `Lanes` independent partial sums, which the compiler
-// turns into vector registers. Same contract as Backend::attention; results differ from the scalar reference
-// only by float summation order.
+// Attention over the F16 KV cache written once for the SIMD backends: each includes this in its ISA translation
+// unit, so the same loops compile to AVX2 or AVX-512 there, with HalfToFloat(src, n, dst) its own half->float
+// conversion. Work is split over (query row, KV head) pairs across the backend's threads; the query heads sharing
+// a KV head (GQA) are processed together, so each cached K and V row is converted once for all of them. Dot
+// products and the weighted sum use `Lanes` independent partial sums, which the compiler turns into vector
+// registers. Same contract as Backend::attention; results differ from the scalar reference only by float
+// summation order.
 #pragma once
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -25,38 +28,42 @@ inline float dot_lanes(const float* a, const float* b, std::int64_t n) {
   return sum;
 }
 
-template <int Lanes>
-void attention_kernel(int threads, const float* q, std::int64_t rows, const float* k_cache, const float* v_cache,
-                      const std::int32_t* limit, std::int64_t n_heads, std::int64_t n_kv_heads, std::int64_t head_dim,
-                      float* out) {
+template <int Lanes, auto HalfToFloat>
+void attention_kernel(int threads, const float* q, std::int64_t rows, const std::uint16_t* k_cache,
+                      const std::uint16_t* v_cache, const std::int32_t* limit, std::int64_t n_heads,
+                      std::int64_t n_kv_heads, std::int64_t head_dim, float* out) {
   const std::int64_t group = n_heads / n_kv_heads, kv_stride = n_kv_heads * head_dim;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-  const std::int64_t tasks = rows * n_heads;
+  const std::int64_t tasks = rows * n_kv_heads;
 #pragma omp parallel num_threads(threads) if (tasks > 1)
   {
-    std::vector<float> scores;
+    std::vector<float> scores, kv_row(static_cast<std::size_t>(head_dim)), inv(static_cast<std::size_t>(group));
 #pragma omp for schedule(dynamic, 1)
     for (std::int64_t task = 0; task < tasks; ++task) {
-      const std::int64_t r = task / n_heads, h = task % n_heads, n_pos = limit[r];
-      const float* qh = q + (r * n_heads + h) * head_dim;
-      const float* kh = k_cache + (h / group) * head_dim;
-      const float* vh = v_cache + (h / group) * head_dim;
-      scores.resize(static_cast<std::size_t>(n_pos));
-      float max_score = -INFINITY;
+      const std::int64_t r = task / n_kv_heads, kvh = task % n_kv_heads, n_pos = limit[r];
+      const float* q0 = q + (r * n_heads + kvh * group) * head_dim;   // the group's query heads, consecutive
+      float* out0 = out + (r * n_heads + kvh * group) * head_dim;
+      scores.resize(static_cast<std::size_t>(group * n_pos));
       for (std::int64_t p = 0; p < n_pos; ++p) {
-        scores[static_cast<std::size_t>(p)] = dot_lanes<Lanes>(qh, kh + p * kv_stride, head_dim) * scale;
-        max_score = std::max(max_score, scores[static_cast<std::size_t>(p)]);
+        HalfToFloat(k_cache + p * kv_stride + kvh * head_dim, head_dim, kv_row.data());
+        for (std::int64_t g = 0; g < group; ++g)
+          scores[static_cast<std::size_t>(g * n_pos + p)] = dot_lanes<Lanes>(q0 + g * head_dim, kv_row.data(), head_dim) * scale;
       }
-      double denom = 0.0;
-      for (std::int64_t p = 0; p < n_pos; ++p)
-        denom += scores[static_cast<std::size_t>(p)] = std::exp(scores[static_cast<std::size_t>(p)] - max_score);
-      const float inv = static_cast<float>(1.0 / denom);
-      float* oh = out + (r * n_heads + h) * head_dim;
-      for (std::int64_t d = 0; d < head_dim; ++d) oh[d] = 0.0f;
+      for (std::int64_t g = 0; g < group; ++g) {
+        float* s = scores.data() + g * n_pos;
+        const float max_score = n_pos > 0 ? *std::max_element(s, s + n_pos) : 0.0f;
+        double denom = 0.0;
+        for (std::int64_t p = 0; p < n_pos; ++p) denom += s[p] = std::exp(s[p] - max_score);
+        inv[static_cast<std::size_t>(g)] = static_cast<float>(1.0 / denom);
+      }
+      std::fill(out0, out0 + group * head_dim, 0.0f);
       for (std::int64_t p = 0; p < n_pos; ++p) {
-        const float w = scores[static_cast<std::size_t>(p)] * inv;
-        const float* vp = vh + p * kv_stride;
-        for (std::int64_t d = 0; d < head_dim; ++d) oh[d] += w * vp[d];
+        HalfToFloat(v_cache + p * kv_stride + kvh * head_dim, head_dim, kv_row.data());
+        for (std::int64_t g = 0; g < group; ++g) {
+          const float w = scores[static_cast<std::size_t>(g * n_pos + p)] * inv[static_cast<std::size_t>(g)];
+          float* o = out0 + g * head_dim;
+          for (std::int64_t d = 0; d < head_dim; ++d) o[d] += w * kv_row[static_cast<std::size_t>(d)];
+        }
       }
     }
   }

@@ -128,9 +128,10 @@ class Backend {
                     const std::int32_t* positions, float freq_base, bool neox) const;
 
   // Attention for `rows` query rows against a cache of K/V rows (row p = position p, n_kv_heads * head_dim
-  // floats each). Query row r attends to positions [0, limit[r]) - causal and block-bidirectional masks are both
-  // limits. Grouped-query: query head h uses KV head h / (n_heads / n_kv_heads). out: rows x n_heads*head_dim.
-  virtual void attention(const float* q, std::int64_t rows, const float* k_cache, const float* v_cache,
+  // IEEE half values each: the KV cache is F16). Query row r attends to positions [0, limit[r]) - causal and
+  // block-bidirectional masks are both limits. Grouped-query: query head h uses KV head h / (n_heads / n_kv_heads).
+  // out: rows x n_heads*head_dim.
+  virtual void attention(const float* q, std::int64_t rows, const std::uint16_t* k_cache, const std::uint16_t* v_cache,
                          const std::int32_t* limit, std::int64_t n_heads, std::int64_t n_kv_heads,
                          std::int64_t head_dim, float* out) const;
 

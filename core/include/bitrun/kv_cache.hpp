@@ -1,4 +1,5 @@
-// Per-sequence key/value cache: for every layer, one K row and one V row (n_head_kv * head_dim floats) per
+// Per-sequence key/value cache: for every layer, one K row and one V row (n_head_kv * head_dim values, stored as
+// IEEE half: half the memory and attention bandwidth of float, as llama.cpp and bitnet.cpp do by default) per
 // position. Positions are written by the forward pass; truncate() forgets positions from n on (block diffusion
 // re-decodes a block by truncating to its start). Storage grows with use up to `capacity`, so a long context
 // costs memory only when it is used.
@@ -25,14 +26,14 @@ class KvCache {
   // Makes positions [0, n) addressable (n <= capacity) before a forward writes or reads them.
   void reserve(std::int64_t n);
 
-  float* k(std::int64_t layer, std::int64_t pos) { return k_[static_cast<std::size_t>(layer)].data() + pos * row_size_; }
-  float* v(std::int64_t layer, std::int64_t pos) { return v_[static_cast<std::size_t>(layer)].data() + pos * row_size_; }
-  const float* k(std::int64_t layer) const { return k_[static_cast<std::size_t>(layer)].data(); }
-  const float* v(std::int64_t layer) const { return v_[static_cast<std::size_t>(layer)].data(); }
+  std::uint16_t* k(std::int64_t layer, std::int64_t pos) { return k_[static_cast<std::size_t>(layer)].data() + pos * row_size_; }
+  std::uint16_t* v(std::int64_t layer, std::int64_t pos) { return v_[static_cast<std::size_t>(layer)].data() + pos * row_size_; }
+  const std::uint16_t* k(std::int64_t layer) const { return k_[static_cast<std::size_t>(layer)].data(); }
+  const std::uint16_t* v(std::int64_t layer) const { return v_[static_cast<std::size_t>(layer)].data(); }
 
  private:
   std::int64_t capacity_, row_size_, size_ = 0, allocated_ = 0;
-  std::vector<std::vector<float>> k_, v_;
+  std::vector<std::vector<std::uint16_t>> k_, v_;
 };
 
 }  // namespace bitrun
