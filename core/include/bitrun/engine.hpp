@@ -1,0 +1,60 @@
+// The engine: owns the KV caches of many sequences and runs one forward per step that merges the rows every active
+// sequence asked for (continuous batching), so concurrent requests share each weight load. Decoding policies are
+// DecodeSessions (decoder plugins); the engine truncates each cache to the step's position, runs the graph, hands
+// each session its logits and reports the tokens that became final. Sequences can be added and cancelled between
+// any two steps. Not thread-safe: one thread drives it (the server's scheduler serialises requests onto it).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "bitrun/decoder.hpp"
+#include "bitrun/kv_cache.hpp"
+#include "bitrun/transformer.hpp"
+
+namespace bitrun {
+
+class Engine {
+ public:
+  using SequenceId = std::int64_t;
+  // Called with the tokens of a sequence as they become final (possibly several at once, for block decoders).
+  using TokenSink = std::function<void(SequenceId, const std::vector<std::int32_t>&)>;
+
+  explicit Engine(const Model& model);
+
+  // Adds a sequence decoded by `session`, with a KV cache of `context_size` positions. Returns its id.
+  SequenceId add(std::unique_ptr<DecodeSession> session, std::int64_t context_size, TokenSink sink);
+  // Finishes the sequence with FinishReason::Cancelled and frees its cache; unknown or finished ids are ignored.
+  void cancel(SequenceId id);
+  // One merged forward for every active sequence. Returns false when none was active. A sequence that finished
+  // in this step stays queryable through finish_reason() until forgotten.
+  bool step();
+  // FinishReason::None while running; the reason once finished or cancelled. Error for an unknown id.
+  FinishReason finish_reason(SequenceId id) const;
+  void forget(SequenceId id);
+
+  std::size_t active() const;
+  // Rows computed by the last step (the batch size of its forward).
+  std::int64_t last_step_rows() const { return last_rows_; }
+
+ private:
+  struct Sequence {
+    std::unique_ptr<DecodeSession> session;
+    std::unique_ptr<KvCache> cache;   // freed when the sequence ends
+    TokenSink sink;
+    FinishReason finish = FinishReason::None;
+  };
+  const Model& model_;
+  Transformer transformer_;
+  std::map<SequenceId, Sequence> sequences_;
+  SequenceId next_id_ = 1;
+  std::int64_t last_rows_ = 0;
+  std::vector<ForwardRow> rows_;
+  std::vector<std::int32_t> logit_rows_;
+  std::vector<float> logits_;
+};
+
+}  // namespace bitrun
