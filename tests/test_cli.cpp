@@ -99,12 +99,23 @@ const std::string kShared = std::string(BITRUN_SOURCE_DIR) + "/../shared/";
 // perplexity prints the protocol's numbers, convert/synth write loadable files, and bad input exits 1 naming it.
 TEST(Cli, ModelCommandsWorkAndRejectBadInput) {
   if (!std::filesystem::exists(kShared + "models/stories260K.gguf")) GTEST_SKIP() << kShared << " not found";
-  Result g = run("generate -m " + kShared + "models/stories260K.gguf -n 12 --ids --log-level warn");
+  const std::string greedy = " --set sampling.temperature=0";
+  Result g = run("generate -m " + kShared + "models/stories260K.gguf -n 12 --ids --log-level warn" + greedy);
   ASSERT_EQ(g.status, 0) << g.output;
   EXPECT_NE(g.output.find("Once upon a time, there was a little girl"), std::string::npos) << g.output;
   EXPECT_NE(g.output.find("ids: 403 407 261 378 432 383 286 261 376 298"), std::string::npos) << g.output;
-  Result ref = run("generate -m " + kShared + "models/stories260K.gguf -n 12 --ids --backend reference --log-level warn");
+  Result ref = run("generate -m " + kShared + "models/stories260K.gguf -n 12 --ids --backend reference --log-level warn" +
+                   greedy);
   EXPECT_EQ(ref.output.substr(0, ref.output.find("prompt")), g.output.substr(0, g.output.find("prompt")));
+  // Sampling from the config: a fixed seed reproduces its text; another seed (almost surely) does not.
+  auto sampled = [&](int seed) {
+    Result r = run("generate -m " + kShared + "models/stories260K.gguf -n 40 --log-level warn --set sampling.seed=" +
+                   std::to_string(seed) + " --set sampling.temperature=1.0");
+    EXPECT_EQ(r.status, 0) << r.output;
+    return r.output.substr(0, r.output.find("prompt"));
+  };
+  EXPECT_EQ(sampled(7), sampled(7));
+  EXPECT_NE(sampled(7), sampled(8));
 
   Result p = run("perplexity " + kShared + "models/stories260K.gguf " + kShared + "text/tinystories-valid.txt --lines 5");
   ASSERT_EQ(p.status, 0) << p.output;

@@ -1,35 +1,26 @@
-// `bitrun generate`: greedy continuation of a prompt, streamed to stdout as it is produced.
-// (Sampling, stop strings and batching come with the engine and the AR decoder plugin, issue #5.)
+// `bitrun generate`: continue a prompt with the configured decoder and sampling, streaming text to stdout as it is
+// produced, with speed on stderr at the end. Runs through the engine like a served request.
 #include <chrono>
 #include <cstdio>
 #include <iostream>
 
+#include "bitrun/engine.hpp"
 #include "bitrun/error.hpp"
-#include "bitrun/kv_cache.hpp"
+#include "bitrun/sampler.hpp"
 #include "bitrun/tokenizer.hpp"
-#include "bitrun/transformer.hpp"
 #include "commands.hpp"
 #include "options.hpp"
 #include "runtime.hpp"
 
 namespace bitrun::cli {
-namespace {
-
-std::int32_t argmax(const float* logits, std::int64_t n) {
-  std::int64_t best = 0;
-  for (std::int64_t i = 1; i < n; ++i)
-    if (logits[i] > logits[best]) best = i;
-  return static_cast<std::int32_t>(best);
-}
-
-}  // namespace
 
 int run_generate(const Args& args, char** envp) {
   CommandLine cl = parse_command_line(args, {"--ids"}, envp, {{"--prompt", "-p"}, {"--max-tokens", "-n"}});
   if (cl.help || !cl.positional.empty()) {
     std::cout << "usage: bitrun generate [-m MODEL.gguf] [-p PROMPT] [-n MAX_TOKENS] [--ids] [options]\n"
-                 "Greedy continuation of PROMPT (default: just BOS), streamed to stdout. --ids also prints the\n"
-                 "generated token ids on stderr. Stops at the model's end-of-generation token.\n\n"
+                 "Continues PROMPT (default: just BOS) with the configured decoder (decoder.type) and sampling\n"
+                 "(sampling.*; --set sampling.temperature=0 for greedy), streaming text to stdout. --ids also\n"
+                 "prints the generated token ids on stderr. Stops at the model's end-of-generation tokens.\n\n"
               << common_options_help();
     return cl.help ? 0 : 2;
   }
@@ -40,49 +31,44 @@ int run_generate(const Args& args, char** envp) {
   Runtime rt = load_runtime(cl.config, model_path(cl.config));
   const Model& model = *rt.model;
   const Tokenizer& tok = model.tokenizer();
-  std::vector<std::int32_t> prompt = tok.encode(cl.value("--prompt"), /*add_bos=*/true, /*parse_special=*/true);
-  const std::int64_t n_ctx =
-      cl.config.get_int("context_size") > 0 ? cl.config.get_int("context_size") : model.hparams().n_ctx_train;
-  if (static_cast<std::int64_t>(prompt.size()) >= n_ctx)
-    throw Error("prompt has " + std::to_string(prompt.size()) + " tokens; the context holds " + std::to_string(n_ctx));
+  DecodeRequest request;
+  request.prompt = tok.encode(cl.value("--prompt"), /*add_bos=*/true, /*parse_special=*/true);
+  if (request.prompt.empty()) throw Error("the prompt is empty and the model has no BOS token to start from");
+  request.max_tokens = static_cast<std::int32_t>(max_tokens);
+  request.context_size = static_cast<std::int32_t>(
+      cl.config.get_int("context_size") > 0 ? cl.config.get_int("context_size") : model.hparams().n_ctx_train);
+  request.sampling = sampling_params_from_config(cl.config);
+  request.end_tokens = tok.end_of_generation_tokens();
+  std::unique_ptr<Decoder> decoder = rt.host->create_decoder(cl.config.get_string("decoder.type"), cl.config);
 
-  KvCache cache(model.hparams(), n_ctx);
-  Transformer transformer(model);
+  Engine engine(model);
   StreamingDecoder text(tok);
-  std::vector<float> logits(static_cast<std::size_t>(model.hparams().n_vocab));
   std::vector<std::int32_t> generated;
-
-  auto start = std::chrono::steady_clock::now();
-  std::vector<ForwardRow> rows;
-  for (std::size_t i = 0; i < prompt.size(); ++i)
-    rows.push_back({prompt[i], static_cast<std::int32_t>(i), static_cast<std::int32_t>(i + 1), &cache});
-  std::int32_t last_row = static_cast<std::int32_t>(rows.size() - 1);
-  transformer.forward(rows, std::span<const std::int32_t>(&last_row, 1), logits.data());
-  auto first = std::chrono::steady_clock::now();
-
-  std::int32_t pos = static_cast<std::int32_t>(prompt.size());
-  while (static_cast<std::int64_t>(generated.size()) < max_tokens) {
-    std::int32_t next = argmax(logits.data(), model.hparams().n_vocab);
-    if (tok.is_end_of_generation(next)) break;
-    generated.push_back(next);
-    std::cout << text.push(next) << std::flush;
-    if (static_cast<std::int64_t>(generated.size()) == max_tokens || pos + 1 >= n_ctx) break;
-    ForwardRow row{next, pos, pos + 1, &cache};
-    std::int32_t zero = 0;
-    transformer.forward(std::span<const ForwardRow>(&row, 1), std::span<const std::int32_t>(&zero, 1), logits.data());
-    ++pos;
+  const auto start = std::chrono::steady_clock::now();
+  auto first = start;
+  engine.add(decoder->start(request), request.context_size, [&](Engine::SequenceId, const std::vector<std::int32_t>& t) {
+    if (generated.empty()) first = std::chrono::steady_clock::now();
+    for (std::int32_t id : t) {
+      generated.push_back(id);
+      std::cout << text.push(id) << std::flush;
+    }
+  });
+  while (engine.step()) {
   }
   std::cout << text.flush() << std::endl;
-  auto end = std::chrono::steady_clock::now();
-  const double prefill_s = std::chrono::duration<double>(first - start).count();
-  const double decode_s = std::chrono::duration<double>(end - first).count();
+  const auto end = std::chrono::steady_clock::now();
   if (cl.has_flag("--ids")) {
     std::cerr << "ids:";
     for (auto id : generated) std::cerr << ' ' << id;
     std::cerr << "\n";
   }
-  std::fprintf(stderr, "prompt %zu tokens in %.3f s; generated %zu tokens in %.3f s (%.1f tok/s)\n", prompt.size(),
-               prefill_s, generated.size(), decode_s, decode_s > 0 ? generated.size() / decode_s : 0.0);
+  // The first token comes with the prompt's forward; the rest are decode steps.
+  const double prefill_s = std::chrono::duration<double>(first - start).count();
+  const double decode_s = std::chrono::duration<double>(end - first).count();
+  const std::size_t decoded = generated.empty() ? 0 : generated.size() - 1;
+  std::fprintf(stderr, "prompt %zu tokens in %.3f s (%.1f tok/s); generated %zu tokens, %.1f tok/s after the first\n",
+               request.prompt.size(), prefill_s, prefill_s > 0 ? request.prompt.size() / prefill_s : 0.0,
+               generated.size(), decode_s > 0 ? decoded / decode_s : 0.0);
   return 0;
 }
 

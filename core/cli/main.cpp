@@ -33,7 +33,7 @@ const std::map<std::string, Command>& commands() {
       {"info", {bitrun::cli::run_info, "CPU features, plugins found, and the backend bitrun would choose"}},
       {"config", {bitrun::cli::run_config, "print or check the effective configuration"}},
       {"generate-config", {bitrun::cli::run_generate_config, "write a commented default config file"}},
-      {"generate", {bitrun::cli::run_generate, "greedy continuation of a prompt, streamed"}},
+      {"generate", {bitrun::cli::run_generate, "continue a prompt (configured decoder and sampling), streamed"}},
       {"chat", {arrives_with("chat", "issue #5 (engine and AR decoder)"), "interactive chat in the terminal"}},
       {"serve", {arrives_with("serve", "issue #7 (HTTP frontend)"), "OpenAI-compatible HTTP server"}},
       {"bench", {bitrun::cli::run_bench, "measure load, prefill and decode speed, multi-row cost, bandwidth"}},

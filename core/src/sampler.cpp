@@ -1,5 +1,7 @@
 #include "bitrun/sampler.hpp"
 
+#include "bitrun/config.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -9,6 +11,22 @@ namespace bitrun {
 
 std::int32_t argmax(std::span<const float> logits) {
   return static_cast<std::int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+}
+
+SamplingParams sampling_params_from_config(const Config& config) {
+  SamplingParams p;
+  p.temperature = static_cast<float>(config.get_float("sampling.temperature"));
+  p.top_k = static_cast<std::int32_t>(config.get_int("sampling.top_k"));
+  p.top_p = static_cast<float>(config.get_float("sampling.top_p"));
+  p.min_p = static_cast<float>(config.get_float("sampling.min_p"));
+  p.repeat_penalty = static_cast<float>(config.get_float("sampling.repeat_penalty"));
+  p.presence_penalty = static_cast<float>(config.get_float("sampling.presence_penalty"));
+  p.frequency_penalty = static_cast<float>(config.get_float("sampling.frequency_penalty"));
+  p.penalty_last_n = static_cast<std::int32_t>(config.get_int("sampling.penalty_last_n"));
+  const std::int64_t seed = config.get_int("sampling.seed");
+  p.seed = seed < 0 ? (static_cast<std::uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}()
+                    : static_cast<std::uint64_t>(seed);
+  return p;
 }
 
 Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) {}

@@ -35,6 +35,11 @@ class Sampler {
   std::vector<std::int32_t> order_;
 };
 
+class Config;
+
+// SamplingParams from the config's sampling.* keys; sampling.seed -1 draws a fresh seed.
+SamplingParams sampling_params_from_config(const Config& config);
+
 // Index of the largest logit (the lowest index among equal maxima).
 std::int32_t argmax(std::span<const float> logits);
 

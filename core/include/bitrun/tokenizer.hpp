@@ -68,6 +68,7 @@ class Tokenizer {
 
   // EOS, EOT and other end-of-generation controls the vocab defines (<|eot_id|>, <|eom_id|>, <|im_end|>, </s>).
   bool is_end_of_generation(std::int32_t id) const;
+  const std::vector<std::int32_t>& end_of_generation_tokens() const { return end_of_generation_; }
   // The id of the token whose stored text is exactly `text` (first one if the vocab repeats a text).
   std::optional<std::int32_t> find_token(std::string_view text) const;
 
