@@ -278,11 +278,6 @@ TEST(ModelLoad, ErrorsNameTheProblem) {
   fs::remove(out);
 }
 
-}  // namespace
-}  // namespace bitrun
-
-namespace bitrun {
-namespace {
 
 TEST(Synthetic, TinyPresetLoadsRunsAndIsReproducible) {
   const fs::path a = fs::temp_directory_path() / ("bitrun-synth-a-" + std::to_string(::getpid()) + ".gguf");
@@ -309,11 +304,6 @@ TEST(Synthetic, TinyPresetLoadsRunsAndIsReproducible) {
   fs::remove(b);
 }
 
-}  // namespace
-}  // namespace bitrun
-
-namespace bitrun {
-namespace {
 
 // Optional LRC tensors (y += U (V^T x)) and per-tensor `.scale`: a float model with them computes what the same
 // model computes with the folded weight W' = s * W + U V^T.
@@ -387,11 +377,6 @@ TEST(ModelLoad, LowRankCorrectionAndScaleFoldIntoTheWeight) {
   fs::remove(b);
 }
 
-}  // namespace
-}  // namespace bitrun
-
-namespace bitrun {
-namespace {
 
 // Rewrites a fixture with one tensor's bytes changed by `edit`.
 fs::path edited_fixture(const fs::path& src_path, const std::string& tensor,
