@@ -13,6 +13,7 @@
 #include <sstream>
 #include <vector>
 
+#include "bitrun/engine.hpp"
 #include "bitrun/error.hpp"
 #include "bitrun/log.hpp"
 #include "bitrun/kv_cache.hpp"
@@ -143,6 +144,30 @@ class Bench {
   std::vector<float> logits_;
 };
 
+// Aggregate decode speed of `sequences` concurrent greedy requests through the engine (each a 16-token prompt,
+// then `gen` tokens): every step is one forward with one row per sequence, so they share each weight load.
+double concurrent_decode_tps(const Model& model, Decoder& decoder, int sequences, std::int64_t gen) {
+  Engine engine(model);
+  std::mt19937 rng(static_cast<std::uint32_t>(sequences));
+  std::uniform_int_distribution<std::int32_t> id(3, static_cast<std::int32_t>(model.hparams().n_vocab - 1));
+  std::int64_t tokens = 0;
+  for (int s = 0; s < sequences; ++s) {
+    DecodeRequest r;
+    for (int i = 0; i < 16; ++i) r.prompt.push_back(id(rng));
+    r.max_tokens = static_cast<std::int32_t>(gen);
+    r.context_size = static_cast<std::int32_t>(16 + gen + 1);
+    engine.add(decoder.start(r), r.context_size, [&](Engine::SequenceId, const std::vector<std::int32_t>& t) {
+      tokens += static_cast<std::int64_t>(t.size());
+    });
+  }
+  engine.step();   // the prompts (not timed)
+  const std::int64_t after_prefill = tokens;
+  const auto start = Clock::now();
+  while (engine.step()) {
+  }
+  return static_cast<double>(tokens - after_prefill) / seconds_since(start);
+}
+
 }  // namespace
 
 int run_bench(const Args& args, char** envp) {
@@ -155,8 +180,10 @@ int run_bench(const Args& args, char** envp) {
                  "Measures load time, peak RSS, prefill (default 512-token prompt) and decode (default 128\n"
                  "tokens) speed, the cost of 8 and 32 rows per forward against 1, and the decode bandwidth\n"
                  "against this machine's measured read bandwidth, with 1 thread and with --threads (default:\n"
-                 "all CPUs). Timings are medians of --reps (default 3). --preset writes (once, to the temp\n"
-                 "directory) and uses a synthetic model, e.g. bitnet-2b-4t. --json writes the results as JSON.\n\n"
+                 "all CPUs), and the aggregate decode speed of 1, 4 and 16 concurrent sequences through the\n"
+                 "engine (at most 64 tokens each). Timings are medians of --reps (default 3). --preset writes\n"
+                 "(once, to the temp directory) and uses a synthetic model, e.g. bitnet-2b-4t. --json writes the\n"
+                 "results as JSON.\n\n"
               << common_options_help();
     return cl.help ? 0 : 2;
   }
@@ -188,6 +215,12 @@ int run_bench(const Args& args, char** envp) {
   Bench bench(*rt.model, reps, prompt, gen);
   std::vector<Measurement> results;
   for (int t : threads_n > 1 ? std::vector<int>{1, threads_n} : std::vector<int>{1}) results.push_back(bench.measure(t));
+  // Continuous batching: 1, 4 and 16 concurrent sequences, all threads.
+  std::unique_ptr<Decoder> decoder = rt.host->create_decoder("ar", cl.config);
+  rt.backend->set_threads(threads_n);
+  std::vector<std::pair<int, double>> concurrent;
+  for (int n : {1, 4, 16})
+    concurrent.emplace_back(n, concurrent_decode_tps(*rt.model, *decoder, n, std::min<std::int64_t>(gen, 64)));
   const double peak = peak_rss_bytes();
   std::vector<double> bandwidth;
   for (const auto& r : results) bandwidth.push_back(read_bandwidth_gbs(r.threads));
@@ -203,6 +236,9 @@ int run_bench(const Args& args, char** envp) {
     std::printf("%-8d %14.1f %13.1f %10.2f %11.2f %12.1f %12.1f\n", r.threads, r.prefill_tps, r.decode_tps, r.ratio8,
                 r.ratio32, r.decode_gbs, bandwidth[i]);
   }
+  std::printf("concurrent greedy decode, %d threads (aggregate tok/s):", threads_n);
+  for (const auto& [n, tps] : concurrent) std::printf("  %d seq %.1f", n, tps);
+  std::printf("\n");
   const std::string json_path = cl.value("--json");
   if (!json_path.empty()) {
     std::ostringstream j;
@@ -218,7 +254,10 @@ int run_bench(const Args& args, char** envp) {
         << ", \"ratio_32_rows\": " << r.ratio32 << ", \"decode_gb_s\": " << r.decode_gbs
         << ", \"read_bandwidth_gb_s\": " << bandwidth[i] << "}";
     }
-    j << "\n  ]\n}\n";
+    j << "\n  ],\n  \"concurrent_decode\": [";
+    for (std::size_t i = 0; i < concurrent.size(); ++i)
+      j << (i ? ", " : "") << "{\"sequences\": " << concurrent[i].first << ", \"tok_s\": " << concurrent[i].second << "}";
+    j << "]\n}\n";
     if (json_path == "-") {
       std::cout << j.str();
     } else {
