@@ -107,6 +107,11 @@ TEST(Cli, ModelCommandsWorkAndRejectBadInput) {
   Result ref = run("generate -m " + kShared + "models/stories260K.gguf -n 12 --ids --backend reference --log-level warn" +
                    greedy);
   EXPECT_EQ(ref.output.substr(0, ref.output.find("prompt")), g.output.substr(0, g.output.find("prompt")));
+  // A stop string ends generation before it, across token boundaries, and is not shown.
+  Result stopped = run("generate -m " + kShared + "models/stories260K.gguf -n 60 --log-level warn" + greedy +
+                       " --set 'generation.stop=[\"named\"]'");
+  ASSERT_EQ(stopped.status, 0) << stopped.output;
+  EXPECT_EQ(stopped.output.substr(0, stopped.output.find('\n')), "Once upon a time, there was a little girl ");
   // Sampling from the config: a fixed seed reproduces its text; another seed (almost surely) does not.
   auto sampled = [&](int seed) {
     Result r = run("generate -m " + kShared + "models/stories260K.gguf -n 40 --log-level warn --set sampling.seed=" +

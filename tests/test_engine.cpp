@@ -105,5 +105,19 @@ TEST_F(EngineTest, MaxTokensIsExactAndCancelFreesOnlyThatSequence) {
   EXPECT_FALSE(engine.step());
 }
 
+TEST_F(EngineTest, ASinkCanCancelItsOwnSequence) {
+  Engine engine(*model_);
+  int received = 0;
+  Engine::SequenceId id = 0;
+  id = engine.add(session("Once upon a time", 50), 256, [&](Engine::SequenceId, const std::vector<std::int32_t>& t) {
+    received += static_cast<int>(t.size());
+    if (received == 5) engine.cancel(id);
+  });
+  while (engine.step()) {
+  }
+  EXPECT_EQ(received, 5);
+  EXPECT_EQ(engine.finish_reason(id), FinishReason::Cancelled);
+}
+
 }  // namespace
 }  // namespace bitrun

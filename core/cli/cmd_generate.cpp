@@ -7,6 +7,7 @@
 #include "bitrun/engine.hpp"
 #include "bitrun/error.hpp"
 #include "bitrun/sampler.hpp"
+#include "bitrun/stop_strings.hpp"
 #include "bitrun/tokenizer.hpp"
 #include "commands.hpp"
 #include "options.hpp"
@@ -19,7 +20,8 @@ int run_generate(const Args& args, char** envp) {
   if (cl.help || !cl.positional.empty()) {
     std::cout << "usage: bitrun generate [-m MODEL.gguf] [-p PROMPT] [-n MAX_TOKENS] [--ids] [options]\n"
                  "Continues PROMPT (default: just BOS) with the configured decoder (decoder.type) and sampling\n"
-                 "(sampling.*; --set sampling.temperature=0 for greedy), streaming text to stdout. --ids also\n"
+                 "(sampling.*; --set sampling.temperature=0 for greedy), streaming text to stdout, ending before\n"
+                 "the first of generation.stop (e.g. --set 'generation.stop=[\"\\n\"]'). --ids also\n"
                  "prints the generated token ids on stderr. Stops at the model's end-of-generation tokens.\n\n"
               << common_options_help();
     return cl.help ? 0 : 2;
@@ -43,19 +45,25 @@ int run_generate(const Args& args, char** envp) {
 
   Engine engine(model);
   StreamingDecoder text(tok);
+  StopMatcher stop(cl.config.get_string_list("generation.stop"));
   std::vector<std::int32_t> generated;
   const auto start = std::chrono::steady_clock::now();
   auto first = start;
-  engine.add(decoder->start(request), request.context_size, [&](Engine::SequenceId, const std::vector<std::int32_t>& t) {
-    if (generated.empty()) first = std::chrono::steady_clock::now();
-    for (std::int32_t id : t) {
-      generated.push_back(id);
-      std::cout << text.push(id) << std::flush;
-    }
-  });
+  Engine::SequenceId id = 0;
+  id = engine.add(decoder->start(request), request.context_size,
+                  [&](Engine::SequenceId, const std::vector<std::int32_t>& t) {
+                    if (generated.empty()) first = std::chrono::steady_clock::now();
+                    for (std::int32_t token : t) {
+                      if (stop.stopped()) break;
+                      generated.push_back(token);
+                      std::cout << stop.push(text.push(token)) << std::flush;
+                    }
+                    if (stop.stopped()) engine.cancel(id);   // the stop string ends the request
+                  });
   while (engine.step()) {
   }
-  std::cout << text.flush() << std::endl;
+  if (!stop.stopped()) std::cout << stop.push(text.flush()) << stop.flush();
+  std::cout << std::endl;
   const auto end = std::chrono::steady_clock::now();
   if (cl.has_flag("--ids")) {
     std::cerr << "ids:";

@@ -38,6 +38,8 @@ std::vector<ConfigKey> build_schema() {
        4096.0},
       {"generation.max_tokens", ConfigType::Int, I{256}, "tokens to generate when a request does not say", {}, 1.0,
        1048576.0},
+      {"generation.stop", ConfigType::StringList, L{},
+       "stop strings: generation ends before the first one, which is not shown", {}, {}, {}},
       {"chat.template", ConfigType::String, S{"auto"},
        "chat prompt format: auto (recognised from the model's tokenizer.chat_template), llama3, chatml or plain",
        {"auto", "llama3", "chatml", "plain"}, {}, {}},

@@ -82,7 +82,7 @@ bool Engine::step() {
     const std::span<const float> mine(logits_.data() + p.first_logit * vocab, p.request.logit_rows.size() * vocab);
     std::vector<std::int32_t> tokens = p.seq->session->consume(StepLogits{static_cast<std::int32_t>(vocab), mine});
     if (!tokens.empty() && p.seq->sink) p.seq->sink(p.id, tokens);
-    p.seq->finish = p.seq->session->finished();
+    if (p.seq->finish == FinishReason::None) p.seq->finish = p.seq->session->finished();   // the sink may cancel
     if (p.seq->finish != FinishReason::None) p.seq->cache.reset();   // finished sequences hold no memory
   }
   return true;

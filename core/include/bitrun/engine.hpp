@@ -28,6 +28,7 @@ class Engine {
   // Adds a sequence decoded by `session`, with a KV cache of `context_size` positions. Returns its id.
   SequenceId add(std::unique_ptr<DecodeSession> session, std::int64_t context_size, TokenSink sink);
   // Finishes the sequence with FinishReason::Cancelled and frees its cache; unknown or finished ids are ignored.
+  // May be called from a TokenSink (e.g. when a stop string appears).
   void cancel(SequenceId id);
   // One merged forward for every active sequence. Returns false when none was active. A sequence that finished
   // in this step stays queryable through finish_reason() until forgotten.
