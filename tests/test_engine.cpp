@@ -105,6 +105,38 @@ TEST_F(EngineTest, MaxTokensIsExactAndCancelFreesOnlyThatSequence) {
   EXPECT_FALSE(engine.step());
 }
 
+TEST_F(EngineTest, APromptPrefixIsReusedAndGivesTheSameTokens) {
+  Engine engine(*model_);
+  std::map<Engine::SequenceId, std::vector<std::int32_t>> got;
+  auto sink = [&](Engine::SequenceId id, const std::vector<std::int32_t>& t) {
+    got[id].insert(got[id].end(), t.begin(), t.end());
+  };
+  const std::string first = "Lily and Ben went to the park to play", second = "Lily and Ben went to the shop";
+  const auto a = engine.add(session(first, 20), 256, sink);
+  while (engine.step()) {
+  }
+  EXPECT_EQ(engine.reused_positions(), 0);
+  // The same prompt again: everything but the last prompt token comes from the pool.
+  const auto b = engine.add(session(first, 20), 256, sink);
+  engine.step();
+  EXPECT_EQ(engine.last_step_rows(), 1);
+  const auto prompt_len = static_cast<std::int64_t>(model_->tokenizer().encode(first, true, false).size());
+  EXPECT_EQ(engine.reused_positions(), prompt_len - 1);
+  while (engine.step()) {
+  }
+  EXPECT_EQ(got[b], got[a]);
+  // A different ending shares only the common beginning, and decodes what a fresh engine decodes.
+  const std::int64_t before = engine.reused_positions();
+  const auto c = engine.add(session(second, 20), 256, sink);
+  while (engine.step()) {
+  }
+  const auto p1 = model_->tokenizer().encode(first, true, false), p2 = model_->tokenizer().encode(second, true, false);
+  std::int64_t common = 0;
+  while (p1[static_cast<std::size_t>(common)] == p2[static_cast<std::size_t>(common)]) ++common;
+  EXPECT_EQ(engine.reused_positions() - before, common);
+  EXPECT_EQ(got[c], alone(second, 20));
+}
+
 TEST_F(EngineTest, ASinkCanCancelItsOwnSequence) {
   Engine engine(*model_);
   int received = 0;

@@ -1,10 +1,45 @@
 #include "bitrun/engine.hpp"
 
+#include <algorithm>
+
 #include "bitrun/error.hpp"
 
 namespace bitrun {
 
-Engine::Engine(const Model& model) : model_(model), transformer_(model) {}
+Engine::Engine(const Model& model, std::size_t prefix_pool)
+    : model_(model), transformer_(model), pool_capacity_(prefix_pool) {}
+
+void Engine::retire(Sequence& seq, FinishReason reason) {
+  seq.finish = reason;
+  if (!seq.cache) return;
+  if (pool_capacity_ > 0 && !seq.tokens.empty()) {
+    if (pool_.size() == pool_capacity_) pool_.erase(pool_.begin());   // least recently finished
+    seq.tokens.resize(static_cast<std::size_t>(std::min<std::int64_t>(seq.cache->size(), static_cast<std::int64_t>(seq.tokens.size()))));
+    pool_.push_back({std::move(seq.cache), std::move(seq.tokens)});
+  }
+  seq.cache.reset();
+}
+
+void Engine::reuse_prefix(Sequence& seq, StepRequest& req) {
+  // Keep at least the first row whose logits are wanted: its output must be computed.
+  std::size_t limit = req.tokens.size() - 1;
+  for (std::int32_t r : req.logit_rows) limit = std::min(limit, static_cast<std::size_t>(r));
+  const Pooled* best = nullptr;
+  std::size_t best_len = 0;
+  for (const Pooled& p : pool_) {
+    std::size_t len = 0;
+    const std::size_t max = std::min({limit, p.tokens.size(), static_cast<std::size_t>(p.cache->size())});
+    while (len < max && p.tokens[len] == req.tokens[len]) ++len;
+    if (len > best_len) best = &p, best_len = len;
+  }
+  if (!best) return;
+  seq.cache->copy_prefix_from(*best->cache, static_cast<std::int64_t>(best_len));
+  seq.tokens.assign(req.tokens.begin(), req.tokens.begin() + static_cast<std::ptrdiff_t>(best_len));
+  req.tokens.erase(req.tokens.begin(), req.tokens.begin() + static_cast<std::ptrdiff_t>(best_len));
+  req.position = static_cast<std::int32_t>(best_len);
+  for (std::int32_t& r : req.logit_rows) r -= static_cast<std::int32_t>(best_len);
+  reused_ += static_cast<std::int64_t>(best_len);
+}
 
 Engine::SequenceId Engine::add(std::unique_ptr<DecodeSession> session, std::int64_t context_size, TokenSink sink) {
   if (!session) throw Error("engine: no decode session");
@@ -21,8 +56,7 @@ Engine::SequenceId Engine::add(std::unique_ptr<DecodeSession> session, std::int6
 void Engine::cancel(SequenceId id) {
   auto it = sequences_.find(id);
   if (it == sequences_.end() || it->second.finish != FinishReason::None) return;
-  it->second.finish = FinishReason::Cancelled;
-  it->second.cache.reset();
+  retire(it->second, FinishReason::Cancelled);
 }
 
 FinishReason Engine::finish_reason(SequenceId id) const {
@@ -45,6 +79,7 @@ bool Engine::step() {
     SequenceId id;
     StepRequest request;
     std::size_t first_logit;   // index of its first logit row in logits_
+    std::size_t logit_count;   // rows the session asked for
   };
   std::vector<Planned> plan;
   rows_.clear();
@@ -56,20 +91,26 @@ bool Engine::step() {
     if (n == 0 || req.position < 0 || req.position + n > seq.cache->capacity())
       throw Error("engine: sequence " + std::to_string(id) + " asked for " + std::to_string(n) + " rows at position " +
                   std::to_string(req.position) + " in a context of " + std::to_string(seq.cache->capacity()));
+    const std::size_t asked = req.logit_rows.size();
     // Re-decoding from `position` (block diffusion) forgets what the cache held from there on.
     seq.cache->truncate(req.position);
+    if (!seq.started && req.position == 0 && !pool_.empty()) reuse_prefix(seq, req);
+    seq.started = true;
+    const auto rows_now = static_cast<std::int32_t>(req.tokens.size());
+    seq.tokens.resize(static_cast<std::size_t>(req.position));
+    seq.tokens.insert(seq.tokens.end(), req.tokens.begin(), req.tokens.end());
     const auto base = static_cast<std::int32_t>(rows_.size());
-    for (std::int32_t i = 0; i < n; ++i) {
+    for (std::int32_t i = 0; i < rows_now; ++i) {
       const std::int32_t pos = req.position + i;
-      const std::int32_t limit = req.attention == StepAttention::Causal ? pos + 1 : req.position + n;
+      const std::int32_t limit = req.attention == StepAttention::Causal ? pos + 1 : req.position + rows_now;
       rows_.push_back({req.tokens[static_cast<std::size_t>(i)], pos, limit, seq.cache.get()});
     }
     const std::size_t first = logit_rows_.size();
     for (std::int32_t r : req.logit_rows) {
-      if (r < 0 || r >= n) throw Error("engine: logit row " + std::to_string(r) + " outside the step");
+      if (r < 0 || r >= rows_now) throw Error("engine: logit row " + std::to_string(r) + " outside the step");
       logit_rows_.push_back(base + r);
     }
-    plan.push_back({&seq, id, std::move(req), first});
+    plan.push_back({&seq, id, std::move(req), first, asked});
   }
   last_rows_ = static_cast<std::int64_t>(rows_.size());
   if (plan.empty()) return false;
@@ -79,11 +120,11 @@ bool Engine::step() {
   transformer_.forward(rows_, logit_rows_, logits_.data());
 
   for (Planned& p : plan) {
-    const std::span<const float> mine(logits_.data() + p.first_logit * vocab, p.request.logit_rows.size() * vocab);
+    const std::span<const float> mine(logits_.data() + p.first_logit * vocab, p.logit_count * vocab);
     std::vector<std::int32_t> tokens = p.seq->session->consume(StepLogits{static_cast<std::int32_t>(vocab), mine});
     if (!tokens.empty() && p.seq->sink) p.seq->sink(p.id, tokens);
-    if (p.seq->finish == FinishReason::None) p.seq->finish = p.seq->session->finished();   // the sink may cancel
-    if (p.seq->finish != FinishReason::None) p.seq->cache.reset();   // finished sequences hold no memory
+    if (p.seq->finish != FinishReason::None) continue;   // the sink cancelled it
+    if (p.seq->session->finished() != FinishReason::None) retire(*p.seq, p.seq->session->finished());
   }
   return true;
 }

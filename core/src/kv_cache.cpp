@@ -28,4 +28,16 @@ void KvCache::extend_to(std::int64_t n) {
   size_ = std::max(size_, n);
 }
 
+void KvCache::copy_prefix_from(const KvCache& other, std::int64_t n) {
+  if (other.row_size_ != row_size_ || other.k_.size() != k_.size() || n > other.size_ || n > capacity_)
+    throw Error("KV cache: cannot copy " + std::to_string(n) + " positions from an incompatible or shorter cache");
+  reserve(n);
+  const auto count = static_cast<std::size_t>(n * row_size_);
+  for (std::size_t l = 0; l < k_.size(); ++l) {
+    std::copy_n(other.k_[l].data(), count, k_[l].data());
+    std::copy_n(other.v_[l].data(), count, v_[l].data());
+  }
+  size_ = n;
+}
+
 }  // namespace bitrun

@@ -2,7 +2,9 @@
 // sequence asked for (continuous batching), so concurrent requests share each weight load. Decoding policies are
 // DecodeSessions (decoder plugins); the engine truncates each cache to the step's position, runs the graph, hands
 // each session its logits and reports the tokens that became final. Sequences can be added and cancelled between
-// any two steps. Not thread-safe: one thread drives it (the server's scheduler serialises requests onto it).
+// any two steps. Finished sequences leave their cache and tokens in a small prefix pool: a new sequence whose
+// first step starts with the same tokens (a shared system prompt, a repeated request) copies those K/V rows
+// instead of recomputing them. Not thread-safe: one thread drives it (the server's scheduler serialises requests onto it).
 #pragma once
 
 #include <cstdint>
@@ -23,7 +25,8 @@ class Engine {
   // Called with the tokens of a sequence as they become final (possibly several at once, for block decoders).
   using TokenSink = std::function<void(SequenceId, const std::vector<std::int32_t>&)>;
 
-  explicit Engine(const Model& model);
+  // prefix_pool: how many finished sequences' caches to keep for prefix reuse (0 disables it).
+  explicit Engine(const Model& model, std::size_t prefix_pool = 4);
 
   // Adds a sequence decoded by `session`, with a KV cache of `context_size` positions. Returns its id.
   SequenceId add(std::unique_ptr<DecodeSession> session, std::int64_t context_size, TokenSink sink);
@@ -40,19 +43,32 @@ class Engine {
   std::size_t active() const;
   // Rows computed by the last step (the batch size of its forward).
   std::int64_t last_step_rows() const { return last_rows_; }
+  // Prompt positions taken from the prefix pool instead of computed, since the engine started.
+  std::int64_t reused_positions() const { return reused_; }
 
  private:
   struct Sequence {
     std::unique_ptr<DecodeSession> session;
-    std::unique_ptr<KvCache> cache;   // freed when the sequence ends
+    std::unique_ptr<KvCache> cache;   // moved to the prefix pool when the sequence ends
+    std::vector<std::int32_t> tokens; // the token at each cached position
     TokenSink sink;
     FinishReason finish = FinishReason::None;
+    bool started = false;
   };
+  struct Pooled {
+    std::unique_ptr<KvCache> cache;
+    std::vector<std::int32_t> tokens;
+  };
+  // Copies the longest pooled prefix of req's tokens into seq's cache and drops those rows from req.
+  void reuse_prefix(Sequence& seq, StepRequest& req);
+  void retire(Sequence& seq, FinishReason reason);
   const Model& model_;
   Transformer transformer_;
   std::map<SequenceId, Sequence> sequences_;
   SequenceId next_id_ = 1;
-  std::int64_t last_rows_ = 0;
+  std::int64_t last_rows_ = 0, reused_ = 0;
+  std::size_t pool_capacity_;
+  std::vector<Pooled> pool_;   // most recently finished last
   std::vector<ForwardRow> rows_;
   std::vector<std::int32_t> logit_rows_;
   std::vector<float> logits_;

@@ -25,6 +25,8 @@ class KvCache {
   void extend_to(std::int64_t n);
   // Makes positions [0, n) addressable (n <= capacity) before a forward writes or reads them.
   void reserve(std::int64_t n);
+  // Replaces this cache's content with positions [0, n) of `other` (same model), e.g. a shared prompt prefix.
+  void copy_prefix_from(const KvCache& other, std::int64_t n);
 
   std::uint16_t* k(std::int64_t layer, std::int64_t pos) { return k_[static_cast<std::size_t>(layer)].data() + pos * row_size_; }
   std::uint16_t* v(std::int64_t layer, std::int64_t pos) { return v_[static_cast<std::size_t>(layer)].data() + pos * row_size_; }
