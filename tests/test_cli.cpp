@@ -2,6 +2,7 @@
 // backend without a rebuild; config errors exit non-zero with the key named.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <filesystem>
@@ -121,6 +122,17 @@ TEST(Cli, ModelCommandsWorkAndRejectBadInput) {
   };
   EXPECT_EQ(sampled(7), sampled(7));
   EXPECT_NE(sampled(7), sampled(8));
+
+  // chat: scripted input on stdin; a turn, /reset, another turn, /exit.
+  const std::string script = (std::filesystem::temp_directory_path() / "bitrun-chat-input.txt").string();
+  std::ofstream(script) << "Tell me a story\n/reset\nHello\n/exit\n";
+  Result chat = run("chat -m " + kShared + "models/stories260K.gguf --log-level warn --set generation.max_tokens=16" +
+                    greedy + " < " + script);
+  ASSERT_EQ(chat.status, 0) << chat.output;
+  EXPECT_NE(chat.output.find("(plain template)"), std::string::npos) << chat.output;
+  EXPECT_NE(chat.output.find("(conversation cleared)"), std::string::npos) << chat.output;
+  EXPECT_GE(std::count(chat.output.begin(), chat.output.end(), '>'), 4) << chat.output;
+  std::filesystem::remove(script);
 
   Result p = run("perplexity " + kShared + "models/stories260K.gguf " + kShared + "text/tinystories-valid.txt --lines 5");
   ASSERT_EQ(p.status, 0) << p.output;

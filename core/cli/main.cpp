@@ -34,7 +34,7 @@ const std::map<std::string, Command>& commands() {
       {"config", {bitrun::cli::run_config, "print or check the effective configuration"}},
       {"generate-config", {bitrun::cli::run_generate_config, "write a commented default config file"}},
       {"generate", {bitrun::cli::run_generate, "continue a prompt (configured decoder and sampling), streamed"}},
-      {"chat", {arrives_with("chat", "issue #5 (engine and AR decoder)"), "interactive chat in the terminal"}},
+      {"chat", {bitrun::cli::run_chat, "interactive chat in the terminal (the model's chat template)"}},
       {"serve", {arrives_with("serve", "issue #7 (HTTP frontend)"), "OpenAI-compatible HTTP server"}},
       {"bench", {bitrun::cli::run_bench, "measure load, prefill and decode speed, multi-row cost, bandwidth"}},
       {"perplexity", {bitrun::cli::run_perplexity, "score a text file with a model"}},

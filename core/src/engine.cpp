@@ -14,7 +14,8 @@ void Engine::retire(Sequence& seq, FinishReason reason) {
   if (!seq.cache) return;
   if (pool_capacity_ > 0 && !seq.tokens.empty()) {
     if (pool_.size() == pool_capacity_) pool_.erase(pool_.begin());   // least recently finished
-    seq.tokens.resize(static_cast<std::size_t>(std::min<std::int64_t>(seq.cache->size(), static_cast<std::int64_t>(seq.tokens.size()))));
+    const auto cached = static_cast<std::size_t>(seq.cache->size());
+    if (seq.tokens.size() > cached) seq.tokens.resize(cached);
     pool_.push_back({std::move(seq.cache), std::move(seq.tokens)});
   }
   seq.cache.reset();
