@@ -2,6 +2,7 @@
 // on the position being predicted.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <functional>
 
 #include "bitrun/config.hpp"
@@ -99,6 +100,35 @@ TEST_F(ArDecoderTest, RejectsRequestsThatCannotRun) {
   EXPECT_THROW(decoder_->start(request({}, 5)), Error);
   EXPECT_THROW(decoder_->start(request({1}, 0)), Error);
   EXPECT_THROW(decoder_->start(request({1, 2, 3, 4}, 5, 4)), Error);
+}
+
+TEST_F(ArDecoderTest, ReportsLogprobsWhenAsked) {
+  DecodeRequest r = request({1}, 2);
+  r.logprobs = 2;
+  auto s = decoder_->start(r);
+  s->next_step();
+  std::vector<float> logits(kVocab, 0.0f);
+  logits[3] = 2.0f;
+  logits[5] = 1.0f;
+  ASSERT_EQ(s->consume(StepLogits{kVocab, logits}), (std::vector<std::int32_t>{3}));
+  const std::vector<TokenLogprob> lp = s->take_logprobs();
+  ASSERT_EQ(lp.size(), 1u);
+  const double z = std::log(std::exp(2.0) + std::exp(1.0) + (kVocab - 2));
+  EXPECT_EQ(lp[0].token, 3);
+  EXPECT_NEAR(lp[0].logprob, 2.0 - z, 1e-5);
+  ASSERT_EQ(lp[0].top.size(), 2u);
+  EXPECT_EQ(lp[0].top[0].first, 3);
+  EXPECT_EQ(lp[0].top[1].first, 5);
+  EXPECT_NEAR(lp[0].top[1].second, 1.0 - z, 1e-5);
+  EXPECT_TRUE(s->take_logprobs().empty());   // taken once
+  // Not asked: nothing.
+  auto plain = decoder_->start(request({1}, 2));
+  plain->next_step();
+  plain->consume(StepLogits{kVocab, logits});
+  EXPECT_TRUE(plain->take_logprobs().empty());
+  DecodeRequest too_many = request({1}, 2);
+  too_many.logprobs = 21;
+  EXPECT_THROW(decoder_->start(too_many), Error);
 }
 
 TEST_F(ArDecoderTest, SeededSamplingIsReproducible) {

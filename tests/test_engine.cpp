@@ -137,6 +137,29 @@ TEST_F(EngineTest, APromptPrefixIsReusedAndGivesTheSameTokens) {
   EXPECT_EQ(got[c], alone(second, 20));
 }
 
+TEST_F(EngineTest, LogprobsReachTheSink) {
+  DecodeRequest r;
+  r.prompt = model_->tokenizer().encode("Once upon a time", true, false);
+  r.max_tokens = 6;
+  r.context_size = 64;
+  r.logprobs = 3;
+  Engine engine(*model_);
+  int seen = 0;
+  engine.add(decoder_->start(r), 64, [&](Engine::SequenceId, const std::vector<std::int32_t>& t) {
+    ASSERT_EQ(engine.sink_logprobs().size(), t.size());
+    const TokenLogprob& lp = engine.sink_logprobs()[0];
+    EXPECT_EQ(lp.token, t[0]);
+    ASSERT_EQ(lp.top.size(), 3u);
+    EXPECT_EQ(lp.top[0].first, t[0]);   // greedy: the chosen token is the most likely one
+    EXPECT_LE(lp.logprob, 0.0f);
+    EXPECT_GE(lp.top[0].second, lp.top[1].second);
+    ++seen;
+  });
+  while (engine.step()) {
+  }
+  EXPECT_EQ(seen, 6);
+}
+
 TEST_F(EngineTest, ASinkCanCancelItsOwnSequence) {
   Engine engine(*model_);
   int received = 0;

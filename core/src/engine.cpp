@@ -123,6 +123,7 @@ bool Engine::step() {
   for (Planned& p : plan) {
     const std::span<const float> mine(logits_.data() + p.first_logit * vocab, p.logit_count * vocab);
     std::vector<std::int32_t> tokens = p.seq->session->consume(StepLogits{static_cast<std::int32_t>(vocab), mine});
+    sink_logprobs_ = p.seq->session->take_logprobs();
     if (!tokens.empty() && p.seq->sink) p.seq->sink(p.id, tokens);
     if (p.seq->finish != FinishReason::None) continue;   // the sink cancelled it
     if (p.seq->session->finished() != FinishReason::None) retire(*p.seq, p.seq->session->finished());

@@ -13,6 +13,24 @@ std::int32_t argmax(std::span<const float> logits) {
   return static_cast<std::int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
 }
 
+TokenLogprob token_logprob(std::span<const float> logits, std::int32_t token, std::int32_t top) {
+  const float max = *std::max_element(logits.begin(), logits.end());
+  double sum = 0.0;
+  for (float l : logits) sum += std::exp(static_cast<double>(l) - max);
+  const double log_z = max + std::log(sum);
+  TokenLogprob out;
+  out.token = token;
+  out.logprob = static_cast<float>(logits[static_cast<std::size_t>(token)] - log_z);
+  const auto n = static_cast<std::size_t>(std::clamp<std::int32_t>(top, 0, static_cast<std::int32_t>(logits.size())));
+  std::vector<std::int32_t> order(logits.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(n), order.end(),
+                    [&](std::int32_t a, std::int32_t b) { return logits[static_cast<std::size_t>(a)] > logits[static_cast<std::size_t>(b)]; });
+  for (std::size_t i = 0; i < n; ++i)
+    out.top.emplace_back(order[i], static_cast<float>(logits[static_cast<std::size_t>(order[i])] - log_z));
+  return out;
+}
+
 SamplingParams sampling_params_from_config(const Config& config) {
   SamplingParams p;
   p.temperature = static_cast<float>(config.get_float("sampling.temperature"));

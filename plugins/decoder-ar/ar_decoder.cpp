@@ -10,6 +10,7 @@ ArSession::ArSession(const DecodeRequest& request) : request_(request), sampler_
   if (request.prompt.empty()) throw Error("the prompt is empty (at least BOS is needed)");
   if (request.max_tokens < 1) throw Error("max_tokens must be at least 1");
   if (request.context_size <= 0) throw Error("context size must be positive");
+  if (request.logprobs > 20) throw Error("at most 20 top logprobs can be returned");
   if (static_cast<std::int64_t>(request.prompt.size()) >= request.context_size)
     throw Error("the prompt has " + std::to_string(request.prompt.size()) + " tokens; the context holds " +
                 std::to_string(request.context_size) + " and one more is needed to generate");
@@ -41,6 +42,8 @@ std::vector<std::int32_t> ArSession::consume(const StepLogits& logits) {
   }
   history_.push_back(next.id);
   ++generated_;
+  logprobs_.clear();
+  if (request_.logprobs >= 0) logprobs_.push_back(token_logprob(logits.row(0), next.id, request_.logprobs));
   if (generated_ >= request_.max_tokens || static_cast<std::int64_t>(history_.size()) >= request_.context_size)
     finish_ = FinishReason::Length;
   return {next.id};

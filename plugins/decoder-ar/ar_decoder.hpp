@@ -13,6 +13,7 @@ class ArSession final : public DecodeSession {
   StepRequest next_step() override;
   std::vector<std::int32_t> consume(const StepLogits& logits) override;
   FinishReason finished() const override { return finish_; }
+  std::vector<TokenLogprob> take_logprobs() override { return std::move(logprobs_); }
 
  private:
   DecodeRequest request_;
@@ -21,6 +22,7 @@ class ArSession final : public DecodeSession {
   std::int32_t generated_ = 0;
   bool prefilled_ = false;
   FinishReason finish_ = FinishReason::None;
+  std::vector<TokenLogprob> logprobs_;
 };
 
 class ArDecoder final : public Decoder {

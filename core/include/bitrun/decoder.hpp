@@ -8,6 +8,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace bitrun {
@@ -37,6 +38,14 @@ struct StepLogits {
 
 enum class FinishReason { None, Stop, Length, Cancelled, Error };
 
+// Log-probability of an emitted token under the model (log-softmax of its raw logits: temperature 1, before
+// penalties), with the most likely alternatives when asked for (OpenAI's logprobs / top_logprobs).
+struct TokenLogprob {
+  std::int32_t token = 0;
+  float logprob = 0.0f;
+  std::vector<std::pair<std::int32_t, float>> top;   // best first
+};
+
 class DecodeSession {
  public:
   virtual ~DecodeSession() = default;
@@ -44,6 +53,8 @@ class DecodeSession {
   virtual StepRequest next_step() = 0;
   // Returns the tokens that became final in this step (possibly none), in order.
   virtual std::vector<std::int32_t> consume(const StepLogits& logits) = 0;
+  // When the request asked for logprobs: one entry per token the last consume() returned (then cleared).
+  virtual std::vector<TokenLogprob> take_logprobs() { return {}; }
   virtual FinishReason finished() const = 0;
 };
 
@@ -66,6 +77,7 @@ struct DecodeRequest {
   std::int32_t context_size = 0;             // positions available to this sequence
   SamplingParams sampling;
   std::vector<std::int32_t> end_tokens;      // EOS / end-of-turn ids: generation stops and they are not emitted
+  std::int32_t logprobs = -1;                // -1: none; 0..20: each token's logprob and this many alternatives
 };
 
 class Decoder {

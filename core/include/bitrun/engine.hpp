@@ -41,6 +41,8 @@ class Engine {
   void forget(SequenceId id);
 
   std::size_t active() const;
+  // Inside a TokenSink call: the logprobs of the tokens it received (empty unless the request asked for them).
+  const std::vector<TokenLogprob>& sink_logprobs() const { return sink_logprobs_; }
   // Rows computed by the last step (the batch size of its forward).
   std::int64_t last_step_rows() const { return last_rows_; }
   // Prompt positions taken from the prefix pool instead of computed, since the engine started.
@@ -72,6 +74,7 @@ class Engine {
   std::vector<ForwardRow> rows_;
   std::vector<std::int32_t> logit_rows_;
   std::vector<float> logits_;
+  std::vector<TokenLogprob> sink_logprobs_;
 };
 
 }  // namespace bitrun

@@ -40,6 +40,9 @@ class Config;
 // SamplingParams from the config's sampling.* keys; sampling.seed -1 draws a fresh seed.
 SamplingParams sampling_params_from_config(const Config& config);
 
+// The log-softmax of `logits` at `token`, and the `top` most likely tokens with theirs (best first).
+TokenLogprob token_logprob(std::span<const float> logits, std::int32_t token, std::int32_t top);
+
 // Index of the largest logit (the lowest index among equal maxima).
 std::int32_t argmax(std::span<const float> logits);
 
