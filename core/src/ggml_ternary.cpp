@@ -2,7 +2,6 @@
 // and the two ways to get codes from floats (absmean quantization, or values that are already ternary).
 // Stored code c in {0, 1, 2} means weight c - 1 everywhere.
 #include <charconv>
-#include <array>
 #include <cmath>
 #include <string>
 
@@ -64,28 +63,6 @@ int tq1_digit(std::uint8_t q, int n) {
 }
 
 // `what` names the scale ("block", "scale") with its index, or the tensor's scale when index < 0.
-// The four codes one I2_S byte holds (groups 0..3 from the high bits down), and whether any of them is the
-// invalid code 3.
-struct CodeQuad {
-  std::int8_t code[4];
-  bool invalid;
-};
-const std::array<CodeQuad, 256>& i2s_quads() {
-  static const std::array<CodeQuad, 256> table = [] {
-    std::array<CodeQuad, 256> t{};
-    for (int byte = 0; byte < 256; ++byte) {
-      t[static_cast<std::size_t>(byte)].invalid = false;
-      for (int g = 0; g < 4; ++g) {
-        const int c = (byte >> (6 - 2 * g)) & 3;
-        t[static_cast<std::size_t>(byte)].code[g] = static_cast<std::int8_t>(c == 3 ? 0 : c - 1);
-        if (c == 3) t[static_cast<std::size_t>(byte)].invalid = true;
-      }
-    }
-    return t;
-  }();
-  return table;
-}
-
 float checked_scale(GgmlType type, float s, const char* what, std::int64_t index) {
   if (!std::isfinite(s))
     throw FormatError(name_of(type) + " " + (index < 0 ? std::string("tensor") : what + (" " + std::to_string(index))) +
@@ -156,18 +133,19 @@ void decode_ternary_rows(GgmlType type, const std::uint8_t* data, std::uint64_t 
   };
   switch (type) {
     case GgmlType::I2_S:
-      // A byte holds weights b, b+32, b+64, b+96: one table lookup gives all four (loading is dominated by this).
+      // Byte m of a block holds weights m, m+32, m+64, m+96 (high bits first). Written as plain loops over
+      // contiguous bytes so the compiler vectorizes them: loading a model is dominated by this.
       for (std::int64_t b = first / kI2sBlock; b < (first + n) / kI2sBlock; ++b) {
         const std::uint8_t* blk = data + b * kI2sBlockBytes;
-        std::int8_t* o = out + (b * kI2sBlock - first);
-        for (int m = 0; m < 32; ++m) {
-          const CodeQuad& q = i2s_quads()[blk[m]];
-          if (q.invalid) {
-            for (std::int64_t j = m; j < kI2sBlock; j += 32)
-              if (((blk[i2s_byte(j)] >> i2s_shift(j)) & 3) == 3) throw invalid_code(b * kI2sBlock + j);
-          }
-          for (int g = 0; g < 4; ++g) o[m + 32 * g] = q.code[g];
+        std::uint8_t invalid = 0;   // a 2-bit field of 0b11 anywhere in the block
+        for (int m = 0; m < 32; ++m) invalid |= blk[m] & (blk[m] >> 1) & 0x55;
+        if (invalid) {
+          for (std::int64_t j = 0; j < kI2sBlock; ++j)
+            if (((blk[i2s_byte(j)] >> i2s_shift(j)) & 3) == 3) throw invalid_code(b * kI2sBlock + j);
         }
+        std::int8_t* o = out + (b * kI2sBlock - first);
+        for (int g = 0; g < 4; ++g)
+          for (int m = 0; m < 32; ++m) o[32 * g + m] = static_cast<std::int8_t>(((blk[m] >> (6 - 2 * g)) & 3) - 1);
       }
       return;
     case GgmlType::TQ2_0:
