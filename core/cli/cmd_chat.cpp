@@ -9,7 +9,6 @@
 #include "bitrun/chat_template.hpp"
 #include "bitrun/engine.hpp"
 #include "bitrun/error.hpp"
-#include "bitrun/sampler.hpp"
 #include "bitrun/stop_strings.hpp"
 #include "bitrun/tokenizer.hpp"
 #include "commands.hpp"
@@ -40,8 +39,6 @@ int run_chat(const Args& args, char** envp) {
   const Tokenizer& tok = model.tokenizer();
   const ChatTemplate tmpl = select_chat_template(cl.config.get_string("chat.template"), tok);
   std::unique_ptr<Decoder> decoder = rt.host->create_decoder(cl.config.get_string("decoder.type"), cl.config);
-  const std::int64_t n_ctx =
-      cl.config.get_int("context_size") > 0 ? cl.config.get_int("context_size") : model.hparams().n_ctx_train;
 
   struct sigaction action {};
   action.sa_handler = on_interrupt;   // no SA_RESTART: Ctrl-C at the prompt ends the read, and the chat
@@ -64,35 +61,33 @@ int run_chat(const Args& args, char** envp) {
     }
     if (line.empty()) continue;
     history.push_back({"user", line});
-    DecodeRequest request;
-    request.prompt = encode_chat(tok, tmpl, history, /*add_generation_prompt=*/true);
-    request.max_tokens = static_cast<std::int32_t>(cl.config.get_int("generation.max_tokens"));
-    request.context_size = static_cast<std::int32_t>(n_ctx);
-    request.sampling = sampling_params_from_config(cl.config);
-    request.end_tokens = tok.end_of_generation_tokens();
-    if (static_cast<std::int64_t>(request.prompt.size()) >= n_ctx) {
-      std::cout << "(the conversation no longer fits the context of " << n_ctx << " tokens: /reset to start over)\n";
+    const DecodeRequest request =
+        decode_request(cl.config, model, encode_chat(tok, tmpl, history, /*add_generation_prompt=*/true),
+                       cl.config.get_int("generation.max_tokens"));
+    if (static_cast<std::int64_t>(request.prompt.size()) >= request.context_size) {
+      std::cout << "(the conversation no longer fits the context of " << request.context_size
+                << " tokens: /reset to start over)\n";
       history.pop_back();
       continue;
     }
-    StreamingDecoder text(tok);
-    StopMatcher stop(cl.config.get_string_list("generation.stop"));
+    TextStream text(tok, cl.config.get_string_list("generation.stop"));
     std::string answer;
     Engine::SequenceId id = 0;
-    id = engine.add(decoder->start(request), n_ctx, [&](Engine::SequenceId, const std::vector<std::int32_t>& t) {
-      for (std::int32_t token : t) {
-        const std::string shown = stop.push(text.push(token));
-        answer += shown;
-        std::cout << shown << std::flush;
-        if (stop.stopped()) break;
-      }
-      if (stop.stopped()) engine.cancel(id);
-    });
+    id = engine.add(decoder->start(request), request.context_size,
+                    [&](Engine::SequenceId, const std::vector<std::int32_t>& t) {
+                      for (std::int32_t token : t) {
+                        const std::string shown = text.push(token);
+                        answer += shown;
+                        std::cout << shown << std::flush;
+                        if (text.stopped()) break;
+                      }
+                      if (text.stopped()) engine.cancel(id);
+                    });
     while (engine.step()) {
       if (g_interrupted) engine.cancel(id);
     }
-    if (!stop.stopped() && !g_interrupted) {
-      const std::string tail = stop.push(text.flush()) + stop.flush();
+    if (!g_interrupted) {
+      const std::string tail = text.finish();
       answer += tail;
       std::cout << tail;
     }

@@ -6,7 +6,6 @@
 
 #include "bitrun/engine.hpp"
 #include "bitrun/error.hpp"
-#include "bitrun/sampler.hpp"
 #include "bitrun/stop_strings.hpp"
 #include "bitrun/tokenizer.hpp"
 #include "commands.hpp"
@@ -33,19 +32,14 @@ int run_generate(const Args& args, char** envp) {
   Runtime rt = load_runtime(cl.config, model_path(cl.config));
   const Model& model = *rt.model;
   const Tokenizer& tok = model.tokenizer();
-  DecodeRequest request;
-  request.prompt = tok.encode(cl.value("--prompt"), /*add_bos=*/true, /*parse_special=*/true);
+  DecodeRequest request = decode_request(cl.config, model,
+                                         tok.encode(cl.value("--prompt"), /*add_bos=*/true, /*parse_special=*/true),
+                                         max_tokens);
   if (request.prompt.empty()) throw Error("the prompt is empty and the model has no BOS token to start from");
-  request.max_tokens = static_cast<std::int32_t>(max_tokens);
-  request.context_size = static_cast<std::int32_t>(
-      cl.config.get_int("context_size") > 0 ? cl.config.get_int("context_size") : model.hparams().n_ctx_train);
-  request.sampling = sampling_params_from_config(cl.config);
-  request.end_tokens = tok.end_of_generation_tokens();
   std::unique_ptr<Decoder> decoder = rt.host->create_decoder(cl.config.get_string("decoder.type"), cl.config);
 
   Engine engine(model);
-  StreamingDecoder text(tok);
-  StopMatcher stop(cl.config.get_string_list("generation.stop"));
+  TextStream text(tok, cl.config.get_string_list("generation.stop"));
   std::vector<std::int32_t> generated;
   const auto start = std::chrono::steady_clock::now();
   auto first = start;
@@ -54,16 +48,15 @@ int run_generate(const Args& args, char** envp) {
                   [&](Engine::SequenceId, const std::vector<std::int32_t>& t) {
                     if (generated.empty()) first = std::chrono::steady_clock::now();
                     for (std::int32_t token : t) {
-                      if (stop.stopped()) break;
+                      if (text.stopped()) break;
                       generated.push_back(token);
-                      std::cout << stop.push(text.push(token)) << std::flush;
+                      std::cout << text.push(token) << std::flush;
                     }
-                    if (stop.stopped()) engine.cancel(id);   // the stop string ends the request
+                    if (text.stopped()) engine.cancel(id);   // the stop string ends the request
                   });
   while (engine.step()) {
   }
-  if (!stop.stopped()) std::cout << stop.push(text.flush()) << stop.flush();
-  std::cout << std::endl;
+  std::cout << text.finish() << std::endl;
   const auto end = std::chrono::steady_clock::now();
   if (cl.has_flag("--ids")) {
     std::cerr << "ids:";

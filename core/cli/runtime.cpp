@@ -4,6 +4,8 @@
 
 #include "bitrun/error.hpp"
 #include "bitrun/log.hpp"
+#include "bitrun/sampler.hpp"
+#include "bitrun/tokenizer.hpp"
 #include "options.hpp"
 
 namespace bitrun::cli {
@@ -27,6 +29,18 @@ Runtime load_runtime(const Config& config, const std::filesystem::path& model_fi
   logger("cli")->info("model loaded in {:.2f} s",
                       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   return rt;
+}
+
+DecodeRequest decode_request(const Config& config, const Model& model, std::vector<std::int32_t> prompt,
+                             std::int64_t max_tokens) {
+  DecodeRequest request;
+  request.prompt = std::move(prompt);
+  request.max_tokens = static_cast<std::int32_t>(max_tokens);
+  const std::int64_t ctx = config.get_int("context_size");
+  request.context_size = static_cast<std::int32_t>(ctx > 0 ? ctx : model.hparams().n_ctx_train);
+  request.sampling = sampling_params_from_config(config);
+  request.end_tokens = model.tokenizer().end_of_generation_tokens();
+  return request;
 }
 
 }  // namespace bitrun::cli

@@ -6,6 +6,7 @@
 
 #include "bitrun/backend.hpp"
 #include "bitrun/config.hpp"
+#include "bitrun/decoder.hpp"
 #include "bitrun/model.hpp"
 #include "bitrun/plugin_host.hpp"
 
@@ -21,5 +22,10 @@ struct Runtime {
 std::filesystem::path model_path(const Config& config, const std::string& explicit_path = "");
 
 Runtime load_runtime(const Config& config, const std::filesystem::path& model_file);
+
+// A request for `prompt` with the config's context size (context_size, else the model's), sampling.* and the
+// model's end-of-generation tokens.
+DecodeRequest decode_request(const Config& config, const Model& model, std::vector<std::int32_t> prompt,
+                             std::int64_t max_tokens);
 
 }  // namespace bitrun::cli

@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "bitrun/kv_cache.hpp"
+#include "bitrun/sampler.hpp"
 #include "bitrun/tokenizer.hpp"
 #include "bitrun/transformer.hpp"
 
@@ -42,12 +43,9 @@ PerplexityResult score_lines(Transformer& transformer, const std::vector<std::st
     logits.resize(wanted.size() * static_cast<std::size_t>(n_vocab));
     transformer.forward(rows, wanted, logits.data());
     for (std::size_t i = 0; i < wanted.size(); ++i) {
-      const float* row = logits.data() + i * static_cast<std::size_t>(n_vocab);
-      double max_logit = row[0];
-      for (std::int64_t v = 1; v < n_vocab; ++v) max_logit = std::max(max_logit, static_cast<double>(row[v]));
-      double sum = 0.0;
-      for (std::int64_t v = 0; v < n_vocab; ++v) sum += std::exp(static_cast<double>(row[v]) - max_logit);
-      result.total_nll += std::log(sum) + max_logit - row[ids[i + 1]];
+      const std::span<const float> row(logits.data() + i * static_cast<std::size_t>(n_vocab),
+                                       static_cast<std::size_t>(n_vocab));
+      result.total_nll += log_sum_exp(row) - row[static_cast<std::size_t>(ids[i + 1])];
     }
     result.tokens += static_cast<std::int64_t>(wanted.size());
     ++result.lines;

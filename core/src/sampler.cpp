@@ -13,11 +13,15 @@ std::int32_t argmax(std::span<const float> logits) {
   return static_cast<std::int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
 }
 
-TokenLogprob token_logprob(std::span<const float> logits, std::int32_t token, std::int32_t top) {
+double log_sum_exp(std::span<const float> logits) {
   const float max = *std::max_element(logits.begin(), logits.end());
   double sum = 0.0;
   for (float l : logits) sum += std::exp(static_cast<double>(l) - max);
-  const double log_z = max + std::log(sum);
+  return max + std::log(sum);
+}
+
+TokenLogprob token_logprob(std::span<const float> logits, std::int32_t token, std::int32_t top) {
+  const double log_z = log_sum_exp(logits);
   TokenLogprob out;
   out.token = token;
   out.logprob = static_cast<float>(logits[static_cast<std::size_t>(token)] - log_z);

@@ -40,6 +40,9 @@ class Config;
 // SamplingParams from the config's sampling.* keys; sampling.seed -1 draws a fresh seed.
 SamplingParams sampling_params_from_config(const Config& config);
 
+// log(sum(exp(logits))), computed stably in double: the normaliser of the model's distribution.
+double log_sum_exp(std::span<const float> logits);
+
 // The log-softmax of `logits` at `token`, and the `top` most likely tokens with theirs (best first).
 TokenLogprob token_logprob(std::span<const float> logits, std::int32_t token, std::int32_t top);
 

@@ -4,9 +4,12 @@
 // of StreamingDecoder) so what it holds back or releases never splits a character.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "bitrun/tokenizer.hpp"
 
 namespace bitrun {
 
@@ -26,6 +29,22 @@ class StopMatcher {
   std::string held_;
   bool stopped_ = false;
   std::string matched_;
+};
+
+// The text of a generated sequence as it streams: tokens detokenized into whole UTF-8 characters
+// (StreamingDecoder), then the stop strings applied (StopMatcher). What every output of generated text needs.
+class TextStream {
+ public:
+  TextStream(const Tokenizer& tokenizer, std::vector<std::string> stops) : text_(tokenizer), stop_(std::move(stops)) {}
+  // The text that can be shown after `token` ("" once a stop string matched).
+  std::string push(std::int32_t token) { return stop_.push(text_.push(token)); }
+  // At the end of the sequence: whatever was held back, unless a stop string matched.
+  std::string finish() { return stop_.stopped() ? std::string() : stop_.push(text_.flush()) + stop_.flush(); }
+  bool stopped() const { return stop_.stopped(); }
+
+ private:
+  StreamingDecoder text_;
+  StopMatcher stop_;
 };
 
 }  // namespace bitrun
