@@ -73,6 +73,17 @@ TEST_F(ArDecoderTest, PrefillsThePromptThenFeedsOneTokenPerStep) {
   EXPECT_EQ(run.finish, FinishReason::Length);
 }
 
+TEST_F(ArDecoderTest, RejectsDecoderOptionsItDoesNotHave) {
+  DecodeRequest r = request({1}, 2);
+  r.decoder_options["threshold"] = "0.9";
+  try {
+    decoder_->start(r);
+    FAIL() << "an unknown decoder option was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("threshold"), std::string::npos) << e.what();
+  }
+}
+
 TEST_F(ArDecoderTest, MaxTokensIsExact) {
   for (std::int32_t n : {1, 2, 17}) {
     auto s = decoder_->start(request({1}, n));

@@ -11,6 +11,8 @@ ArSession::ArSession(const DecodeRequest& request) : request_(request), sampler_
   if (request.max_tokens < 1) throw Error("max_tokens must be at least 1");
   if (request.context_size <= 0) throw Error("context size must be positive");
   if (request.logprobs > 20) throw Error("at most 20 top logprobs can be returned");
+  if (!request.decoder_options.empty())
+    throw ConfigError("decoder 'ar' has no option '" + request.decoder_options.begin()->first + "'");
   if (static_cast<std::int64_t>(request.prompt.size()) >= request.context_size)
     throw Error("the prompt has " + std::to_string(request.prompt.size()) + " tokens; the context holds " +
                 std::to_string(request.context_size) + " and one more is needed to generate");

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -78,6 +79,10 @@ struct DecodeRequest {
   SamplingParams sampling;
   std::vector<std::int32_t> end_tokens;      // EOS / end-of-turn ids: generation stops and they are not emitted
   std::int32_t logprobs = -1;                // -1: none; 0..20: each token's logprob and this many alternatives
+  // Per-request overrides of the decoder's `decoder.*` settings, keyed without the prefix ("mode" -> "adaptive",
+  // "threshold" -> "0.9"); what an HTTP request's `decoder` object carries. A decoder throws ConfigError naming
+  // any key or value it does not accept.
+  std::map<std::string, std::string> decoder_options;
 };
 
 class Decoder {
