@@ -9,10 +9,12 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <map>
 #include <random>
 #include <sstream>
 #include <vector>
 
+#include "bitrun/decode_request.hpp"
 #include "bitrun/engine.hpp"
 #include "bitrun/error.hpp"
 #include "bitrun/log.hpp"
@@ -168,20 +170,60 @@ double concurrent_decode_tps(const Model& model, Decoder& decoder, int sequences
   return static_cast<double>(tokens - after_prefill) / seconds_since(start);
 }
 
+struct DecodeSpeed {
+  std::string decoder;   // "ar" or the diffusion mode
+  double tok_s = 0, tokens_per_forward = 0, rows_per_forward = 0;
+};
+
+// One request through the engine: a 16-token prompt, then exactly `gen` greedy tokens (no end token), timed as a
+// whole; the median over `reps`. `options` are the request's decoder options (the diffusion mode).
+DecodeSpeed engine_decode_speed(const Model& model, Decoder& decoder, const std::string& label,
+                                std::map<std::string, std::string> options, std::int64_t gen, int reps) {
+  DecodeRequest r;
+  r.model = model_facts(model);
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<std::int32_t> id(3, static_cast<std::int32_t>(model.hparams().n_vocab - 1));
+  while (r.prompt.size() < 16)
+    if (const std::int32_t t = id(rng); t != r.model.mask_token) r.prompt.push_back(t);
+  r.max_tokens = static_cast<std::int32_t>(gen);
+  r.context_size = static_cast<std::int32_t>(16 + gen + 64);   // room for a whole last block
+  r.decoder_options = std::move(options);
+  DecodeSpeed speed{label};
+  std::vector<double> times;
+  for (int rep = 0; rep < reps; ++rep) {
+    Engine engine(model, 0);   // no prefix pool: every repetition computes its prompt
+    const auto seq = engine.add(decoder.start(r), r.context_size, nullptr);
+    const auto start = Clock::now();
+    while (engine.step()) {
+    }
+    times.push_back(seconds_since(start));
+    const SequenceStats& st = engine.stats(seq);
+    if (st.tokens != gen) throw Error("bench: " + label + " decoded " + std::to_string(st.tokens) + " tokens, not " +
+                                      std::to_string(gen));
+    speed.tokens_per_forward = st.tokens_per_forward();
+    speed.rows_per_forward = static_cast<double>(st.rows) / static_cast<double>(st.forwards);
+  }
+  speed.tok_s = static_cast<double>(gen) / median(times);
+  return speed;
+}
+
 }  // namespace
 
 int run_bench(const Args& args, char** envp) {
   CommandLine cl = parse_command_line(args, {}, envp,
                                       {{"--preset", ""}, {"--reps", ""}, {"--prompt-tokens", ""},
-                                       {"--gen-tokens", ""}, {"--json", ""}});
+                                       {"--gen-tokens", ""}, {"--json", ""}, {"--diffusion-tokens", ""}});
   if (cl.help || !cl.positional.empty()) {
     std::cout << "usage: bitrun bench [-m MODEL.gguf | --preset NAME] [--reps N] [--prompt-tokens N]\n"
-                 "                    [--gen-tokens N] [--json FILE] [options]\n"
+                 "                    [--gen-tokens N] [--diffusion-tokens N] [--json FILE] [options]\n"
                  "Measures load time, peak RSS, prefill (default 512-token prompt) and decode (default 128\n"
                  "tokens) speed, the cost of 8 and 32 rows per forward against 1, and the decode bandwidth\n"
                  "against this machine's measured read bandwidth, with 1 thread and with --threads (default:\n"
                  "all CPUs), and the aggregate decode speed of 1, 4 and 16 concurrent sequences through the\n"
-                 "engine (at most 64 tokens each). Timings are medians of --reps (default 3). --preset writes\n"
+                 "engine (at most 64 tokens each). On a model with a mask token, one request decoded by AR and\n"
+                 "by each diffusion mode (greedy, iterative, adaptive, factor, eb; the other decoder.* settings\n"
+                 "from the config): tok/s, tokens and rows per forward for --diffusion-tokens tokens (default 64,\n"
+                 "0 skips it). Timings are medians of --reps (default 3). --preset writes\n"
                  "(once, to the temp directory) and uses a synthetic model, e.g. bitnet-2b-4t. --json writes the\n"
                  "results as JSON.\n\n"
               << common_options_help();
@@ -191,7 +233,8 @@ int run_bench(const Args& args, char** envp) {
   std::filesystem::path model_file;
   const std::string preset = cl.value("--preset");
   if (!preset.empty()) {
-    model_file = std::filesystem::temp_directory_path() / ("bitrun-synth-" + preset + ".gguf");
+    // "-dlm": files written before synthetic models carried a mask token are not reused.
+    model_file = std::filesystem::temp_directory_path() / ("bitrun-synth-" + preset + "-dlm.gguf");
     if (!std::filesystem::exists(model_file)) {
       std::fprintf(stderr, "bench: writing synthetic model %s\n", model_file.c_str());
       write_synthetic_model(synthetic_preset(preset), model_file, 42);
@@ -202,6 +245,8 @@ int run_bench(const Args& args, char** envp) {
   const int reps = static_cast<int>(cl.int_value("--reps", 3));
   const std::int64_t prompt = cl.int_value("--prompt-tokens", 512), gen = cl.int_value("--gen-tokens", 128);
   if (reps < 1 || prompt < 1 || gen < 1) throw ConfigError("--reps, --prompt-tokens and --gen-tokens must be >= 1");
+  const std::int64_t diffusion_tokens = cl.int_value("--diffusion-tokens", 64);
+  if (diffusion_tokens < 0) throw ConfigError("--diffusion-tokens must be >= 0");
 
   const auto load_start = Clock::now();
   Runtime rt = load_runtime(cl.config, model_file);
@@ -221,6 +266,18 @@ int run_bench(const Args& args, char** envp) {
   std::vector<std::pair<int, double>> concurrent;
   for (int n : {1, 4, 16})
     concurrent.emplace_back(n, concurrent_decode_tps(*rt.model, *decoder, n, std::min<std::int64_t>(gen, 64)));
+  // Block diffusion against AR on the same request, all threads.
+  std::vector<DecodeSpeed> decode_speeds;
+  std::string diffusion_skipped;
+  if (diffusion_tokens == 0) diffusion_skipped = "--diffusion-tokens 0";
+  else if (model_facts(*rt.model).mask_token < 0) diffusion_skipped = "the model has no mask token";
+  if (diffusion_skipped.empty()) {
+    decode_speeds.push_back(engine_decode_speed(*rt.model, *decoder, "ar", {}, diffusion_tokens, reps));
+    std::unique_ptr<Decoder> diffusion = rt.host->create_decoder("diffusion", cl.config);
+    for (const char* mode : {"greedy", "iterative", "adaptive", "factor", "eb"})
+      decode_speeds.push_back(
+          engine_decode_speed(*rt.model, *diffusion, mode, {{"mode", mode}}, diffusion_tokens, reps));
+  }
   const double peak = peak_rss_bytes();
   std::vector<double> bandwidth;
   for (const auto& r : results) bandwidth.push_back(read_bandwidth_gbs(r.threads));
@@ -239,6 +296,20 @@ int run_bench(const Args& args, char** envp) {
   std::printf("concurrent greedy decode, %d threads (aggregate tok/s):", threads_n);
   for (const auto& [n, tps] : concurrent) std::printf("  %d seq %.1f", n, tps);
   std::printf("\n");
+  if (!diffusion_skipped.empty()) {
+    std::printf("diffusion: skipped (%s)\n", diffusion_skipped.c_str());
+  } else {
+    std::printf("one request, 16-token prompt + %lld tokens, %d threads (decoder.* from the config: block %lld "
+                "(0 = the model's), sub-block %lld, threshold %.2f, sub-block cache %s):\n",
+                static_cast<long long>(diffusion_tokens), threads_n,
+                static_cast<long long>(cl.config.get_int("decoder.block_size")),
+                static_cast<long long>(cl.config.get_int("decoder.sub_block_size")),
+                cl.config.get_float("decoder.threshold"), cl.config.get_bool("decoder.sub_block_cache") ? "on" : "off");
+    std::printf("%-10s %10s %15s %14s %8s\n", "decoder", "tok/s", "tokens/forward", "rows/forward", "vs ar");
+    for (const DecodeSpeed& d : decode_speeds)
+      std::printf("%-10s %10.1f %15.2f %14.1f %7.2fx\n", d.decoder.c_str(), d.tok_s, d.tokens_per_forward,
+                  d.rows_per_forward, d.tok_s / decode_speeds[0].tok_s);
+  }
   const std::string json_path = cl.value("--json");
   if (!json_path.empty()) {
     std::ostringstream j;
@@ -257,6 +328,13 @@ int run_bench(const Args& args, char** envp) {
     j << "\n  ],\n  \"concurrent_decode\": [";
     for (std::size_t i = 0; i < concurrent.size(); ++i)
       j << (i ? ", " : "") << "{\"sequences\": " << concurrent[i].first << ", \"tok_s\": " << concurrent[i].second << "}";
+    j << "],\n  \"engine_decode\": [";
+    for (std::size_t i = 0; i < decode_speeds.size(); ++i) {
+      const DecodeSpeed& d = decode_speeds[i];
+      j << (i ? ", " : "") << "{\"decoder\": \"" << d.decoder << "\", \"tok_s\": " << d.tok_s
+        << ", \"tokens_per_forward\": " << d.tokens_per_forward << ", \"rows_per_forward\": " << d.rows_per_forward
+        << "}";
+    }
     j << "]\n}\n";
     if (json_path == "-") {
       std::cout << j.str();

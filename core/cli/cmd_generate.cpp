@@ -21,7 +21,10 @@ int run_generate(const Args& args, char** envp) {
                  "Continues PROMPT (default: just BOS) with the configured decoder (decoder.type) and sampling\n"
                  "(sampling.*; --set sampling.temperature=0 for greedy), streaming text to stdout, ending before\n"
                  "the first of generation.stop (e.g. --set 'generation.stop=[\"\\n\"]'). --ids also\n"
-                 "prints the generated token ids on stderr. Stops at the model's end-of-generation tokens.\n\n"
+                 "prints the generated token ids on stderr. Stops at the model's end-of-generation tokens.\n"
+                 "Block diffusion: --set decoder.type=diffusion --set decoder.mode=greedy|iterative|adaptive|factor|eb\n"
+                 "(decoder.*; the model needs a mask token, or decoder.mask_token). Ends with the forwards, rows and\n"
+                 "tokens per forward it took.\n\n"
               << common_options_help();
     return cl.help ? 0 : 2;
   }
@@ -70,6 +73,11 @@ int run_generate(const Args& args, char** envp) {
   std::fprintf(stderr, "prompt %zu tokens in %.3f s (%.1f tok/s); generated %zu tokens, %.1f tok/s after the first\n",
                request.prompt.size(), prefill_s, prefill_s > 0 ? request.prompt.size() / prefill_s : 0.0,
                generated.size(), decode_s > 0 ? decoded / decode_s : 0.0);
+  // How many forwards it took: one per token for AR, fewer for block diffusion.
+  const SequenceStats& stats = engine.stats(id);
+  std::fprintf(stderr, "decoder %s: %lld forwards, %lld rows computed, %.2f tokens per forward\n",
+               decoder->name().c_str(), static_cast<long long>(stats.forwards), static_cast<long long>(stats.rows),
+               stats.tokens_per_forward());
   return 0;
 }
 

@@ -2,9 +2,9 @@
 
 #include <chrono>
 
+#include "bitrun/decode_request.hpp"
 #include "bitrun/error.hpp"
 #include "bitrun/log.hpp"
-#include "bitrun/sampler.hpp"
 #include "bitrun/tokenizer.hpp"
 #include "options.hpp"
 
@@ -33,14 +33,7 @@ Runtime load_runtime(const Config& config, const std::filesystem::path& model_fi
 
 DecodeRequest decode_request(const Config& config, const Model& model, std::vector<std::int32_t> prompt,
                              std::int64_t max_tokens) {
-  DecodeRequest request;
-  request.prompt = std::move(prompt);
-  request.max_tokens = static_cast<std::int32_t>(max_tokens);
-  const std::int64_t ctx = config.get_int("context_size");
-  request.context_size = static_cast<std::int32_t>(ctx > 0 ? ctx : model.hparams().n_ctx_train);
-  request.sampling = sampling_params_from_config(config);
-  request.end_tokens = model.tokenizer().end_of_generation_tokens();
-  return request;
+  return make_decode_request(config, model, std::move(prompt), max_tokens);
 }
 
 }  // namespace bitrun::cli

@@ -23,8 +23,8 @@ std::filesystem::path model_path(const Config& config, const std::string& explic
 
 Runtime load_runtime(const Config& config, const std::filesystem::path& model_file);
 
-// A request for `prompt` with the config's context size (context_size, else the model's), sampling.* and the
-// model's end-of-generation tokens.
+// bitrun::make_decode_request (context size, sampling.*, end-of-generation tokens, model facts): the CLI's name
+// for it.
 DecodeRequest decode_request(const Config& config, const Model& model, std::vector<std::int32_t> prompt,
                              std::int64_t max_tokens);
 

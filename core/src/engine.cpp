@@ -5,6 +5,19 @@
 #include "bitrun/error.hpp"
 
 namespace bitrun {
+namespace {
+
+// The contract the K/V written by a step follow (Engine::Sequence::contract).
+std::int32_t step_contract(const StepRequest& req) {
+  switch (req.attention) {
+    case StepAttention::Causal: return 0;
+    case StepAttention::BlockCausal: return req.block_size;
+    case StepAttention::Bidirectional: break;
+  }
+  return -1;
+}
+
+}  // namespace
 
 Engine::Engine(const Model& model, std::size_t prefix_pool)
     : model_(model), transformer_(model), pool_capacity_(prefix_pool) {}
@@ -12,34 +25,41 @@ Engine::Engine(const Model& model, std::size_t prefix_pool)
 void Engine::retire(Sequence& seq, FinishReason reason) {
   seq.finish = reason;
   if (!seq.cache) return;
-  if (pool_capacity_ > 0 && !seq.tokens.empty()) {
+  const std::int64_t exact = std::min(seq.exact, seq.cache->size());
+  if (pool_capacity_ > 0 && seq.contract != kNoContract && exact > 0) {
     if (pool_.size() == pool_capacity_) pool_.erase(pool_.begin());   // least recently finished
-    const auto cached = static_cast<std::size_t>(seq.cache->size());
-    if (seq.tokens.size() > cached) seq.tokens.resize(cached);
-    pool_.push_back({std::move(seq.cache), std::move(seq.tokens)});
+    seq.tokens.resize(static_cast<std::size_t>(exact));
+    pool_.push_back({std::move(seq.cache), std::move(seq.tokens), seq.contract});
   }
   seq.cache.reset();
 }
 
 void Engine::reuse_prefix(Sequence& seq, StepRequest& req) {
+  if (seq.contract == kNoContract) return;
   // Keep at least the first row whose logits are wanted: its output must be computed.
   std::size_t limit = req.tokens.size() - 1;
   for (std::int32_t r : req.logit_rows) limit = std::min(limit, static_cast<std::size_t>(r));
   const Pooled* best = nullptr;
   std::size_t best_len = 0;
   for (const Pooled& p : pool_) {
+    if (p.contract != seq.contract) continue;   // K/V computed under another attention pattern differ
     std::size_t len = 0;
-    const std::size_t max = std::min({limit, p.tokens.size(), static_cast<std::size_t>(p.cache->size())});
+    const std::size_t max = std::min(limit, p.tokens.size());
     while (len < max && p.tokens[len] == req.tokens[len]) ++len;
+    // Block-causal K/V of a position depend on the whole block: only complete blocks carry over.
+    if (seq.contract > 0) len -= len % static_cast<std::size_t>(seq.contract);
     if (len > best_len) best = &p, best_len = len;
   }
   if (!best) return;
-  seq.cache->copy_prefix_from(*best->cache, static_cast<std::int64_t>(best_len));
-  seq.tokens.assign(req.tokens.begin(), req.tokens.begin() + static_cast<std::ptrdiff_t>(best_len));
-  req.tokens.erase(req.tokens.begin(), req.tokens.begin() + static_cast<std::ptrdiff_t>(best_len));
-  req.position = static_cast<std::int32_t>(best_len);
-  for (std::int32_t& r : req.logit_rows) r -= static_cast<std::int32_t>(best_len);
-  reused_ += static_cast<std::int64_t>(best_len);
+  const auto n = static_cast<std::int32_t>(best_len);
+  seq.cache->copy_prefix_from(*best->cache, n);
+  seq.tokens.assign(req.tokens.begin(), req.tokens.begin() + n);
+  req.tokens.erase(req.tokens.begin(), req.tokens.begin() + n);
+  req.position = n;
+  for (std::int32_t& r : req.logit_rows) r -= n;
+  seq.exact = n;
+  seq.stats.reused += n;
+  reused_ += n;
 }
 
 Engine::SequenceId Engine::add(std::unique_ptr<DecodeSession> session, std::int64_t context_size, TokenSink sink) {
@@ -66,6 +86,19 @@ FinishReason Engine::finish_reason(SequenceId id) const {
   return it->second.finish;
 }
 
+const SequenceStats& Engine::stats(SequenceId id) const {
+  auto it = sequences_.find(id);
+  if (it == sequences_.end()) throw Error("engine: unknown sequence " + std::to_string(id));
+  return it->second.stats;
+}
+
+const KvCache& Engine::cache(SequenceId id) const {
+  auto it = sequences_.find(id);
+  if (it == sequences_.end() || !it->second.cache)
+    throw Error("engine: sequence " + std::to_string(id) + " has no cache (unknown or finished)");
+  return *it->second.cache;
+}
+
 void Engine::forget(SequenceId id) { sequences_.erase(id); }
 
 std::size_t Engine::active() const {
@@ -74,11 +107,64 @@ std::size_t Engine::active() const {
   return n;
 }
 
+void Engine::plan_rows(SequenceId id, Sequence& seq, StepRequest& req) {
+  const std::string who = "engine: sequence " + std::to_string(id);
+  const auto n = static_cast<std::int32_t>(req.tokens.size());
+  if (n == 0 || req.position < 0 || req.position + n > seq.cache->capacity())
+    throw Error(who + " asked for " + std::to_string(n) + " rows at position " + std::to_string(req.position) +
+                " in a context of " + std::to_string(seq.cache->capacity()));
+  if (req.attention == StepAttention::BlockCausal && req.block_size < 1)
+    throw Error(who + ": a block-causal step needs a block size (got " + std::to_string(req.block_size) + ")");
+  if (req.cached_until != 0) {
+    if (req.attention != StepAttention::Bidirectional) throw Error(who + ": cached_until needs bidirectional attention");
+    if (req.cached_until < req.position + n || req.cached_until > seq.cache->size())
+      throw Error(who + ": cached_until " + std::to_string(req.cached_until) + " is not a cached position after the " +
+                  "step's rows (cache holds " + std::to_string(seq.cache->size()) + ")");
+  }
+  for (std::int32_t r : req.logit_rows)
+    if (r < 0 || r >= n) throw Error(who + ": logit row " + std::to_string(r) + " outside the step");
+
+  // Re-decoding from `position` (block diffusion) forgets what the cache held from there on, unless the step
+  // reuses the cached positions after its rows.
+  seq.cache->truncate(req.cached_until ? req.cached_until : req.position);
+  if (!seq.started) {
+    seq.started = true;
+    seq.contract = step_contract(req);
+    if (req.position == 0 && !pool_.empty()) reuse_prefix(seq, req);
+  }
+  const auto rows_now = static_cast<std::int32_t>(req.tokens.size());
+  const std::int32_t end = req.position + rows_now;
+
+  // The written K/V are exact under the sequence's contract only if the step follows that contract from an exact
+  // prefix; a sub-block step leaves stale K/V around its rows.
+  seq.exact = std::min<std::int64_t>(seq.exact, req.position);
+  const std::int32_t contract = step_contract(req);
+  const bool follows_contract = req.cached_until == 0 && contract != kNoContract && contract == seq.contract &&
+                                (contract == 0 || req.position % contract == 0);
+  if (follows_contract && seq.exact == req.position) seq.exact = end;
+
+  if (req.cached_until) {
+    seq.tokens.resize(static_cast<std::size_t>(req.cached_until));
+    std::copy(req.tokens.begin(), req.tokens.end(), seq.tokens.begin() + req.position);
+  } else {
+    seq.tokens.resize(static_cast<std::size_t>(req.position));
+    seq.tokens.insert(seq.tokens.end(), req.tokens.begin(), req.tokens.end());
+  }
+  for (std::int32_t i = 0; i < rows_now; ++i) {
+    const std::int32_t pos = req.position + i;
+    std::int32_t limit = pos + 1;
+    if (req.attention == StepAttention::Bidirectional) limit = req.cached_until ? req.cached_until : end;
+    if (req.attention == StepAttention::BlockCausal) limit = std::min(end, (pos / req.block_size + 1) * req.block_size);
+    rows_.push_back({req.tokens[static_cast<std::size_t>(i)], pos, limit, seq.cache.get()});
+  }
+  ++seq.stats.forwards;
+  seq.stats.rows += rows_now;
+}
+
 bool Engine::step() {
   struct Planned {
     Sequence* seq;
     SequenceId id;
-    StepRequest request;
     std::size_t first_logit;   // index of its first logit row in logits_
     std::size_t logit_count;   // rows the session asked for
   };
@@ -88,30 +174,11 @@ bool Engine::step() {
   for (auto& [id, seq] : sequences_) {
     if (seq.finish != FinishReason::None) continue;
     StepRequest req = seq.session->next_step();
-    const auto n = static_cast<std::int32_t>(req.tokens.size());
-    if (n == 0 || req.position < 0 || req.position + n > seq.cache->capacity())
-      throw Error("engine: sequence " + std::to_string(id) + " asked for " + std::to_string(n) + " rows at position " +
-                  std::to_string(req.position) + " in a context of " + std::to_string(seq.cache->capacity()));
-    const std::size_t asked = req.logit_rows.size();
-    // Re-decoding from `position` (block diffusion) forgets what the cache held from there on.
-    seq.cache->truncate(req.position);
-    if (!seq.started && req.position == 0 && !pool_.empty()) reuse_prefix(seq, req);
-    seq.started = true;
-    const auto rows_now = static_cast<std::int32_t>(req.tokens.size());
-    seq.tokens.resize(static_cast<std::size_t>(req.position));
-    seq.tokens.insert(seq.tokens.end(), req.tokens.begin(), req.tokens.end());
     const auto base = static_cast<std::int32_t>(rows_.size());
-    for (std::int32_t i = 0; i < rows_now; ++i) {
-      const std::int32_t pos = req.position + i;
-      const std::int32_t limit = req.attention == StepAttention::Causal ? pos + 1 : req.position + rows_now;
-      rows_.push_back({req.tokens[static_cast<std::size_t>(i)], pos, limit, seq.cache.get()});
-    }
+    plan_rows(id, seq, req);
     const std::size_t first = logit_rows_.size();
-    for (std::int32_t r : req.logit_rows) {
-      if (r < 0 || r >= rows_now) throw Error("engine: logit row " + std::to_string(r) + " outside the step");
-      logit_rows_.push_back(base + r);
-    }
-    plan.push_back({&seq, id, std::move(req), first, asked});
+    for (std::int32_t r : req.logit_rows) logit_rows_.push_back(base + r);
+    plan.push_back({&seq, id, first, req.logit_rows.size()});
   }
   last_rows_ = static_cast<std::int64_t>(rows_.size());
   if (plan.empty()) return false;
@@ -123,6 +190,7 @@ bool Engine::step() {
   for (Planned& p : plan) {
     const std::span<const float> mine(logits_.data() + p.first_logit * vocab, p.logit_count * vocab);
     std::vector<std::int32_t> tokens = p.seq->session->consume(StepLogits{static_cast<std::int32_t>(vocab), mine});
+    p.seq->stats.tokens += static_cast<std::int64_t>(tokens.size());
     sink_logprobs_ = p.seq->session->take_logprobs();
     if (!tokens.empty() && p.seq->sink) p.seq->sink(p.id, tokens);
     if (p.seq->finish != FinishReason::None) continue;   // the sink cancelled it

@@ -212,6 +212,26 @@ Linear output_projection(const GgufFile& file, const GgufTensorInfo& t, const Ba
   return lin;
 }
 
+// diffusion.block_size (1..4096), diffusion.attention ("block-causal" or "causal"; else llama.cpp's
+// <arch>.attention.causal: true = causal, false = block-causal, the only non-causal contract bitrun decodes) and
+// diffusion.shift_logits. Any other value is a FormatError naming the key.
+DiffusionMetadata read_diffusion_metadata(const GgufFile& file, const std::string& arch, const Loader& L) {
+  DiffusionMetadata d;
+  if (auto b = file.opt_u64("diffusion.block_size")) {
+    if (*b < 1 || *b > 4096) L.fail("diffusion.block_size is " + std::to_string(*b) + ", expected 1..4096");
+    d.block_size = static_cast<std::int32_t>(*b);
+  }
+  if (auto a = file.opt_string("diffusion.attention")) {
+    if (*a == "block-causal") d.attention = DiffusionAttention::BlockCausal;
+    else if (*a == "causal") d.attention = DiffusionAttention::Causal;
+    else L.fail("diffusion.attention is '" + *a + "', expected 'block-causal' or 'causal'");
+  } else if (auto causal = file.opt_bool(arch + ".attention.causal")) {
+    d.attention = *causal ? DiffusionAttention::Causal : DiffusionAttention::BlockCausal;
+  }
+  if (auto shift = file.opt_bool("diffusion.shift_logits")) d.shift_logits = *shift;
+  return d;
+}
+
 }  // namespace
 
 Model::Model(GgufFile file) : file_(std::move(file)) {}
@@ -276,6 +296,13 @@ std::unique_ptr<Model> Model::load(GgufFile file_arg, const Backend& backend, Mo
     L.fail("tokenizer has " + std::to_string(m->tokenizer_->vocab_size()) + " tokens but the embedding only " +
            std::to_string(hp.n_vocab));
 
+  // Diffusion metadata before the (slow) weights, so a bad value fails at once.
+  if (auto mask = file.opt_u64("tokenizer.ggml.mask_token_id")) {
+    if (*mask >= static_cast<std::uint64_t>(hp.n_vocab)) L.fail("tokenizer.ggml.mask_token_id is out of range");
+    m->mask_token_ = static_cast<std::int32_t>(*mask);
+  }
+  m->diffusion_ = read_diffusion_metadata(file, arch_name, L);
+
   const GgufTensorInfo* out = file.find_tensor("output.weight");
   hp.tied_output = out == nullptr;
   if (out) L.tensor("output.weight", {hp.n_embd, hp.n_vocab});
@@ -305,10 +332,6 @@ std::unique_ptr<Model> Model::load(GgufFile file_arg, const Backend& backend, Mo
     lw.w_down = L.linear(p + "ffn_down", hp.n_embd, hp.n_ff);
   }
   m->output_norm_ = L.vector("output_norm.weight", hp.n_embd);
-  if (auto mask = file.opt_u64("tokenizer.ggml.mask_token_id")) {
-    if (*mask >= static_cast<std::uint64_t>(hp.n_vocab)) L.fail("tokenizer.ggml.mask_token_id is out of range");
-    m->mask_token_ = static_cast<std::int32_t>(*mask);
-  }
   logger("model")->info("loaded {} ({}): {} layers, embd {}, ffn {}, heads {}/{}, vocab {}", m->name_, arch_name,
                         hp.n_layer, hp.n_embd, hp.n_ff, hp.n_head, hp.n_head_kv, hp.n_vocab);
   return m;

@@ -40,12 +40,15 @@ TernaryTensor random_ternary(Rng& rng, std::int64_t cols, std::int64_t rows) {
   return t;
 }
 
+constexpr const char* kMaskText = "|<MASK>|";   // the name Fast-dLLM v2 and WrinkleFree give their mask token
+
 std::vector<std::string> filler_vocab(std::int64_t n_vocab) {
   std::vector<std::string> tokens = {"<unk>", "<s>", "</s>"};
   static const char* hex = "0123456789ABCDEF";
   for (int b = 0; b < 256; ++b) tokens.push_back(std::string("<0x") + hex[b >> 4] + hex[b & 15] + ">");
   for (std::int64_t i = static_cast<std::int64_t>(tokens.size()); i < n_vocab; ++i)
     tokens.push_back("\xe2\x96\x81t" + std::to_string(i));   // "▁t<N>": distinct, decodable pieces
+  tokens.back() = kMaskText;
   return tokens;
 }
 
@@ -96,6 +99,7 @@ void write_synthetic_model(const SyntheticSpec& spec, const std::filesystem::pat
   types[0] = 2;
   types[1] = types[2] = 3;
   for (int b = 0; b < 256; ++b) types[static_cast<std::size_t>(3 + b)] = 6;
+  types.back() = 3;   // |<MASK>|: a control token, never produced from plain text
   w.set("tokenizer.ggml.model", GgufValue::string("llama"));
   w.set("tokenizer.ggml.tokens", GgufValue::string_array(std::move(tokens)));
   w.set("tokenizer.ggml.scores", GgufValue::f32_array(std::vector<float>(types.size(), 0.0f)));
@@ -103,6 +107,12 @@ void write_synthetic_model(const SyntheticSpec& spec, const std::filesystem::pat
   w.set("tokenizer.ggml.bos_token_id", GgufValue::u32(1));
   w.set("tokenizer.ggml.eos_token_id", GgufValue::u32(2));
   w.set("tokenizer.ggml.unknown_token_id", GgufValue::u32(0));
+  if (spec.diffusion_metadata) {
+    w.set("tokenizer.ggml.mask_token_id", GgufValue::u32(static_cast<std::uint32_t>(spec.n_vocab - 1)));
+    w.set("diffusion.block_size", GgufValue::u32(32));
+    w.set("diffusion.attention", GgufValue::string("block-causal"));
+    w.set("diffusion.shift_logits", GgufValue::boolean(true));
+  }
 
   Rng rng{seed};
   const std::size_t total = 2 + static_cast<std::size_t>(spec.n_layer) * 11;

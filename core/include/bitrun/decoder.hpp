@@ -12,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include "bitrun/diffusion_metadata.hpp"
+
 namespace bitrun {
 
 class Config;
@@ -19,7 +21,9 @@ class Config;
 // How the rows fed in one step attend to each other (they always see the sequence's cached positions).
 enum class StepAttention {
   Causal,         // row i sees rows 0..i of this step (prefill, autoregressive decoding)
-  Bidirectional,  // every row sees every row of this step (the block being decoded by block diffusion)
+  Bidirectional,  // every row sees every row of this step (and the cached positions up to cached_until)
+  BlockCausal,    // rows see every row of their own block (aligned at absolute multiples of block_size) and the
+                  // rows of earlier blocks: block-diffusion prefill, block decoding and commit passes
 };
 
 // What a session wants computed in the next forward.
@@ -28,6 +32,11 @@ struct StepRequest {
   std::int32_t position = 0;                 // the cache is truncated to `position` entries before the step
   StepAttention attention = StepAttention::Causal;
   std::vector<std::int32_t> logit_rows;      // rows (indices into tokens) whose logits the session needs
+  std::int32_t block_size = 0;               // BlockCausal: the block grid
+  // Bidirectional only, 0 = off: the rows overwrite positions inside K/V the cache already holds up to here, and
+  // attend to all of it; the cache is kept up to cached_until instead of truncated to `position` (the
+  // block-diffusion sub-block cache, which reuses the rest of the block's slightly stale K/V).
+  std::int32_t cached_until = 0;
 };
 
 // Logits of the rows a session asked for, in the order it asked.
@@ -72,6 +81,13 @@ struct SamplingParams {
   std::uint64_t seed = 0;
 };
 
+// What decoders are told about the model (filled by the core: model_facts() in bitrun/decode_request.hpp).
+struct ModelFacts {
+  std::int32_t vocab_size = 0;               // 0 = not filled in
+  std::int32_t mask_token = -1;              // tokenizer.ggml.mask_token_id, else `|<MASK>|` if one token; -1 = none
+  DiffusionMetadata diffusion;
+};
+
 struct DecodeRequest {
   std::vector<std::int32_t> prompt;          // tokenized, BOS included if the model wants it
   std::int32_t max_tokens = 256;
@@ -83,6 +99,7 @@ struct DecodeRequest {
   // "threshold" -> "0.9"); what an HTTP request's `decoder` object carries. A decoder throws ConfigError naming
   // any key or value it does not accept.
   std::map<std::string, std::string> decoder_options;
+  ModelFacts model;
 };
 
 class Decoder {

@@ -4,7 +4,9 @@
 // each session its logits and reports the tokens that became final. Sequences can be added and cancelled between
 // any two steps. Finished sequences leave their cache and tokens in a small prefix pool: a new sequence whose
 // first step starts with the same tokens (a shared system prompt, a repeated request) copies those K/V rows
-// instead of recomputing them. Not thread-safe: one thread drives it (the server's scheduler serialises requests onto it).
+// instead of recomputing them; only K/V computed under the same attention contract (causal, or block-causal on the
+// same block grid, whole blocks only) are shared. Per-sequence statistics (forwards, rows, tokens) stay
+// queryable until the sequence is forgotten. Not thread-safe: one thread drives it (the server's scheduler serialises requests onto it).
 #pragma once
 
 #include <cstdint>
@@ -18,6 +20,15 @@
 #include "bitrun/transformer.hpp"
 
 namespace bitrun {
+
+// What the engine did for one sequence.
+struct SequenceStats {
+  std::int64_t forwards = 0;   // engine steps (merged forwards) the sequence took part in
+  std::int64_t rows = 0;       // rows computed for it (prompt positions taken from the prefix pool excluded)
+  std::int64_t tokens = 0;     // tokens it emitted
+  std::int64_t reused = 0;     // prompt positions copied from the prefix pool
+  double tokens_per_forward() const { return forwards ? static_cast<double>(tokens) / static_cast<double>(forwards) : 0.0; }
+};
 
 class Engine {
  public:
@@ -38,6 +49,10 @@ class Engine {
   bool step();
   // FinishReason::None while running; the reason once finished or cancelled. Error for an unknown id.
   FinishReason finish_reason(SequenceId id) const;
+  // Forwards, rows and tokens of a sequence so far (also after it finished). Error for an unknown id.
+  const SequenceStats& stats(SequenceId id) const;
+  // The K/V cache of a running sequence, for inspection (tests, debugging). Error once it finished.
+  const KvCache& cache(SequenceId id) const;
   void forget(SequenceId id);
 
   std::size_t active() const;
@@ -49,20 +64,30 @@ class Engine {
   std::int64_t reused_positions() const { return reused_; }
 
  private:
+  // The attention contract a sequence's K/V follow, set by its first step: causal (0), block-causal on a grid of
+  // that block size (> 0), or none that can be shared (-1).
+  static constexpr std::int32_t kNoContract = -1;
   struct Sequence {
     std::unique_ptr<DecodeSession> session;
     std::unique_ptr<KvCache> cache;   // moved to the prefix pool when the sequence ends
-    std::vector<std::int32_t> tokens; // the token at each cached position
+    std::vector<std::int32_t> tokens; // the token fed at each cached position
     TokenSink sink;
     FinishReason finish = FinishReason::None;
     bool started = false;
+    std::int32_t contract = kNoContract;
+    // Leading positions whose K/V equal a fresh forward of `tokens` under `contract`: what may be pooled.
+    std::int64_t exact = 0;
+    SequenceStats stats;
   };
   struct Pooled {
     std::unique_ptr<KvCache> cache;
-    std::vector<std::int32_t> tokens;
+    std::vector<std::int32_t> tokens;   // the exact positions only
+    std::int32_t contract;
   };
-  // Copies the longest pooled prefix of req's tokens into seq's cache and drops those rows from req.
+  // Copies the longest pooled prefix of req's tokens (same contract) into seq's cache and drops those rows from req.
   void reuse_prefix(Sequence& seq, StepRequest& req);
+  // Validates the step, prepares the cache and appends its rows to rows_.
+  void plan_rows(SequenceId id, Sequence& seq, StepRequest& req);
   void retire(Sequence& seq, FinishReason reason);
   const Model& model_;
   Transformer transformer_;

@@ -12,6 +12,7 @@
 
 #include "bitrun/architecture.hpp"
 #include "bitrun/backend.hpp"
+#include "bitrun/diffusion_metadata.hpp"
 #include "bitrun/gguf.hpp"
 
 namespace bitrun {
@@ -77,8 +78,10 @@ class Model {
   const std::vector<float>& output_norm() const { return output_norm_; }
   // The output projection, n_vocab x n_embd: the `output` tensor, or the token embedding when tied.
   const Linear& output() const { return output_; }
-  // Diffusion metadata (absent for plain AR models).
+  // Diffusion metadata (absent for plain AR models): tokenizer.ggml.mask_token_id, and diffusion.block_size,
+  // diffusion.attention (else <arch>.attention.causal), diffusion.shift_logits.
   std::optional<std::int32_t> mask_token() const { return mask_token_; }
+  const DiffusionMetadata& diffusion() const { return diffusion_; }
   const std::string& name() const { return name_; }
 
  private:
@@ -94,6 +97,7 @@ class Model {
   Linear output_;
   std::vector<LayerWeights> layers_;
   std::optional<std::int32_t> mask_token_;
+  DiffusionMetadata diffusion_;
   std::string name_;
 };
 

@@ -1,6 +1,8 @@
 // Synthetic models: real shapes, random weights, so benchmarks need no download. The weights are random ternary
 // values (speed does not depend on them); the vocabulary is a SentencePiece-style list of control, byte and filler
-// tokens, so any text tokenizes (by byte fallback) and every id decodes.
+// tokens, so any text tokenizes (by byte fallback) and every id decodes. Its last token is the control token
+// `|<MASK>|`, and the file states the Fast-dLLM v2 diffusion contract for it, so the diffusion decoder can be
+// benchmarked on the same model.
 #pragma once
 
 #include <cstdint>
@@ -20,6 +22,8 @@ struct SyntheticSpec {
   float rope_freq_base = 500000.0f;
   GgmlType weight_type = GgmlType::I2_S;       // projections
   GgmlType embedding_type = GgmlType::F16;     // tied token embedding / output
+  // Write tokenizer.ggml.mask_token_id and diffusion.block_size / attention / shift_logits (block-causal, 32).
+  bool diffusion_metadata = true;
 };
 
 // Presets: "bitnet-2b-4t" (BitNet-b1.58-2B-4T shapes: hidden 2560, ffn 6912, 30 layers, 20/5 heads, vocab 128256,
