@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
+#include <vector>
 
 #include "bitrun/cpu_features.hpp"
 
@@ -160,6 +162,59 @@ TEST(Cli, ModelCommandsWorkAndRejectBadInput) {
   EXPECT_NE(corrupt.output.find("too small to be a GGUF file"), std::string::npos) << corrupt.output;
   std::filesystem::remove(out);
   std::filesystem::remove(converted);
+}
+
+// The ids `generate --ids` printed.
+std::vector<int> printed_ids(const std::string& output) {
+  std::vector<int> ids;
+  const auto at = output.find("ids:");
+  if (at == std::string::npos) return ids;
+  std::istringstream in(output.substr(at + 4, output.find('\n', at) - at - 4));
+  for (int id; in >> id;) ids.push_back(id);
+  return ids;
+}
+
+// Block diffusion from the command line: on stories260K with a designated mask token (mechanics only: it is not
+// a diffusion model), on a synthetic model that carries its own, and the errors when it cannot run.
+TEST(Cli, GenerateRunsTheDiffusionDecoderAndReportsTokensPerForward) {
+  if (!std::filesystem::exists(kShared + "models/stories260K.gguf")) GTEST_SKIP() << kShared << " not found";
+  const std::string stories = "generate -m " + kShared + "models/stories260K.gguf --ids --log-level warn" +
+                              " --set sampling.temperature=0 --set decoder.type=diffusion";
+  for (const char* mode : {"greedy", "adaptive"}) {
+    Result r = run(stories + " -n 20 --set decoder.mask_token=0 --set decoder.mode=" + mode);
+    ASSERT_EQ(r.status, 0) << r.output;
+    const std::vector<int> ids = printed_ids(r.output);
+    EXPECT_FALSE(ids.empty()) << r.output;
+    EXPECT_LE(ids.size(), 20u) << r.output;
+    EXPECT_EQ(std::count(ids.begin(), ids.end(), 0), 0) << "the mask token was emitted: " << r.output;
+    EXPECT_NE(r.output.find("decoder diffusion: "), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find(" tokens per forward"), std::string::npos) << r.output;
+  }
+  Result no_mask = run(stories + " -n 5");
+  EXPECT_EQ(no_mask.status, 1);
+  EXPECT_NE(no_mask.output.find("the model has no mask token"), std::string::npos) << no_mask.output;
+  Result bad_mode = run(stories + " -n 5 --set decoder.mask_token=0 --set decoder.mode=fast");
+  EXPECT_EQ(bad_mode.status, 1);
+  EXPECT_NE(bad_mode.output.find("decoder.mode"), std::string::npos) << bad_mode.output;
+
+  // A synthetic model states its mask token and contract: greedy fills a sub-block of 8 per forward.
+  const std::string tiny = (std::filesystem::temp_directory_path() / "bitrun-cli-dlm-tiny.gguf").string();
+  ASSERT_EQ(run("synth " + tiny + " --preset bitnet-tiny --quiet").status, 0);
+  Result g = run("generate -m " + tiny + " -n 40 --ids --log-level warn --set sampling.temperature=0"
+                 " --set decoder.type=diffusion --set decoder.mode=greedy");
+  ASSERT_EQ(g.status, 0) << g.output;
+  EXPECT_EQ(printed_ids(g.output).size(), 40u) << g.output;   // its end token is never the favourite here
+  EXPECT_NE(g.output.find("decoder diffusion: 7 forwards"), std::string::npos) << g.output;
+  std::filesystem::remove(tiny);
+}
+
+TEST(Cli, BenchComparesDiffusionModesWithAr) {
+  Result r = run("bench --preset bitnet-tiny --reps 1 --prompt-tokens 16 --gen-tokens 8 --diffusion-tokens 16 "
+                 "--threads 1 --log-level warn");
+  ASSERT_EQ(r.status, 0) << r.output;
+  for (const char* row : {"\nar ", "\ngreedy ", "\niterative ", "\nadaptive ", "\nfactor ", "\neb "})
+    EXPECT_NE(r.output.find(row), std::string::npos) << row << " missing:\n" << r.output;
+  EXPECT_NE(r.output.find("tokens/forward"), std::string::npos) << r.output;
 }
 
 }  // namespace

@@ -15,7 +15,9 @@
 #include <sstream>
 
 #include "bitrun/architecture.hpp"
+#include "bitrun/config.hpp"
 #include "bitrun/convert.hpp"
+#include "bitrun/decode_request.hpp"
 #include "bitrun/error.hpp"
 #include "bitrun/gguf.hpp"
 #include "bitrun/kv_cache.hpp"
@@ -278,6 +280,96 @@ TEST(ModelLoad, ErrorsNameTheProblem) {
   fs::remove(out);
 }
 
+// diffusion.* and the mask token: read into Model::diffusion() / mask_token(); a bad value names its key.
+TEST(ModelLoad, DiffusionMetadataIsReadAndBadValuesNameTheKey) {
+  REQUIRE_SHARED("fixtures/tiny-bitnet-f16.gguf");
+  GgufFile src = GgufFile::open(shared_file);
+  auto backend = make_reference_backend({});
+  const fs::path out = fs::temp_directory_path() / ("bitrun-dlm-model-" + std::to_string(::getpid()) + ".gguf");
+  // The fixture with extra metadata.
+  auto write = [&](const std::vector<std::pair<std::string, GgufValue>>& extra) {
+    GgufWriter w;
+    for (const auto& [k, v] : src.metadata()) w.set(k, v);
+    for (const auto& [k, v] : extra) w.set(k, v);
+    for (const auto& t : src.tensors())
+      w.add_tensor(t.name, t.ne, t.type, std::vector<std::uint8_t>(src.tensor_data(t), src.tensor_data(t) + t.bytes));
+    w.write(out);
+  };
+  auto load_error = [&](const std::string& key, GgufValue value) {
+    write({{key, std::move(value)}});
+    return test::error_message<FormatError>([&] { Model::load(out, *backend); });
+  };
+
+  write({});
+  auto plain = Model::load(out, *backend);
+  EXPECT_FALSE(plain->mask_token());
+  EXPECT_EQ(plain->diffusion().block_size, 0);
+  EXPECT_EQ(plain->diffusion().attention, DiffusionAttention::Unspecified);
+  EXPECT_TRUE(plain->diffusion().shift_logits);
+
+  write({{"tokenizer.ggml.mask_token_id", GgufValue::u32(5)}, {"diffusion.block_size", GgufValue::u32(16)},
+         {"diffusion.attention", GgufValue::string("causal")}, {"diffusion.shift_logits", GgufValue::boolean(false)}});
+  auto dlm = Model::load(out, *backend);
+  EXPECT_EQ(dlm->mask_token(), 5);
+  EXPECT_EQ(dlm->diffusion().block_size, 16);
+  EXPECT_EQ(dlm->diffusion().attention, DiffusionAttention::Causal);
+  EXPECT_FALSE(dlm->diffusion().shift_logits);
+  const ModelFacts facts = model_facts(*dlm);
+  EXPECT_EQ(facts.mask_token, 5);
+  EXPECT_EQ(facts.vocab_size, dlm->hparams().n_vocab);
+  EXPECT_EQ(facts.diffusion.block_size, 16);
+
+  // llama.cpp's <arch>.attention.causal when diffusion.attention is absent.
+  write({{"bitnet.attention.causal", GgufValue::boolean(false)}});
+  EXPECT_EQ(Model::load(out, *backend)->diffusion().attention, DiffusionAttention::BlockCausal);
+  write({{"bitnet.attention.causal", GgufValue::boolean(true)}});
+  EXPECT_EQ(Model::load(out, *backend)->diffusion().attention, DiffusionAttention::Causal);
+
+  EXPECT_NE(load_error("diffusion.block_size", GgufValue::u32(0)).find("diffusion.block_size is 0"), std::string::npos);
+  EXPECT_NE(load_error("diffusion.block_size", GgufValue::u32(100000)).find("diffusion.block_size is 100000"),
+            std::string::npos);
+  EXPECT_NE(load_error("diffusion.attention", GgufValue::string("sideways")).find("diffusion.attention is 'sideways'"),
+            std::string::npos);
+  EXPECT_NE(load_error("diffusion.shift_logits", GgufValue::string("yes")).find("diffusion.shift_logits"),
+            std::string::npos);
+  EXPECT_NE(load_error("diffusion.attention", GgufValue::u32(1)).find("diffusion.attention"), std::string::npos);
+  EXPECT_NE(load_error("tokenizer.ggml.mask_token_id", GgufValue::u32(1u << 20)).find("mask_token_id is out of range"),
+            std::string::npos);
+  fs::remove(out);
+}
+
+TEST(Synthetic, TinyPresetCarriesAMaskTokenAndTheBlockCausalContract) {
+  const fs::path path = fs::temp_directory_path() / ("bitrun-synth-dlm-" + std::to_string(::getpid()) + ".gguf");
+  SyntheticSpec spec = synthetic_preset("bitnet-tiny");
+  write_synthetic_model(spec, path, 7);
+  auto backend = make_reference_backend({});
+  auto model = Model::load(path, *backend);
+  EXPECT_EQ(model->mask_token(), 1023);
+  EXPECT_EQ(model->diffusion().block_size, 32);
+  EXPECT_EQ(model->diffusion().attention, DiffusionAttention::BlockCausal);
+  Config config;
+  config.set("sampling.temperature", "0", ConfigSource::CommandLine, "test");
+  const DecodeRequest r = make_decode_request(config, *model, {1, 5}, 9);
+  EXPECT_EQ(r.model.mask_token, 1023);
+  EXPECT_EQ(r.model.vocab_size, 1024);
+  EXPECT_EQ(r.max_tokens, 9);
+  EXPECT_EQ(r.context_size, 512);
+  EXPECT_EQ(r.sampling.temperature, 0.0f);
+  // Without the metadata key the mask token is still found: `|<MASK>|` encodes to that one token.
+  spec.diffusion_metadata = false;
+  write_synthetic_model(spec, path, 7);
+  model = Model::load(path, *backend);
+  EXPECT_FALSE(model->mask_token());
+  EXPECT_EQ(model->diffusion().attention, DiffusionAttention::Unspecified);
+  EXPECT_EQ(model_facts(*model).mask_token, 1023);
+  fs::remove(path);
+}
+
+TEST(Stories260K, HasNoMaskToken) {
+  REQUIRE_SHARED("models/stories260K.gguf");
+  auto backend = make_reference_backend({});
+  EXPECT_EQ(model_facts(*Model::load(shared_file, *backend)).mask_token, -1);   // `|<MASK>|` is several tokens
+}
 
 TEST(Synthetic, TinyPresetLoadsRunsAndIsReproducible) {
   const fs::path a = fs::temp_directory_path() / ("bitrun-synth-a-" + std::to_string(::getpid()) + ".gguf");

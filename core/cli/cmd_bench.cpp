@@ -93,7 +93,8 @@ class Bench {
       : model_(model), tf_(model), reps_(reps), prompt_(prompt), gen_(gen) {
     std::mt19937 rng(1);
     std::uniform_int_distribution<std::int32_t> id(0, static_cast<std::int32_t>(model.hparams().n_vocab - 1));
-    for (std::int64_t i = 0; i < prompt_ + gen_ + 64; ++i) tokens_.push_back(id(rng));
+    // Enough for the prompt and decode, and for the 64 + 32 rows of the multi-row measurement.
+    for (std::int64_t i = 0; i < std::max<std::int64_t>(prompt_ + gen_, 96); ++i) tokens_.push_back(id(rng));
   }
 
   // Runs rows [start, start + count) of the token stream causally into `cache`; logits of the last row only.

@@ -29,9 +29,8 @@ std::vector<ConfigKey> build_schema() {
       {"decoder.type", ConfigType::String, S{"ar"}, "default decoder plugin: ar (autoregressive) or diffusion", {},
        {}, {}},
       {"decoder.mode", ConfigType::String, S{"iterative"},
-       "diffusion mode: greedy (one forward fills a sub-block), iterative (unmask above the threshold), adaptive "
-       "(threshold max(0.5, t-0.4), max(0.7, t-0.2), then t), factor (Fast-dLLM factor rule) or eb (EB-Sampler "
-       "entropy budget)",
+       "diffusion mode: greedy, iterative (threshold), adaptive (rising threshold), factor (Fast-dLLM) or eb "
+       "(EB-Sampler)",
        {"greedy", "iterative", "adaptive", "factor", "eb"}, {}, {}},
       {"decoder.threshold", ConfigType::Float, 0.9, "diffusion confidence threshold in [0, 1]", {}, 0.0, 1.0},
       {"decoder.block_size", ConfigType::Int, I{0}, "diffusion block size; 0 = the model's (else 32)", {}, 0.0,
@@ -44,15 +43,13 @@ std::vector<ConfigKey> build_schema() {
       {"decoder.gamma", ConfigType::Float, 0.1,
        "diffusion mode eb: entropy budget (nats) for the positions unmasked together", {}, 0.0, 100.0},
       {"decoder.sub_block_cache", ConfigType::Bool, false,
-       "diffusion, block-causal models: forward only the sub-block while its first token is known, reusing the "
-       "block's other K/V",
+       "diffusion (block-causal): forward only the sub-block once its first token is known (Fast-dLLM DualCache)",
        {}, {}, {}},
       {"decoder.mask_token", ConfigType::Int, I{-1},
        "diffusion mask token id; -1 = the model's (tokenizer.ggml.mask_token_id, else the token |<MASK>|)", {},
        -1.0, 2147483647.0},
       {"decoder.attention", ConfigType::String, S{"auto"},
-       "diffusion attention contract: auto (the model's diffusion.attention, else block-causal), block-causal "
-       "(Fast-dLLM v2) or causal (WrinkleFree)",
+       "diffusion model contract: auto (the model's, else block-causal), block-causal (Fast-dLLM v2) or causal",
        {"auto", "block-causal", "causal"}, {}, {}},
       {"generation.max_tokens", ConfigType::Int, I{256}, "tokens to generate when a request does not say", {}, 1.0,
        1048576.0},
