@@ -2,6 +2,11 @@
 // backend without a rebuild; config errors exit non-zero with the key named.
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
 #include <cstdio>
@@ -215,6 +220,35 @@ TEST(Cli, BenchComparesDiffusionModesWithAr) {
   for (const char* row : {"\nar ", "\ngreedy ", "\niterative ", "\nadaptive ", "\nfactor ", "\neb "})
     EXPECT_NE(r.output.find(row), std::string::npos) << row << " missing:\n" << r.output;
   EXPECT_NE(r.output.find("tokens/forward"), std::string::npos) << r.output;
+
+// serve: its options reach the config, bad ones exit 1 naming the key, and an address in use is reported.
+// (Serving itself is tested by test_server and by the openai-node end-to-end test, which also checks SIGTERM.)
+TEST(Cli, ServeRejectsBadSettingsAndBusyPorts) {
+  Result help = run("serve --help");
+  EXPECT_EQ(help.status, 0) << help.output;
+  EXPECT_NE(help.output.find("/v1/chat/completions"), std::string::npos) << help.output;
+  Result bad_port = run("serve --model x.gguf --port seventy");
+  EXPECT_EQ(bad_port.status, 1) << bad_port.output;
+  EXPECT_NE(bad_port.output.find("server.port"), std::string::npos) << bad_port.output;
+  Result big_port = run("serve --model x.gguf --set server.port=70000");
+  EXPECT_EQ(big_port.status, 1) << big_port.output;
+  EXPECT_NE(big_port.output.find("server.port"), std::string::npos) << big_port.output;
+
+  if (!std::filesystem::exists(kShared + "models/stories260K.gguf")) GTEST_SKIP() << kShared << " not found";
+  // Hold a port, then ask serve for it.
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(fd, 1), 0);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  const std::string port = std::to_string(ntohs(addr.sin_port));
+  Result busy = run("serve -m " + kShared + "models/stories260K.gguf --host 127.0.0.1 --port " + port);
+  close(fd);
+  EXPECT_EQ(busy.status, 1) << busy.output;
+  EXPECT_NE(busy.output.find("cannot listen on 127.0.0.1:" + port), std::string::npos) << busy.output;
 }
 
 }  // namespace

@@ -62,7 +62,7 @@ int run_chat(const Args& args, char** envp) {
     if (line.empty()) continue;
     history.push_back({"user", line});
     const DecodeRequest request =
-        decode_request(cl.config, model, encode_chat(tok, tmpl, history, /*add_generation_prompt=*/true),
+        make_decode_request(cl.config, model, encode_chat(tok, tmpl, history, /*add_generation_prompt=*/true),
                        cl.config.get_int("generation.max_tokens"));
     if (static_cast<std::int64_t>(request.prompt.size()) >= request.context_size) {
       std::cout << "(the conversation no longer fits the context of " << request.context_size

@@ -35,7 +35,7 @@ int run_generate(const Args& args, char** envp) {
   Runtime rt = load_runtime(cl.config, model_path(cl.config));
   const Model& model = *rt.model;
   const Tokenizer& tok = model.tokenizer();
-  DecodeRequest request = decode_request(cl.config, model,
+  DecodeRequest request = make_decode_request(cl.config, model,
                                          tok.encode(cl.value("--prompt"), /*add_bos=*/true, /*parse_special=*/true),
                                          max_tokens);
   if (request.prompt.empty()) throw Error("the prompt is empty and the model has no BOS token to start from");

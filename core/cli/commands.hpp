@@ -16,6 +16,7 @@ int run_chat(const Args& args, char** envp);
 int run_convert(const Args& args, char** envp);
 int run_generate(const Args& args, char** envp);
 int run_perplexity(const Args& args, char** envp);
+int run_serve(const Args& args, char** envp);
 int run_synth(const Args& args, char** envp);
 
 }  // namespace bitrun::cli

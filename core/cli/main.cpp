@@ -20,14 +20,6 @@ struct Command {
   const char* summary;
 };
 
-// Subcommands whose implementation lands with a later issue say so instead of pretending to work.
-std::function<int(const Args&, char**)> arrives_with(const char* name, const char* issue) {
-  return [name, issue](const Args&, char**) {
-    std::cerr << "bitrun " << name << ": not available in this build yet; it arrives with " << issue << ".\n";
-    return 3;
-  };
-}
-
 const std::map<std::string, Command>& commands() {
   static const std::map<std::string, Command> table = {
       {"info", {bitrun::cli::run_info, "CPU features, plugins found, and the backend bitrun would choose"}},
@@ -35,7 +27,7 @@ const std::map<std::string, Command>& commands() {
       {"generate-config", {bitrun::cli::run_generate_config, "write a commented default config file"}},
       {"generate", {bitrun::cli::run_generate, "continue a prompt (configured decoder and sampling), streamed"}},
       {"chat", {bitrun::cli::run_chat, "interactive chat in the terminal (the model's chat template)"}},
-      {"serve", {arrives_with("serve", "issue #7 (HTTP frontend)"), "OpenAI-compatible HTTP server"}},
+      {"serve", {bitrun::cli::run_serve, "OpenAI-compatible HTTP server (chat, completions, streaming, metrics)"}},
       {"bench", {bitrun::cli::run_bench, "measure load, prefill and decode speed, multi-row cost, bandwidth"}},
       {"perplexity", {bitrun::cli::run_perplexity, "score a text file with a model"}},
       {"synth", {bitrun::cli::run_synth, "write a synthetic benchmark model (real shapes, random ternary weights)"}},

@@ -2,10 +2,8 @@
 
 #include <chrono>
 
-#include "bitrun/decode_request.hpp"
 #include "bitrun/error.hpp"
 #include "bitrun/log.hpp"
-#include "bitrun/tokenizer.hpp"
 #include "options.hpp"
 
 namespace bitrun::cli {
@@ -18,9 +16,11 @@ std::filesystem::path model_path(const Config& config, const std::string& explic
   return path;
 }
 
-Runtime load_runtime(const Config& config, const std::filesystem::path& model_file) {
-  Runtime rt;
-  rt.host = std::make_unique<PluginHost>(PluginHost::search_path(config), effective_cpu(config));
+std::unique_ptr<PluginHost> open_plugins(const Config& config) {
+  return std::make_unique<PluginHost>(PluginHost::search_path(config), effective_cpu(config));
+}
+
+void load_model(Runtime& rt, const Config& config, const std::filesystem::path& model_file) {
   BackendChoice choice = rt.host->choose_backend(config.get_string("backend"));
   rt.backend = rt.host->create_backend(choice, resolve_threads(config));
   logger("cli")->info("backend {} ({}), {} threads", choice.name, choice.reason, rt.backend->threads());
@@ -28,12 +28,13 @@ Runtime load_runtime(const Config& config, const std::filesystem::path& model_fi
   rt.model = Model::load(model_file, *rt.backend);
   logger("cli")->info("model loaded in {:.2f} s",
                       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  return rt;
 }
 
-DecodeRequest decode_request(const Config& config, const Model& model, std::vector<std::int32_t> prompt,
-                             std::int64_t max_tokens) {
-  return make_decode_request(config, model, std::move(prompt), max_tokens);
+Runtime load_runtime(const Config& config, const std::filesystem::path& model_file) {
+  Runtime rt;
+  rt.host = open_plugins(config);
+  load_model(rt, config, model_file);
+  return rt;
 }
 
 }  // namespace bitrun::cli

@@ -9,6 +9,7 @@
 #include "bitrun/decoder.hpp"
 #include "bitrun/model.hpp"
 #include "bitrun/plugin_host.hpp"
+#include "bitrun/decode_request.hpp"
 
 namespace bitrun::cli {
 
@@ -21,11 +22,14 @@ struct Runtime {
 // The model file from config (`model`), or from `explicit_path` when given.
 std::filesystem::path model_path(const Config& config, const std::string& explicit_path = "");
 
+// open_plugins + load_model.
 Runtime load_runtime(const Config& config, const std::filesystem::path& model_file);
 
-// bitrun::make_decode_request (context size, sampling.*, end-of-generation tokens, model facts): the CLI's name
-// for it.
-DecodeRequest decode_request(const Config& config, const Model& model, std::vector<std::int32_t> prompt,
-                             std::int64_t max_tokens);
+// Opens the plugin host from config (plugins.dir, BITRUN_PLUGIN_PATH, next to the executable; cpu.disable).
+std::unique_ptr<PluginHost> open_plugins(const Config& config);
+// Chooses the backend and loads the model into `rt` (whose host is open).
+void load_model(Runtime& rt, const Config& config, const std::filesystem::path& model_file);
+
+// Requests are built with make_decode_request() (bitrun/decode_request.hpp), as the HTTP server builds them.
 
 }  // namespace bitrun::cli

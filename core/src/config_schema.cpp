@@ -68,8 +68,11 @@ std::vector<ConfigKey> build_schema() {
       {"sampling.penalty_last_n", ConfigType::Int, I{64}, "tokens the penalties look back over", {}, 0.0, 1e9},
       {"sampling.seed", ConfigType::Int, I{-1}, "random seed; -1 = a new one per request", {}, -1.0, 1.8e19},
       {"server.host", ConfigType::String, S{"127.0.0.1"}, "address to bind", {}, {}, {}},
-      {"server.port", ConfigType::Int, I{8080}, "TCP port", {}, 1.0, 65535.0},
-      {"server.http_threads", ConfigType::Int, I{8}, "threads handling HTTP connections", {}, 1.0, 1024.0},
+      {"server.port", ConfigType::Int, I{8080}, "TCP port; 0 = any free port (the log says which)", {}, 0.0, 65535.0},
+      {"server.http_threads", ConfigType::Int, I{0},
+       "threads handling HTTP connections (a keep-alive connection holds one); 0 = max_parallel + max_queue + 4, "
+       "so every admitted request has one and a full queue still gets its 429",
+       {}, 0.0, 4096.0},
       {"server.api_keys", ConfigType::StringList, L{},
        "accepted API keys (Authorization: Bearer or X-Api-Key); empty = no authentication", {}, {}, {}},
       {"server.cors_origins", ConfigType::StringList, L{}, "origins allowed by CORS; [\"*\"] = any; empty = none",

@@ -1,22 +1,40 @@
-// Frontend: something that serves requests against a running engine (the HTTP server is one). The host creates
-// it from config and calls run(), which blocks until shutdown.
+// Frontend: something that serves requests (the HTTP server is one). The host creates it from config, lets it
+// start listening before the model is loaded (so health checks can see "loading"), then hands it everything a
+// request needs in a ServeContext and calls serve(), which blocks until stop().
 #pragma once
 
+#include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 
 namespace bitrun {
 
 class Config;
-class Engine;
+class DecoderSet;
+class Model;
+class Scheduler;
+
+// What a frontend serves with. Everything here outlives serve().
+struct ServeContext {
+  const Config& config;
+  const Model& model;
+  Scheduler& scheduler;        // every request decodes through it (continuous batching)
+  DecoderSet& decoders;        // decoder plugins by name (decoder.type is the default)
+  std::string model_id;        // what clients name the model (server.model_id, else the file's stem)
+  std::chrono::system_clock::time_point loaded_at;
+};
 
 class Frontend {
  public:
   virtual ~Frontend() = default;
   virtual std::string name() const = 0;
-  // Serve until asked to stop (signal or stop()); returns the process exit code.
-  virtual int run(Engine& engine) = 0;
-  // Thread-safe request to make run() return after finishing or cancelling in-flight work.
+  // Starts accepting connections; until serve() gets a context, requests are answered "loading" (503). Returns
+  // the bound port (useful when the configured port is 0). Throws Error naming the address when it cannot bind.
+  virtual int listen() = 0;
+  // Serves with `context` until stop(); listens first if listen() was not called. Returns the exit code.
+  virtual int serve(ServeContext& context) = 0;
+  // Thread-safe: stop accepting, cancel in-flight requests, make serve() return (immediately if called before).
   virtual void stop() = 0;
 };
 

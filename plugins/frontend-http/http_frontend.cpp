@@ -1,0 +1,171 @@
+#include "http_frontend.hpp"
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+
+#include "api_error.hpp"
+#include "bitrun/error.hpp"
+#include "bitrun/log.hpp"
+#include "bitrun/scheduler.hpp"
+
+namespace bitrun::http {
+
+HttpFrontend::HttpFrontend(const Config& config)
+    : settings_(read_settings(config)), access_(settings_.api_keys, settings_.cors_origins) {
+  install_routes();
+}
+
+HttpFrontend::~HttpFrontend() { stop(); }
+
+void HttpFrontend::guarded(httplib::Response& res, const std::function<void(const Api&)>& body) {
+  try {
+    const Api* api = api_.load();
+    bool stopping;
+    {
+      std::lock_guard lock(mu_);
+      stopping = stopping_;
+    }
+    if (stopping) throw ApiError(503, "the server is shutting down");
+    if (!api) throw ApiError(503, "the model is still loading; retry shortly");
+    body(*api);
+  } catch (const ApiError& e) {
+    send_json(res, e.status(), error_body(e.status(), e.what()));
+  } catch (const SchedulerFull& e) {
+    send_json(res, 429, error_body(429, e.what()));
+  } catch (const SchedulerStopped& e) {
+    send_json(res, 503, error_body(503, e.what()));
+  } catch (const Error& e) {
+    // The core and the decoders throw bitrun::Error for input they refuse (a decoder option, a prompt).
+    send_json(res, 400, error_body(400, e.what()));
+  } catch (const std::exception& e) {
+    logger("http")->error("internal error: {}", e.what());
+    send_json(res, 500, error_body(500, std::string("internal error: ") + e.what()));
+  } catch (...) {
+    logger("http")->error("internal error (unknown exception)");
+    send_json(res, 500, error_body(500, "internal error"));
+  }
+}
+
+httplib::Server::Handler HttpFrontend::route(ApiHandler handler) {
+  return [this, handler](const httplib::Request& req, httplib::Response& res) {
+    guarded(res, [&](const Api& api) { (api.*handler)(req, res); });
+  };
+}
+
+httplib::Server::Handler HttpFrontend::generation_route(Endpoint endpoint) {
+  return [this, endpoint](const httplib::Request& req, httplib::Response& res) {
+    guarded(res, [&](const Api& api) { api.generate(req, res, endpoint); });
+  };
+}
+
+void HttpFrontend::install_routes() {
+  // More threads than admitted requests, so a full queue is answered 429 instead of leaving connections unread.
+  const std::size_t threads = settings_.http_threads;
+  server_.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  server_.set_payload_max_length(settings_.max_body_bytes);
+
+  server_.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    access_.add_cors_headers(req, res);
+    if (access_.answer_preflight(req, res)) return httplib::Server::HandlerResponse::Handled;
+    if (auto problem = access_.check_key(req)) {
+      res.set_header("WWW-Authenticate", "Bearer");
+      send_json(res, 401, error_body(401, *problem));
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+  // Statuses httplib decides itself (no route, body too large, unreadable request) get an OpenAI error body.
+  server_.set_error_handler(httplib::Server::HandlerWithResponse([this](const httplib::Request& req,
+                                                                        httplib::Response& res) {
+    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    std::string message;
+    switch (res.status) {
+      case 404: message = "no route for " + req.method + " " + req.path; break;
+      case 413:
+        message = "the request body is larger than server.max_body_bytes = " +
+                  std::to_string(settings_.max_body_bytes) + " bytes";
+        break;
+      default: message = "the request could not be handled (HTTP " + std::to_string(res.status) + ")";
+    }
+    send_json(res, res.status, error_body(res.status, message));
+    return httplib::Server::HandlerResponse::Handled;
+  }));
+  // Last resort: the route wrapper already catches everything a handler throws.
+  server_.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+    std::string what = "internal error";
+    try {
+      if (ep) std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what += std::string(": ") + e.what();
+    } catch (...) {
+    }
+    send_json(res, 500, error_body(500, what));
+  });
+  server_.set_logger([this](const httplib::Request&, const httplib::Response& res) { counters_.count(res.status); });
+
+  server_.Get("/health", [this](const httplib::Request& req, httplib::Response& res) {
+    guarded(res, [&](const Api& api) { api.health(req, res); });
+  });
+  server_.Get("/v1/models", route(&Api::models));
+  server_.Get(R"(/v1/models/(.+))", route(&Api::model));
+  server_.Post("/v1/chat/completions", generation_route(Endpoint::Chat));
+  server_.Post("/v1/completions", generation_route(Endpoint::Completion));
+  server_.Post("/tokenize", route(&Api::tokenize));
+  server_.Post("/detokenize", route(&Api::detokenize));
+  server_.Get("/metrics", route(&Api::metrics));
+}
+
+int HttpFrontend::listen() {
+  std::lock_guard lock(mu_);
+  if (port_ >= 0) return port_;
+  if (stopping_) throw Error("the HTTP server was stopped before it listened");
+  errno = 0;
+  const int port = settings_.port == 0 ? server_.bind_to_any_port(settings_.host)
+                                       : (server_.bind_to_port(settings_.host, settings_.port) ? settings_.port : -1);
+  if (port < 0)
+    throw Error("cannot listen on " + settings_.host + ":" + std::to_string(settings_.port) + ": " +
+                (errno ? std::strerror(errno) : "bind failed") + " (server.host / server.port)");
+  port_ = port;
+  listener_ = std::thread([this] { server_.listen_after_bind(); });
+  // stop() only takes effect once the accept loop runs: wait for it.
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!server_.is_running() && std::chrono::steady_clock::now() < give_up)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  logger("http")->info("listening on http://{}:{} ({} HTTP threads)", settings_.host, port_, settings_.http_threads);
+  return port_;
+}
+
+int HttpFrontend::serve(ServeContext& context) {
+  listen();
+  std::unique_lock lock(mu_);
+  if (stopping_) return 0;
+  context_ = &context;
+  api_owner_ = std::make_unique<Api>(context, settings_, counters_);
+  api_ = api_owner_.get();
+  logger("http")->info("serving model '{}' on http://{}:{}", context.model_id, settings_.host, port_);
+  cv_.wait(lock, [this] { return stopped_; });
+  return 0;
+}
+
+void HttpFrontend::stop() {
+  ServeContext* context;
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return;
+    stopping_ = true;
+    context = context_;
+  }
+  // In-flight requests end now (503 or an error event), so the connection threads can be joined.
+  if (context) context->scheduler.shutdown();
+  server_.stop();
+  if (listener_.joinable()) listener_.join();
+  {
+    std::lock_guard lock(mu_);
+    stopped_ = true;
+  }
+  cv_.notify_all();
+  logger("http")->info("stopped");
+}
+
+}  // namespace bitrun::http

@@ -1,0 +1,31 @@
+// The server.* settings (and the generation defaults a request falls back to), read once from config.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "request_parser.hpp"
+
+namespace bitrun {
+class Config;
+}
+
+namespace bitrun::http {
+
+struct ServerSettings {
+  std::string host;
+  int port = 8080;
+  std::size_t http_threads = 0;         // resolved (0 in config = max_parallel + max_queue + 4)
+  std::size_t max_body_bytes = 0;
+  std::chrono::seconds request_timeout{600};
+  GenerationLimits limits;
+  std::vector<std::string> default_stop;   // generation.stop
+  std::vector<std::string> api_keys;
+  std::vector<std::string> cors_origins;
+};
+
+ServerSettings read_settings(const Config& config);
+
+}  // namespace bitrun::http

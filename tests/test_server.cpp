@@ -1,0 +1,652 @@
+// The HTTP frontend plugin against a real server on 127.0.0.1 (an ephemeral port) with stories260K: every
+// endpoint, the exact SSE format, stop strings, logprobs, errors with their statuses, body limit, API keys, CORS,
+// the bounded queue (429), request timeout, cancel on client disconnect, shutdown, and concurrent clients getting
+// the same greedy text as one at a time. The test decoder plugin "slow" holds requests in flight on demand.
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <future>
+#include <thread>
+
+#include <httplib.h>
+
+#include "bitrun/chat_template.hpp"
+#include "bitrun/config.hpp"
+#include "bitrun/decoder_set.hpp"
+#include "bitrun/engine.hpp"
+#include "bitrun/frontend.hpp"
+#include "bitrun/model.hpp"
+#include "bitrun/plugin_host.hpp"
+#include "bitrun/scheduler.hpp"
+#include "bitrun/stop_strings.hpp"
+#include "bitrun/tokenizer.hpp"
+#include "json.hpp"
+
+namespace bitrun {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using http::Json;
+
+fs::path model_file() {
+  const char* env = std::getenv("BITRUN_SHARED_DIR");
+  return (env ? fs::path(env) : fs::path(BITRUN_SOURCE_DIR) / ".." / "shared") / "models/stories260K.gguf";
+}
+
+PluginHost& host() {
+  static PluginHost h({BITRUN_TEST_PLUGIN_DIR, BITRUN_TEST_DECODER_DIR}, detect_cpu());
+  return h;
+}
+
+const Model& model() {
+  static std::unique_ptr<Backend> backend = host().create_backend(host().choose_backend("auto"), 2);
+  static std::unique_ptr<Model> m = Model::load(model_file(), *backend);
+  return *m;
+}
+
+// A server on an ephemeral port, configured by `settings` ("key=value" as on the command line), torn down by the
+// destructor. listen_only: the model is "still loading" until ready() is called.
+class TestServer {
+ public:
+  explicit TestServer(const std::vector<std::string>& settings = {}, bool listen_only = false) {
+    config_.set("server.port", "0", ConfigSource::CommandLine, "test");
+    config_.set("sampling.temperature", "0", ConfigSource::CommandLine, "test");
+    config_.set("log.level", "warn", ConfigSource::CommandLine, "test");
+    for (const auto& s : settings) config_.set_from_cli(s);
+    frontend_ = host().create_frontend("http", config_);
+    port_ = frontend_->listen();
+    if (!listen_only) ready();
+  }
+  void ready() {
+    scheduler_ = std::make_unique<Scheduler>(
+        model(), SchedulerOptions{static_cast<std::size_t>(config_.get_int("server.max_parallel")),
+                                  static_cast<std::size_t>(config_.get_int("server.max_queue"))});
+    decoders_ = std::make_unique<DecoderSet>(host(), config_, config_.get_string("decoder.type"));
+    context_ = std::make_unique<ServeContext>(
+        ServeContext{config_, model(), *scheduler_, *decoders_, "stories260K", std::chrono::system_clock::now()});
+    serving_ = std::async(std::launch::async, [this] { return frontend_->serve(*context_); });
+    // serve() installs the routes' context before it blocks: wait until /health says so.
+    for (int i = 0; i < 500 && client().Get("/health")->status != 200; ++i) std::this_thread::sleep_for(2ms);
+  }
+  ~TestServer() { stop(); }
+  int stop() {
+    if (!frontend_) return 0;
+    frontend_->stop();
+    const int rc = serving_.valid() ? serving_.get() : 0;
+    frontend_.reset();
+    return rc;
+  }
+
+  httplib::Client client() const {
+    httplib::Client c("127.0.0.1", port_);
+    c.set_read_timeout(60, 0);
+    return c;
+  }
+  httplib::Result post(const std::string& path, const std::string& body, const httplib::Headers& headers = {}) const {
+    return client().Post(path.c_str(), headers, body, "application/json");
+  }
+  int port() const { return port_; }
+  Scheduler& scheduler() { return *scheduler_; }
+
+ private:
+  Config config_;
+  std::unique_ptr<Frontend> frontend_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<DecoderSet> decoders_;
+  std::unique_ptr<ServeContext> context_;
+  std::future<int> serving_;
+  int port_ = 0;
+};
+
+// A request on a raw socket, left open so the test decides when the client goes away.
+class RawClient {
+ public:
+  RawClient(int port, const std::string& path, const std::string& body) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<std::uint16_t>(port));
+    inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+    if (connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) ADD_FAILURE() << "connect failed";
+    const std::string req = "POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                            "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+    if (send(fd_, req.data(), req.size(), 0) != static_cast<ssize_t>(req.size())) ADD_FAILURE() << "send failed";
+  }
+  ~RawClient() { close(); }
+  // Reads until `needle` shows up (or 10 s pass).
+  std::string read_until(const std::string& needle) {
+    timeval tv{0, 200000};
+    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    const auto give_up = std::chrono::steady_clock::now() + 10s;
+    char buf[4096];
+    while (received_.find(needle) == std::string::npos && std::chrono::steady_clock::now() < give_up) {
+      const ssize_t n = recv(fd_, buf, sizeof buf, 0);
+      if (n == 0) break;
+      if (n > 0) received_.append(buf, static_cast<std::size_t>(n));
+    }
+    return received_;
+  }
+  void close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_ = -1;
+  std::string received_;
+};
+
+bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds limit = 10s) {
+  const auto give_up = std::chrono::steady_clock::now() + limit;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() > give_up) return false;
+    std::this_thread::sleep_for(10ms);
+  }
+  return true;
+}
+
+// The value of a Prometheus sample whose line starts with `name` (labels included), or -1.
+double metric(const TestServer& s, const std::string& name) {
+  auto r = s.client().Get("/metrics");
+  if (!r || r->status != 200) return -1;
+  std::istringstream in(r->body);
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind(name, 0) == 0 && (line[name.size()] == ' ' || line[name.size()] == '{'))
+      return std::stod(line.substr(line.rfind(' ') + 1));
+  return -1;
+}
+
+// The events of an SSE body: each `data: ` payload in order. Fails the test on any other line.
+std::vector<std::string> sse_events(const std::string& body) {
+  std::vector<std::string> events;
+  std::size_t at = 0;
+  while (at < body.size()) {
+    const std::size_t end = body.find("\n\n", at);
+    if (end == std::string::npos) {
+      ADD_FAILURE() << "unterminated event: " << body.substr(at);
+      break;
+    }
+    const std::string event = body.substr(at, end - at);
+    at = end + 2;
+    if (event.rfind(":", 0) == 0) continue;   // keep-alive comment
+    if (event.rfind("data: ", 0) != 0 || event.find('\n') != std::string::npos) {
+      ADD_FAILURE() << "not a single data line: " << event;
+      continue;
+    }
+    events.push_back(event.substr(6));
+  }
+  return events;
+}
+
+// The error object of a response after checking its status and shape.
+Json expect_error(const httplib::Result& r, int status, const std::string& message_part) {
+  if (!r) {
+    ADD_FAILURE() << "no response";
+    return Json();
+  }
+  EXPECT_EQ(r->status, status) << r->body;
+  Json body;
+  try {
+    body = Json::parse(r->body);
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "error body is not JSON: " << r->body;
+    return Json();
+  }
+  const Json* error = body.find("error");
+  if (!error) {
+    ADD_FAILURE() << "no error object: " << r->body;
+    return Json();
+  }
+  EXPECT_EQ(error->find("code")->as_int(), status);
+  EXPECT_TRUE(error->find("type")->is_string());
+  EXPECT_NE(error->find("message")->as_string().find(message_part), std::string::npos) << r->body;
+  return *error;
+}
+
+// What greedy decoding of `prompt` gives when run straight on an engine: the text and the number of tokens.
+std::pair<std::string, std::size_t> greedy_reference(const std::vector<std::int32_t>& prompt, int max_tokens,
+                                                     std::vector<std::string> stops = {}) {
+  static std::unique_ptr<Decoder> ar = host().create_decoder("ar", Config());
+  DecodeRequest r;
+  r.prompt = prompt;
+  r.max_tokens = max_tokens;
+  r.context_size = static_cast<std::int32_t>(model().hparams().n_ctx_train);
+  r.end_tokens = model().tokenizer().end_of_generation_tokens();
+  Engine engine(model());
+  TextStream text(model().tokenizer(), std::move(stops));
+  std::string out;
+  std::size_t count = 0;
+  Engine::SequenceId id = 0;
+  id = engine.add(ar->start(r), r.context_size, [&](Engine::SequenceId, const std::vector<std::int32_t>& t) {
+    for (auto tok : t) {
+      if (text.stopped()) break;
+      ++count;
+      out += text.push(tok);
+    }
+    if (text.stopped()) engine.cancel(id);
+  });
+  while (engine.step()) {
+  }
+  return {out + text.finish(), count};
+}
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!fs::exists(model_file())) GTEST_SKIP() << model_file() << " not found (set BITRUN_SHARED_DIR)";
+  }
+};
+
+TEST_F(ServerTest, HealthModelsTokenizeAndMetrics) {
+  TestServer s;
+  auto health = s.client().Get("/health");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+  EXPECT_EQ(health->body, R"({"status":"ok"})");
+
+  auto models = s.client().Get("/v1/models");
+  ASSERT_EQ(models->status, 200);
+  const Json list = Json::parse(models->body);
+  EXPECT_EQ(list.find("object")->as_string(), "list");
+  const Json& m = list.find("data")->as_array().at(0);
+  EXPECT_EQ(m.find("id")->as_string(), "stories260K");
+  EXPECT_EQ(m.find("object")->as_string(), "model");
+  EXPECT_GT(m.find("created")->as_int(), 1600000000);
+  EXPECT_EQ(s.client().Get("/v1/models/stories260K")->status, 200);
+  expect_error(s.client().Get("/v1/models/gpt-4"), 404, "model 'gpt-4' does not exist");
+
+  auto tok = s.post("/tokenize", R"({"content":"Once upon a time"})");
+  ASSERT_EQ(tok->status, 200);
+  EXPECT_EQ(tok->body, R"({"tokens":[403,407,261,378]})");
+  tok = s.post("/tokenize", R"({"content":"Once","add_special":true,"with_pieces":true})");
+  EXPECT_EQ(tok->body, R"({"tokens":[{"id":1,"piece":"<s>"},{"id":403,"piece":" Once"}]})");
+  auto detok = s.post("/detokenize", R"({"tokens":[1,403,407,261,378]})");
+  ASSERT_EQ(detok->status, 200);
+  EXPECT_EQ(detok->body, R"({"content":"Once upon a time"})");
+  expect_error(s.post("/detokenize", R"({"tokens":[1,512]})"), 400, "tokens[1] = 512 is not a token id");
+  expect_error(s.post("/tokenize", R"({"text":"x"})"), 400, "unknown field 'text'");
+
+  auto metrics = s.client().Get("/metrics");
+  ASSERT_EQ(metrics->status, 200);
+  EXPECT_NE(metrics->get_header_value("Content-Type").find("text/plain"), std::string::npos);
+  for (const char* name : {"bitrun_requests_running", "bitrun_requests_waiting", "bitrun_prompt_tokens_total",
+                           "bitrun_generated_tokens_total", "bitrun_decode_steps_total", "bitrun_tokens_per_second"})
+    EXPECT_NE(metrics->body.find(std::string("# TYPE ") + name), std::string::npos) << name;
+  EXPECT_NE(metrics->body.find("bitrun_http_responses_total{code=\"200\"}"), std::string::npos) << metrics->body;
+}
+
+TEST_F(ServerTest, ChatAndCompletionsGiveTheEngineGreedyText) {
+  TestServer s;
+  // Completions from a token prompt of BOS alone: the golden llama2.c text.
+  auto r = s.post("/v1/completions", R"({"prompt":[1],"max_tokens":12,"temperature":0})");
+  ASSERT_EQ(r->status, 200) << r->body;
+  Json body = Json::parse(r->body);
+  EXPECT_EQ(body.find("object")->as_string(), "text_completion");
+  EXPECT_EQ(body.find("id")->as_string().rfind("cmpl-", 0), 0u);
+  EXPECT_EQ(body.find("model")->as_string(), "stories260K");
+  const Json& choice = body.find("choices")->as_array().at(0);
+  EXPECT_EQ(choice.find("text")->as_string(), "Once upon a time, there was a little girl");
+  EXPECT_EQ(choice.find("finish_reason")->as_string(), "length");
+  EXPECT_TRUE(choice.find("logprobs")->is_null());
+  const Json& usage = *body.find("usage");
+  EXPECT_EQ(usage.find("prompt_tokens")->as_int(), 1);
+  EXPECT_EQ(usage.find("completion_tokens")->as_int(), 12);
+  EXPECT_EQ(usage.find("total_tokens")->as_int(), 13);
+
+  // Chat: the plain template (stories260K has none), greedy, equals the engine run on the same prompt.
+  const std::vector<ChatMessage> msgs = {{"system", "Be kind."}, {"user", "Tell me a story"}};
+  const auto prompt = encode_chat(model().tokenizer(), ChatTemplate::Plain, msgs, true);
+  r = s.post("/v1/chat/completions", R"({"model":"stories260K","messages":[{"role":"system","content":"Be kind."},
+      {"role":"user","content":[{"type":"text","text":"Tell me "},{"type":"text","text":"a story"}]}],
+      "max_tokens":30})");
+  ASSERT_EQ(r->status, 200) << r->body;
+  body = Json::parse(r->body);
+  EXPECT_EQ(body.find("object")->as_string(), "chat.completion");
+  EXPECT_EQ(body.find("id")->as_string().rfind("chatcmpl-", 0), 0u);
+  const Json& message = *body.find("choices")->as_array().at(0).find("message");
+  EXPECT_EQ(message.find("role")->as_string(), "assistant");
+  const auto [expected, count] = greedy_reference(prompt, 30);
+  EXPECT_EQ(message.find("content")->as_string(), expected);
+  EXPECT_EQ(body.find("usage")->find("prompt_tokens")->as_int(), static_cast<std::int64_t>(prompt.size()));
+  EXPECT_EQ(body.find("usage")->find("completion_tokens")->as_int(), static_cast<std::int64_t>(count));
+}
+
+TEST_F(ServerTest, StreamedChatHasOpenAisExactShape) {
+  TestServer s;
+  const std::string request = R"({"messages":[{"role":"user","content":"Hello"}],"max_tokens":25,"stream":true,
+      "stream_options":{"include_usage":true}})";
+  auto r = s.post("/v1/chat/completions", request);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_NE(r->get_header_value("Content-Type").find("text/event-stream"), std::string::npos);
+  const std::vector<std::string> events = sse_events(r->body);
+  ASSERT_GE(events.size(), 5u) << r->body;
+  EXPECT_EQ(events.back(), "[DONE]");
+  std::string id, text;
+  for (std::size_t i = 0; i + 1 < events.size(); ++i) {
+    const Json e = Json::parse(events[i]);   // also proves every chunk is valid UTF-8 JSON
+    EXPECT_EQ(e.find("object")->as_string(), "chat.completion.chunk");
+    if (i == 0) id = e.find("id")->as_string();
+    EXPECT_EQ(e.find("id")->as_string(), id) << "one id per stream";
+    EXPECT_TRUE(e.find("usage")) << "usage: null on every chunk when include_usage";
+    const auto& choices = e.find("choices")->as_array();
+    if (i == events.size() - 2) {   // the usage chunk
+      EXPECT_TRUE(choices.empty());
+      EXPECT_EQ(e.find("usage")->find("completion_tokens")->as_int(), 25);
+      continue;
+    }
+    ASSERT_EQ(choices.size(), 1u);
+    const Json& delta = *choices[0].find("delta");
+    if (i == 0) {
+      EXPECT_EQ(delta.find("role")->as_string(), "assistant");
+      EXPECT_EQ(delta.find("content")->as_string(), "");
+      EXPECT_TRUE(choices[0].find("finish_reason")->is_null());
+    } else if (i == events.size() - 3) {   // the finish chunk
+      EXPECT_EQ(delta.as_object().size(), 0u);
+      EXPECT_EQ(choices[0].find("finish_reason")->as_string(), "length");
+    } else {
+      EXPECT_FALSE(delta.find("role"));
+      EXPECT_FALSE(delta.find("content")->as_string().empty());
+      EXPECT_TRUE(choices[0].find("finish_reason")->is_null());
+      text += delta.find("content")->as_string();
+    }
+  }
+  // The same request unstreamed gives the same text.
+  auto whole = s.post("/v1/chat/completions", R"({"messages":[{"role":"user","content":"Hello"}],"max_tokens":25})");
+  EXPECT_EQ(Json::parse(whole->body).find("choices")->as_array()[0].find("message")->find("content")->as_string(),
+            text);
+}
+
+TEST_F(ServerTest, StreamedCompletionsAndUtf8IsNeverSplit) {
+  TestServer s;
+  // A streamed completion is the engine's greedy text, split into chunks.
+  auto r = s.post("/v1/completions", R"({"prompt":"Once upon a time","max_tokens":40,"stream":true})");
+  ASSERT_EQ(r->status, 200);
+  const auto events = sse_events(r->body);
+  ASSERT_GE(events.size(), 3u);
+  EXPECT_EQ(events.back(), "[DONE]");
+  std::string text;
+  for (std::size_t i = 0; i + 1 < events.size(); ++i) {
+    const Json e = Json::parse(events[i]);
+    EXPECT_EQ(e.find("object")->as_string(), "text_completion");
+    EXPECT_FALSE(e.find("usage")) << "no usage unless asked for";
+    const Json& c = e.find("choices")->as_array().at(0);
+    text += c.find("text")->as_string();
+    if (i + 2 == events.size()) {
+      EXPECT_EQ(c.find("finish_reason")->as_string(), "length");
+    }
+  }
+  const auto prompt = model().tokenizer().encode("Once upon a time", true, true);
+  EXPECT_EQ(text, greedy_reference(prompt, 40).first);
+
+
+  // A character spelled by three byte tokens, emitted one token per step (the slow decoder repeats its prompt):
+  // every chunk carries whole euro signs, never a part of one (which would have become U+FFFD).
+  std::vector<std::int32_t> euro;
+  for (const char* byte : {"<0xE2>", "<0x82>", "<0xAC>"}) euro.push_back(*model().tokenizer().find_token(byte));
+  r = s.post("/v1/completions", "{\"prompt\":[" + std::to_string(euro[0]) + "," + std::to_string(euro[1]) + "," +
+                                    std::to_string(euro[2]) +
+                                    "],\"max_tokens\":12,\"stream\":true,\"decoder\":{\"type\":\"slow\",\"delay_ms\":5}}");
+  ASSERT_EQ(r->status, 200);
+  text.clear();
+  std::size_t chunks = 0;
+  for (const auto& e : sse_events(r->body)) {
+    if (e == "[DONE]") continue;
+    const std::string piece = Json::parse(e).find("choices")->as_array()[0].find("text")->as_string();
+    if (piece.empty()) continue;
+    ++chunks;
+    EXPECT_EQ(piece.size() % 3, 0u) << piece;
+    text += piece;
+  }
+  EXPECT_EQ(text, "\xE2\x82\xAC\xE2\x82\xAC\xE2\x82\xAC\xE2\x82\xAC");
+  EXPECT_GE(chunks, 2u);
+}
+
+TEST_F(ServerTest, StopStringsEndTheTextBeforeThem) {
+  TestServer s;
+  auto r = s.post("/v1/completions", R"({"prompt":[1],"max_tokens":60,"stop":["named", "xyz"]})");
+  ASSERT_EQ(r->status, 200);
+  const Json c = Json::parse(r->body).find("choices")->as_array()[0];
+  EXPECT_EQ(c.find("text")->as_string(), "Once upon a time, there was a little girl ");
+  EXPECT_EQ(c.find("finish_reason")->as_string(), "stop");
+  // Streamed: no chunk shows any part of the stop string.
+  r = s.post("/v1/completions", R"({"prompt":[1],"max_tokens":60,"stop":"named","stream":true})");
+  std::string text;
+  const auto events = sse_events(r->body);
+  for (std::size_t i = 0; i + 1 < events.size(); ++i) {
+    const Json ch = Json::parse(events[i]).find("choices")->as_array()[0];
+    text += ch.find("text")->as_string();
+    if (i + 2 == events.size()) {
+      EXPECT_EQ(ch.find("finish_reason")->as_string(), "stop");
+    }
+  }
+  EXPECT_EQ(text, "Once upon a time, there was a little girl ");
+  // The config's generation.stop applies when the request has none.
+  TestServer configured({"generation.stop=[\"little\"]"});
+  r = configured.post("/v1/completions", R"({"prompt":[1],"max_tokens":60})");
+  EXPECT_EQ(Json::parse(r->body).find("choices")->as_array()[0].find("text")->as_string(),
+            "Once upon a time, there was a ");
+}
+
+TEST_F(ServerTest, LogprobsForChatAndCompletions) {
+  TestServer s;
+  auto r = s.post("/v1/chat/completions",
+                  R"({"messages":[{"role":"user","content":"Hi"}],"max_tokens":6,"logprobs":true,"top_logprobs":3})");
+  ASSERT_EQ(r->status, 200) << r->body;
+  const Json body = Json::parse(r->body);
+  const Json& lp = *body.find("choices")->as_array()[0].find("logprobs");
+  const auto& content = lp.find("content")->as_array();
+  ASSERT_EQ(content.size(), 6u);
+  std::string joined;
+  for (const Json& t : content) {
+    EXPECT_LE(t.find("logprob")->as_double(), 0.0);
+    const auto& top = t.find("top_logprobs")->as_array();
+    ASSERT_EQ(top.size(), 3u);
+    // Greedy: the chosen token is the most likely one.
+    EXPECT_EQ(top[0].find("token")->as_string(), t.find("token")->as_string());
+    EXPECT_DOUBLE_EQ(top[0].find("logprob")->as_double(), t.find("logprob")->as_double());
+    EXPECT_GE(top[0].find("logprob")->as_double(), top[1].find("logprob")->as_double());
+    for (const Json& b : t.find("bytes")->as_array()) joined += static_cast<char>(b.as_int());
+  }
+  const std::string content_text =
+      body.find("choices")->as_array()[0].find("message")->find("content")->as_string();
+  EXPECT_NE(joined.find(content_text.substr(1)), std::string::npos) << "the tokens' bytes spell the text";
+
+  r = s.post("/v1/completions", R"({"prompt":[1],"max_tokens":4,"logprobs":2})");
+  const Json c = *Json::parse(r->body).find("choices")->as_array()[0].find("logprobs");
+  EXPECT_EQ(c.find("tokens")->as_array().size(), 4u);
+  EXPECT_EQ(c.find("tokens")->as_array()[0].as_string(), " Once");
+  EXPECT_EQ(c.find("token_logprobs")->as_array().size(), 4u);
+  EXPECT_EQ(c.find("top_logprobs")->as_array()[0].as_object().size(), 2u);
+  EXPECT_EQ(c.find("text_offset")->as_array()[1].as_int(), 5);
+
+  // Streamed chat logprobs ride with the content deltas.
+  r = s.post("/v1/chat/completions",
+             R"({"messages":[{"role":"user","content":"Hi"}],"max_tokens":6,"logprobs":true,"stream":true})");
+  std::size_t streamed = 0;
+  for (const auto& e : sse_events(r->body)) {
+    if (e == "[DONE]") continue;
+    const Json ch = Json::parse(e).find("choices")->as_array()[0];
+    if (ch.find("logprobs")->is_object()) streamed += ch.find("logprobs")->find("content")->as_array().size();
+  }
+  EXPECT_EQ(streamed, 6u);
+}
+
+TEST_F(ServerTest, BadRequestsGetClearErrorsWithTheRightStatus) {
+  TestServer s({"server.max_tokens_cap=100", "server.max_body_bytes=4096", "context_size=64"});
+  const std::string msgs = R"("messages":[{"role":"user","content":"hi"}])";
+  expect_error(s.post("/v1/chat/completions", "{\"messages\": [}"), 400, "not valid JSON");
+  expect_error(s.post("/v1/chat/completions", "{" + msgs + ",\"temperature\":\"hot\"}"), 400,
+               "'temperature' must be a number");
+  expect_error(s.post("/v1/chat/completions", "{" + msgs + ",\"frobnicate\":1}"), 400, "unknown field 'frobnicate'");
+  expect_error(s.post("/v1/chat/completions", "{" + msgs + ",\"max_tokens\":-1}"), 400, "'max_tokens'");
+  expect_error(s.post("/v1/chat/completions", "{" + msgs + ",\"max_tokens\":101}"), 400, "server.max_tokens_cap");
+  expect_error(s.post("/v1/chat/completions", "{" + msgs + ",\"model\":\"gpt-4o\"}"), 404,
+               "model 'gpt-4o' does not exist");
+  expect_error(s.post("/v1/chat/completions", R"({"messages":[]})"), 400, "'messages' must not be empty");
+  expect_error(s.post("/v1/chat/completions", "{" + msgs + ",\"n\":3}"), 400, "'n' must be 1");
+  expect_error(s.post("/v1/completions", R"({"prompt":[1,9999]})"), 400, "prompt[1] = 9999 is not a token id");
+  // A prompt longer than the context (64 positions here): both numbers in the message.
+  std::string long_prompt;
+  for (int i = 0; i < 100; ++i) long_prompt += "1,";
+  long_prompt.pop_back();
+  expect_error(s.post("/v1/completions", "{\"prompt\":[" + long_prompt + "]}"), 400,
+               "the prompt has 100 tokens but the context holds 64");
+  // The decoder extension: an unknown decoder, and an option the decoder refuses.
+  if (!host().find(PluginKind::Decoder, "diffusion"))
+    expect_error(s.post("/v1/chat/completions", "{" + msgs + ",\"decoder\":{\"type\":\"diffusion\"}}"), 400,
+                 "decoder 'diffusion' is not available");
+  expect_error(s.post("/v1/chat/completions", "{" + msgs + ",\"decoder\":{\"type\":\"ar\",\"mode\":\"adaptive\"}}"),
+               400, "decoder 'ar' has no option 'mode'");
+  expect_error(s.post("/v1/chat/completions", "{" + msgs + ",\"decoder\":{\"type\":\"slow\",\"delay_ms\":\"x\"}}"),
+               400, "delay_ms must be an integer");
+  expect_error(s.post("/v1/chat/completions", std::string(5000, ' ') + "{" + msgs + "}"), 413,
+               "larger than server.max_body_bytes = 4096");
+  expect_error(s.client().Get("/v1/nothing"), 404, "no route for GET /v1/nothing");
+  expect_error(s.client().Get("/v1/chat/completions"), 404, "no route for GET /v1/chat/completions");
+  // After all that, the server still answers.
+  EXPECT_EQ(s.post("/v1/completions", R"({"prompt":[1],"max_tokens":2})")->status, 200);
+  EXPECT_EQ(metric(s, "bitrun_requests_running"), 0);
+}
+
+TEST_F(ServerTest, ApiKeysAndCors) {
+  TestServer s({"server.api_keys=[k1, k2]", "server.cors_origins=[\"http://app.example\"]"});
+  const std::string body = R"({"prompt":[1],"max_tokens":2})";
+  expect_error(s.post("/v1/completions", body), 401, "missing API key");
+  expect_error(s.post("/v1/completions", body, {{"Authorization", "Bearer nope"}}), 401, "invalid API key");
+  expect_error(s.post("/v1/completions", body, {{"X-Api-Key", "k1x"}}), 401, "invalid API key");
+  EXPECT_EQ(s.post("/v1/completions", body, {{"Authorization", "Bearer k2"}})->status, 200);
+  EXPECT_EQ(s.post("/v1/completions", body, {{"X-Api-Key", "k1"}})->status, 200);
+  EXPECT_EQ(s.client().Get("/health")->status, 200) << "health stays public";
+  EXPECT_EQ(s.client().Get("/v1/models")->status, 200) << "the model list stays public";
+  EXPECT_EQ(s.client().Get("/metrics")->status, 401);
+
+  auto allowed = s.client().Get("/health", {{"Origin", "http://app.example"}});
+  EXPECT_EQ(allowed->get_header_value("Access-Control-Allow-Origin"), "http://app.example");
+  auto other = s.client().Get("/health", {{"Origin", "http://evil.example"}});
+  EXPECT_FALSE(other->has_header("Access-Control-Allow-Origin"));
+  // A browser's preflight needs no key and learns what it may send.
+  auto pre = s.client().Options("/v1/chat/completions", {{"Origin", "http://app.example"},
+                                                         {"Access-Control-Request-Method", "POST"},
+                                                         {"Access-Control-Request-Headers", "authorization"}});
+  ASSERT_TRUE(pre);
+  EXPECT_EQ(pre->status, 204);
+  EXPECT_EQ(pre->get_header_value("Access-Control-Allow-Origin"), "http://app.example");
+  EXPECT_NE(pre->get_header_value("Access-Control-Allow-Methods").find("POST"), std::string::npos);
+  EXPECT_EQ(pre->get_header_value("Access-Control-Allow-Headers"), "authorization");
+}
+
+TEST_F(ServerTest, AFullQueueAnswers429AndDisconnectsFreeTheirSequences) {
+  TestServer s({"server.max_parallel=1", "server.max_queue=1"});
+  const std::string slow = R"({"prompt":"x","max_tokens":2000,"decoder":{"type":"slow","delay_ms":10}})";
+  RawClient first(s.port(), "/v1/completions", slow);
+  RawClient second(s.port(), "/v1/completions", slow);
+  ASSERT_TRUE(eventually([&] {
+    return metric(s, "bitrun_requests_running") == 1 && metric(s, "bitrun_requests_waiting") == 1;
+  }));
+  expect_error(s.post("/v1/completions", R"({"prompt":[1],"max_tokens":2})"), 429, "the server is busy");
+  EXPECT_EQ(metric(s, "bitrun_requests_rejected_total"), 1);
+  // Closing the connections cancels both (a non-streamed request too) and frees their sequences.
+  first.close();
+  second.close();
+  ASSERT_TRUE(eventually([&] {
+    return metric(s, "bitrun_requests_running") == 0 && metric(s, "bitrun_requests_waiting") == 0;
+  })) << "disconnected requests must not keep decoding";
+  EXPECT_EQ(metric(s, "bitrun_requests_cancelled_total"), 2);
+  EXPECT_LT(metric(s, "bitrun_generated_tokens_total"), 1000) << "cancelled long before max_tokens";
+  EXPECT_EQ(s.post("/v1/completions", R"({"prompt":[1],"max_tokens":2})")->status, 200);
+}
+
+TEST_F(ServerTest, AStreamingClientThatLeavesIsCancelled) {
+  TestServer s;
+  RawClient c(s.port(), "/v1/chat/completions",
+              R"({"messages":[{"role":"user","content":"x"}],"max_tokens":2000,"stream":true,
+                  "decoder":{"type":"slow","delay_ms":10}})");
+  const std::string got = c.read_until("{\"content\":\"");
+  EXPECT_NE(got.find("text/event-stream"), std::string::npos) << got;
+  EXPECT_EQ(metric(s, "bitrun_requests_running"), 1);
+  c.close();
+  ASSERT_TRUE(eventually([&] { return metric(s, "bitrun_requests_running") == 0; }));
+  EXPECT_EQ(metric(s, "bitrun_requests_cancelled_total"), 1);
+  EXPECT_EQ(s.scheduler().stats().running, 0u);
+}
+
+TEST_F(ServerTest, RequestsThatOutliveTheTimeoutAreCancelled) {
+  TestServer s({"server.request_timeout_s=1"});
+  const auto start = std::chrono::steady_clock::now();
+  expect_error(s.post("/v1/completions", R"({"prompt":"x","max_tokens":2000,"decoder":{"type":"slow"}})"), 503,
+               "server.request_timeout_s");
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_GE(took, 0.9);
+  EXPECT_LT(took, 5.0);
+  // Streamed: the stream ends with an error event instead of [DONE].
+  auto r = s.post("/v1/completions", R"({"prompt":"x","max_tokens":2000,"stream":true,"decoder":{"type":"slow"}})");
+  const auto events = sse_events(r->body);
+  ASSERT_FALSE(events.empty());
+  EXPECT_NE(events.back().find("\"error\""), std::string::npos) << events.back();
+  EXPECT_NE(events.back().find("request_timeout_s"), std::string::npos);
+  EXPECT_TRUE(eventually([&] { return metric(s, "bitrun_requests_running") == 0; }));
+  EXPECT_EQ(metric(s, "bitrun_requests_cancelled_total"), 2);
+}
+
+TEST_F(ServerTest, ConcurrentClientsShareStepsAndGetTheSameGreedyText) {
+  TestServer s({"server.max_parallel=6"});
+  const std::vector<std::string> prompts = {"Once upon a time", "The little dog", "Lily and Ben went", "One day",
+                                            "Tom had a big", "The sun was"};
+  auto body = [](const std::string& p, bool stream) {
+    return "{\"prompt\":\"" + p + "\",\"max_tokens\":40" + (stream ? ",\"stream\":true" : "") + "}";
+  };
+  auto text_of = [](const httplib::Result& r) {
+    if (!r || r->status != 200) return std::string("(failed)");
+    if (r->get_header_value("Content-Type").find("event-stream") == std::string::npos)
+      return Json::parse(r->body).find("choices")->as_array()[0].find("text")->as_string();
+    std::string t;
+    for (const auto& e : sse_events(r->body))
+      if (e != "[DONE]") t += Json::parse(e).find("choices")->as_array()[0].find("text")->as_string();
+    return t;
+  };
+  std::vector<std::string> alone;
+  for (const auto& p : prompts) alone.push_back(text_of(s.post("/v1/completions", body(p, false))));
+
+  const double steps_before = metric(s, "bitrun_decode_steps_total");
+  std::vector<std::future<std::string>> together;
+  for (std::size_t i = 0; i < prompts.size(); ++i)
+    together.push_back(std::async(std::launch::async, [&, i] {
+      return text_of(s.post("/v1/completions", body(prompts[i], i % 2 == 1)));   // streamed and not, mixed
+    }));
+  for (std::size_t i = 0; i < prompts.size(); ++i) EXPECT_EQ(together[i].get(), alone[i]) << prompts[i];
+  const double steps = metric(s, "bitrun_decode_steps_total") - steps_before;
+  EXPECT_LT(steps, 6 * 40) << "concurrent requests must share forward steps";
+}
+
+TEST_F(ServerTest, AnswersLoadingUntilTheModelIsReady) {
+  TestServer s({}, /*listen_only=*/true);
+  expect_error(s.client().Get("/health"), 503, "loading");
+  expect_error(s.client().Get("/v1/models"), 503, "loading");
+  expect_error(s.post("/v1/completions", R"({"prompt":[1]})"), 503, "loading");
+  s.ready();
+  EXPECT_EQ(s.client().Get("/health")->status, 200);
+}
+
+TEST_F(ServerTest, StopEndsInFlightStreamsAndServeReturns) {
+  TestServer s;
+  auto pending = std::async(std::launch::async, [&] {
+    return s.post("/v1/completions", R"({"prompt":"x","max_tokens":2000,"stream":true,"decoder":{"type":"slow"}})");
+  });
+  ASSERT_TRUE(eventually([&] { return s.scheduler().stats().running == 1; }));
+  EXPECT_EQ(s.stop(), 0);
+  auto r = pending.get();
+  ASSERT_TRUE(r);
+  const auto events = sse_events(r->body);
+  ASSERT_FALSE(events.empty());
+  EXPECT_NE(events.back().find("shutting down"), std::string::npos) << events.back();
+}
+
+}  // namespace
+}  // namespace bitrun
