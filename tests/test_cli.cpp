@@ -220,6 +220,7 @@ TEST(Cli, BenchComparesDiffusionModesWithAr) {
   for (const char* row : {"\nar ", "\ngreedy ", "\niterative ", "\nadaptive ", "\nfactor ", "\neb "})
     EXPECT_NE(r.output.find(row), std::string::npos) << row << " missing:\n" << r.output;
   EXPECT_NE(r.output.find("tokens/forward"), std::string::npos) << r.output;
+}
 
 // serve: its options reach the config, bad ones exit 1 naming the key, and an address in use is reported.
 // (Serving itself is tested by test_server and by the openai-node end-to-end test, which also checks SIGTERM.)

@@ -18,6 +18,7 @@
 
 #include "bitrun/chat_template.hpp"
 #include "bitrun/config.hpp"
+#include "bitrun/decode_request.hpp"
 #include "bitrun/decoder_set.hpp"
 #include "bitrun/engine.hpp"
 #include "bitrun/frontend.hpp"
@@ -361,6 +362,53 @@ TEST_F(ServerTest, StreamedChatHasOpenAisExactShape) {
   auto whole = s.post("/v1/chat/completions", R"({"messages":[{"role":"user","content":"Hello"}],"max_tokens":25})");
   EXPECT_EQ(Json::parse(whole->body).find("choices")->as_array()[0].find("message")->find("content")->as_string(),
             text);
+}
+
+// The `decoder` object picks block diffusion per request: the text equals the engine's own diffusion run,
+// streamed or not, and a mode the decoder does not know is a 400 naming it. stories260K is not a diffusion model,
+// so token 0 is designated as its mask (this checks the plumbing, not the quality).
+TEST_F(ServerTest, TheDecoderObjectSelectsBlockDiffusionPerRequest) {
+  if (!host().find(PluginKind::Decoder, "diffusion")) GTEST_SKIP() << "the decoder-diffusion plugin is not built";
+  TestServer s({"decoder.mask_token=0"});
+  Config config;
+  config.set("decoder.mask_token", "0", ConfigSource::CommandLine, "test");
+  config.set("sampling.temperature", "0", ConfigSource::CommandLine, "test");
+  std::unique_ptr<Decoder> diffusion = host().create_decoder("diffusion", config);
+  DecodeRequest request = make_decode_request(config, model(), {1}, 24);
+  request.decoder_options["mode"] = "greedy";
+  Engine engine(model());
+  TextStream text(model().tokenizer(), {});
+  std::string expected;
+  std::size_t count = 0;
+  engine.add(diffusion->start(request), request.context_size, [&](Engine::SequenceId, const std::vector<std::int32_t>& t) {
+    for (auto tok : t) expected += text.push(tok), ++count;
+  });
+  while (engine.step()) {
+  }
+  expected += text.finish();
+  ASSERT_GT(count, 0u);
+
+  const std::string body = R"({"prompt":[1],"max_tokens":24,"decoder":{"type":"diffusion","mode":"greedy"})";
+  auto r = s.post("/v1/completions", body + "}");
+  ASSERT_EQ(r->status, 200) << r->body;
+  const Json whole = Json::parse(r->body);
+  EXPECT_EQ(whole.find("choices")->as_array().at(0).find("text")->as_string(), expected);
+  EXPECT_EQ(whole.find("usage")->find("completion_tokens")->as_int(), static_cast<std::int64_t>(count));
+
+  auto streamed = s.post("/v1/completions", body + R"(,"stream":true})");
+  ASSERT_EQ(streamed->status, 200) << streamed->body;
+  std::string joined;
+  for (const std::string& e : sse_events(streamed->body)) {
+    if (e == "[DONE]") continue;
+    const Json chunk = Json::parse(e);
+    const auto& choices = chunk.find("choices")->as_array();
+    if (choices.empty()) continue;
+    if (const Json* t = choices[0].find("text"); t && t->is_string()) joined += t->as_string();
+  }
+  EXPECT_EQ(joined, expected);
+
+  expect_error(s.post("/v1/completions", R"({"prompt":[1],"decoder":{"type":"diffusion","mode":"fast"}})"), 400,
+               "mode");
 }
 
 TEST_F(ServerTest, StreamedCompletionsAndUtf8IsNeverSplit) {
