@@ -1,4 +1,4 @@
-// UTF-8 decoding/encoding and the few Unicode character classes the tokenizers need (internal to the core).
+// UTF-8 helpers (decode_utf8 / append_utf8 are in bitrun/utf8.hpp) and the few Unicode character classes the tokenizers need (internal to the core).
 // The class tables are generated (unicode_tables.cpp, by scripts/gen_unicode_tables.py) so no ICU is needed.
 #pragma once
 
@@ -8,6 +8,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "bitrun/utf8.hpp"
 
 namespace bitrun::unicode {
 
@@ -37,21 +39,6 @@ bool is_whitespace(char32_t cp);
 // lowercase ASCII letter; everything else is returned unchanged. Enough for case-insensitive ASCII patterns.
 char32_t fold_to_ascii(char32_t cp);
 
-constexpr char32_t kReplacement = 0xFFFD;
-
-// One step of UTF-8 decoding at `pos`.
-struct Utf8Step {
-  enum class Status { Ok, Invalid, Incomplete };
-  Status status;
-  char32_t cp;       // the code point when Ok, kReplacement otherwise
-  std::size_t len;   // bytes consumed: the whole character, or the maximal ill-formed prefix (at least 1)
-};
-
-// Strict UTF-8 (no overlongs, no surrogates, nothing above U+10FFFF). Incomplete = the bytes up to the end of
-// `s` are a valid start of a character that continues past it (what a streaming decoder must wait for).
-Utf8Step decode_utf8(std::string_view s, std::size_t pos);
-
-void append_utf8(std::string& out, char32_t cp);
 
 // Code points of `s` with their byte offsets; an ill-formed sequence becomes one kReplacement unit spanning its
 // bytes, so the byte spans always tile the input exactly.

@@ -3,50 +3,18 @@
 #include <charconv>
 #include <cmath>
 
+#include "bitrun/utf8.hpp"
+
 namespace bitrun::http {
 namespace {
 
 constexpr int kMaxDepth = 64;
 
-// Length of the well-formed UTF-8 sequence at s[i], or 0 when it is ill-formed (overlong, surrogate, > U+10FFFF,
-// truncated).
+// Length of the well-formed UTF-8 character at s[i], or 0 when it is ill-formed (overlong, surrogate,
+// > U+10FFFF, truncated).
 std::size_t utf8_sequence(std::string_view s, std::size_t i) {
-  const auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
-  const unsigned char c = b(i);
-  if (c < 0x80) return 1;
-  std::size_t n;
-  unsigned char lo = 0x80, hi = 0xBF;
-  if (c >= 0xC2 && c <= 0xDF) n = 2;
-  else if (c == 0xE0) n = 3, lo = 0xA0;
-  else if (c == 0xED) n = 3, hi = 0x9F;
-  else if (c >= 0xE1 && c <= 0xEF) n = 3;
-  else if (c == 0xF0) n = 4, lo = 0x90;
-  else if (c >= 0xF1 && c <= 0xF3) n = 4;
-  else if (c == 0xF4) n = 4, hi = 0x8F;
-  else return 0;
-  if (i + n > s.size()) return 0;
-  if (b(i + 1) < lo || b(i + 1) > hi) return 0;
-  for (std::size_t k = 2; k < n; ++k)
-    if (b(i + k) < 0x80 || b(i + k) > 0xBF) return 0;
-  return n;
-}
-
-void append_utf8(std::string& out, std::uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
+  const unicode::Utf8Step step = unicode::decode_utf8(s, i);
+  return step.status == unicode::Utf8Step::Status::Ok ? step.len : 0;
 }
 
 }  // namespace
@@ -200,7 +168,7 @@ class JsonParser {
               if (low < 0xDC00 || low > 0xDFFF) fail("unpaired high surrogate in \\u escape");
               cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
             }
-            append_utf8(out, cp);
+            unicode::append_utf8(out, static_cast<char32_t>(cp));
             break;
           }
           default: --i_; fail("bad escape '\\" + std::string(1, e) + "'");
