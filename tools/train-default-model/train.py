@@ -25,7 +25,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import data  # noqa: E402
-import diffusion  # noqa: E402
 import evaluate  # noqa: E402
 import export  # noqa: E402
 import gguf_io  # noqa: E402
@@ -35,6 +34,7 @@ from progress import log  # noqa: E402
 from spm_tokenizer import SpmTokenizer  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(HERE))
+ALL_STAGES = ("ar", "diffusion", "export")
 SHARED = os.environ.get("BITRUN_SHARED_DIR", os.path.join(os.path.dirname(REPO), "shared"))
 
 
@@ -61,19 +61,19 @@ def parse_args():
     p.add_argument("--teacher-stories", type=int, default=1500)
     p.add_argument("--teacher-temperature", type=float, default=1.0)
     # Stage 1.
-    p.add_argument("--ar-steps", type=int, default=900)
+    p.add_argument("--ar-steps", type=int, default=1500)
     p.add_argument("--ar-batch", type=int, default=8)
     p.add_argument("--ar-seq", type=int, default=256)
     p.add_argument("--ar-lr", type=float, default=3e-3)
     p.add_argument("--ar-long-steps", type=int, default=150, help="last steps in windows of --context tokens")
     # Stage 2.
     p.add_argument("--block-size", type=int, default=16)
-    p.add_argument("--diffusion-steps", type=int, default=300)
+    p.add_argument("--diffusion-steps", type=int, default=900)
     p.add_argument("--diffusion-batch", type=int, default=8)
     p.add_argument("--diffusion-seq", type=int, default=128)
-    p.add_argument("--diffusion-lr", type=float, default=1e-3)
+    p.add_argument("--diffusion-lr", type=float, default=2e-3)
     p.add_argument("--ce-weight", type=float, default=0.5, help="weight of text cross-entropy next to the KL")
-    p.add_argument("--stages", default="ar,diffusion,export",
+    p.add_argument("--stages", default=",".join(ALL_STAGES),
                    help="comma-separated subset; a later stage alone starts from the previous one's checkpoint")
     return p.parse_args()
 
@@ -108,9 +108,15 @@ def main():
     args = parse_args()
     torch.set_num_threads(args.threads)
     os.makedirs(args.work, exist_ok=True)
-    wanted = set(args.stages.split(","))
+    unknown = set(args.stages.split(",")) - set(ALL_STAGES)
+    if unknown:
+        sys.exit("train.py: unknown stage(s) %s (stages: %s)" % (", ".join(sorted(unknown)), ", ".join(ALL_STAGES)))
+    wanted = tuple(s for s in ALL_STAGES if s in args.stages.split(","))
     t_start = time.time()
-    report = {"args": vars(args)}
+    # A run of later stages alone keeps the earlier stages' numbers (e.g. their training time).
+    report_path = os.path.join(args.work, "report.json")
+    report = json.load(open(report_path)) if os.path.exists(report_path) and wanted != ALL_STAGES else {}
+    report["args"] = vars(args)
 
     meta, tensors = gguf_io.read_gguf(args.teacher)
     teacher = Teacher(meta, tensors)
@@ -171,8 +177,9 @@ def main():
                                          args.block_size)
     for s in report["samples"]:
         log("--- prompt %r\nAR: %s" % (s["prompt"], s["ar"]))
-        for mode in (diffusion.GREEDY, diffusion.ITERATIVE, diffusion.ADAPTIVE):
-            log("%s (%.2f tokens/forward): %s" % (mode, s[mode]["tokens_per_forward"], s[mode]["text"]))
+        for mode, threshold in evaluate.DIFFUSION_SETTINGS:
+            name = evaluate.setting_name(mode, threshold)
+            log("%s (%.2f tokens/forward): %s" % (name, s[name]["tokens_per_forward"], s[name]["text"]))
 
     if "export" in wanted:
         float_path = os.path.join(args.work, "default-f32.gguf")
@@ -189,10 +196,10 @@ def main():
                                                      check["rows"], check["bitrun_ppl"], check["python_ppl"]))
         log("wrote %s (%d bytes)" % (args.out, os.path.getsize(args.out)))
 
-    report["total_seconds"] = time.time() - t_start
-    with open(os.path.join(args.work, "report.json"), "w") as f:
+    report["seconds_this_run"] = time.time() - t_start
+    with open(report_path, "w") as f:
         json.dump(report, f, indent=1)
-    log("done in %.1f min; report: %s" % (report["total_seconds"] / 60, os.path.join(args.work, "report.json")))
+    log("done in %.1f min; report: %s" % (report["seconds_this_run"] / 60, report_path))
 
 
 if __name__ == "__main__":
