@@ -81,8 +81,8 @@ def attend(q, kt, v, bias):
     return (p @ v).view(b, hkv, g, t, hd).permute(0, 3, 1, 2, 4).reshape(b, t, h, hd)
 
 
-def causal_mask(n, device=None):
-    return torch.ones(n, n, dtype=torch.bool, device=device).tril()
+def causal_mask(n):
+    return torch.ones(n, n, dtype=torch.bool).tril()
 
 
 # ---------------------------------------------------------------------------------------------------------------
