@@ -2,10 +2,12 @@
 #include <cstdio>
 #include <iostream>
 
+#include "bitrun/error.hpp"
 #include "bitrun/plugin_host.hpp"
 #include "bitrun/version.hpp"
 #include "commands.hpp"
 #include "options.hpp"
+#include "runtime.hpp"
 
 namespace bitrun::cli {
 
@@ -14,7 +16,7 @@ int run_info(const Args& args, char** envp) {
   if (cl.help) {
     std::cout << "usage: bitrun info [options]\n"
                  "Shows the CPU features, the plugins found (kind, version, required ISA, score, why skipped)\n"
-                 "and the backend bitrun would use with this configuration.\n\n"
+                 "the backend bitrun would use with this configuration, and the model it would load.\n\n"
               << common_options_help();
     return 0;
   }
@@ -63,6 +65,15 @@ int run_info(const Args& args, char** envp) {
   std::cout << "Backend chosen: " << choice.name << " (" << choice.reason << ")\n";
   std::cout << "Threads: " << resolve_threads(config) << "\n";
   std::cout << "Decoder default: " << config.get_string("decoder.type") << "\n";
+  if (const std::string model = config.get_string("model"); !model.empty()) {
+    std::cout << "Model: " << model << " (from " << config.origin_of("model") << ")\n";
+  } else {
+    try {
+      std::cout << "Model: built-in default " << default_model_path().string() << "\n";
+    } catch (const ConfigError& e) {
+      std::cout << "Model: none (" << e.what() << ")\n";
+    }
+  }
   return 0;
 }
 

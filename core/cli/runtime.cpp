@@ -1,6 +1,8 @@
 #include "runtime.hpp"
 
 #include <chrono>
+#include <string>
+#include <vector>
 
 #include "bitrun/error.hpp"
 #include "bitrun/log.hpp"
@@ -8,11 +10,35 @@
 
 namespace bitrun::cli {
 
+namespace {
+
+// Where the built-in default model may be, in order: next to the executable as installed and as built (the build
+// tree mirrors the install tree: bin/ and share/bitrun/models/), then the source tree it was built from.
+std::vector<std::filesystem::path> default_model_candidates() {
+  std::vector<std::filesystem::path> paths;
+  std::error_code ec;
+  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) paths.push_back((exe.parent_path() / BITRUN_DATA_RELDIR / "models" / kDefaultModelFile).lexically_normal());
+  paths.push_back(std::filesystem::path(BITRUN_SOURCE_MODELS_DIR) / kDefaultModelFile);
+  return paths;
+}
+
+}  // namespace
+
+std::filesystem::path default_model_path() {
+  std::string looked;
+  for (const auto& path : default_model_candidates()) {
+    std::error_code ec;
+    if (std::filesystem::is_regular_file(path, ec)) return path;
+    looked += (looked.empty() ? "" : ", ") + path.string();
+  }
+  throw ConfigError("no model given and the built-in default model is missing (looked for " + looked +
+                    "): pass --model FILE.gguf or set `model` in the config");
+}
+
 std::filesystem::path model_path(const Config& config, const std::string& explicit_path) {
   std::string path = explicit_path.empty() ? config.get_string("model") : explicit_path;
-  if (path.empty())
-    throw ConfigError("no model given: pass --model FILE.gguf or set `model` in the config "
-                      "(the built-in default model arrives with issue #8)");
+  if (path.empty()) return default_model_path();
   return path;
 }
 

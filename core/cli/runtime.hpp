@@ -19,7 +19,15 @@ struct Runtime {
   std::unique_ptr<Model> model;
 };
 
-// The model file from config (`model`), or from `explicit_path` when given.
+// The built-in default model's file name: models/ in the source tree, share/bitrun/models/ when built or installed.
+inline constexpr const char* kDefaultModelFile = "default.gguf";
+
+// The built-in default model (tools/train-default-model): share/bitrun/models/default.gguf relative to the
+// executable (installed or build tree), else the source tree's models/. ConfigError naming where it looked when
+// neither exists.
+std::filesystem::path default_model_path();
+
+// The model file from `explicit_path` when given, else from config (`model`), else the built-in default model.
 std::filesystem::path model_path(const Config& config, const std::string& explicit_path = "");
 
 // open_plugins + load_model.

@@ -25,7 +25,8 @@ std::vector<std::string> nonempty_lines(const std::string& text, std::int64_t ma
   return lines;
 }
 
-PerplexityResult score_lines(Transformer& transformer, const std::vector<std::string>& lines, std::int64_t max_tokens) {
+PerplexityResult score_lines(Transformer& transformer, const std::vector<std::string>& lines, std::int64_t max_tokens,
+                             const LineLogitsSink& sink) {
   const Model& model = transformer.model();
   const std::int64_t n_vocab = model.hparams().n_vocab;
   PerplexityResult result;
@@ -42,6 +43,7 @@ PerplexityResult score_lines(Transformer& transformer, const std::vector<std::st
     for (std::size_t i = 0; i + 1 < ids.size(); ++i) wanted[i] = static_cast<std::int32_t>(i);
     logits.resize(wanted.size() * static_cast<std::size_t>(n_vocab));
     transformer.forward(rows, wanted, logits.data());
+    if (sink) sink(ids, logits);
     for (std::size_t i = 0; i < wanted.size(); ++i) {
       const std::span<const float> row(logits.data() + i * static_cast<std::size_t>(n_vocab),
                                        static_cast<std::size_t>(n_vocab));

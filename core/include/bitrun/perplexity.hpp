@@ -4,6 +4,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -22,6 +24,11 @@ struct PerplexityResult {
 // The first `max_lines` non-empty lines (all when max_lines <= 0), stripped.
 std::vector<std::string> nonempty_lines(const std::string& text, std::int64_t max_lines);
 
-PerplexityResult score_lines(Transformer& transformer, const std::vector<std::string>& lines, std::int64_t max_tokens);
+// Called once per scored line with its token ids (BOS first) and the logits of every row but the last
+// ((ids.size() - 1) x n_vocab, row i predicting ids[i + 1]).
+using LineLogitsSink = std::function<void(std::span<const std::int32_t> ids, std::span<const float> logits)>;
+
+PerplexityResult score_lines(Transformer& transformer, const std::vector<std::string>& lines, std::int64_t max_tokens,
+                             const LineLogitsSink& sink = {});
 
 }  // namespace bitrun
