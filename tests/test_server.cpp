@@ -212,8 +212,9 @@ Json expect_error(const httplib::Result& r, int status, const std::string& messa
 }
 
 // What greedy decoding of `prompt` gives when run straight on an engine: the text and the number of tokens.
+// continuation: the text continues the prompt's (completions), so its first token keeps its leading space.
 std::pair<std::string, std::size_t> greedy_reference(const std::vector<std::int32_t>& prompt, int max_tokens,
-                                                     std::vector<std::string> stops = {}) {
+                                                     std::vector<std::string> stops = {}, bool continuation = false) {
   static std::unique_ptr<Decoder> ar = host().create_decoder("ar", Config());
   DecodeRequest r;
   r.prompt = prompt;
@@ -221,7 +222,7 @@ std::pair<std::string, std::size_t> greedy_reference(const std::vector<std::int3
   r.context_size = static_cast<std::int32_t>(model().hparams().n_ctx_train);
   r.end_tokens = model().tokenizer().end_of_generation_tokens();
   Engine engine(model());
-  TextStream text(model().tokenizer(), std::move(stops));
+  TextStream text(model().tokenizer(), std::move(stops), continuation);
   std::string out;
   std::size_t count = 0;
   Engine::SequenceId id = 0;
@@ -431,7 +432,7 @@ TEST_F(ServerTest, StreamedCompletionsAndUtf8IsNeverSplit) {
     }
   }
   const auto prompt = model().tokenizer().encode("Once upon a time", true, true);
-  EXPECT_EQ(text, greedy_reference(prompt, 40).first);
+  EXPECT_EQ(text, greedy_reference(prompt, 40, {}, /*continuation=*/true).first);
 
 
   // A character spelled by three byte tokens, emitted one token per step (the slow decoder repeats its prompt):

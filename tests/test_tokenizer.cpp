@@ -285,6 +285,8 @@ TEST(TokenizerStreaming, HoldsBackSplitCharactersAndDropsTheDummyPrefix) {
   EXPECT_EQ(s.push(1), "") << "BOS";
   EXPECT_EQ(s.push(260), "a") << "the first token's dummy-prefix space is dropped, as in decode()";
   EXPECT_EQ(s.push(260), " a");
+  StreamingDecoder after_prompt(*tok, /*render_special=*/false, /*continuation=*/true);
+  EXPECT_EQ(after_prompt.push(260), " a") << "a continuation of a prompt's text keeps the space";
   // "€" = E2 82 AC (3 bytes), "🦙" = F0 9F A6 99 (4 bytes), each arriving one byte token at a time.
   EXPECT_EQ(s.push(byte_id(0xE2)), "");
   EXPECT_EQ(s.push(byte_id(0x82)), "");

@@ -42,7 +42,8 @@ int run_generate(const Args& args, char** envp) {
   std::unique_ptr<Decoder> decoder = rt.host->create_decoder(cl.config.get_string("decoder.type"), cl.config);
 
   Engine engine(model);
-  TextStream text(tok, cl.config.get_string_list("generation.stop"));
+  // The output continues the prompt's text: its first token keeps its leading space.
+  TextStream text(tok, cl.config.get_string_list("generation.stop"), /*continuation=*/!tok.decode(request.prompt).empty());
   std::vector<std::int32_t> generated;
   const auto start = std::chrono::steady_clock::now();
   auto first = start;

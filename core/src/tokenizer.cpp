@@ -150,8 +150,8 @@ std::optional<std::int32_t> Tokenizer::find_token(std::string_view text) const {
   return it->second;
 }
 
-StreamingDecoder::StreamingDecoder(const Tokenizer& tokenizer, bool render_special)
-    : tokenizer_(tokenizer), render_special_(render_special) {}
+StreamingDecoder::StreamingDecoder(const Tokenizer& tokenizer, bool render_special, bool continuation)
+    : tokenizer_(tokenizer), render_special_(render_special), first_(!continuation) {}
 
 std::string StreamingDecoder::push(std::int32_t id) {
   const Vocab& v = tokenizer_.vocab();

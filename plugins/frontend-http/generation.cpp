@@ -9,8 +9,8 @@ constexpr auto kPollInterval = std::chrono::milliseconds(100);
 }  // namespace
 
 Generation::Generation(Scheduler::Handle handle, const Tokenizer& tokenizer, std::vector<std::string> stops,
-                       Clock::time_point deadline, std::function<bool()> client_alive)
-    : handle_(std::move(handle)), text_(tokenizer, std::move(stops)), deadline_(deadline),
+                       bool continuation, Clock::time_point deadline, std::function<bool()> client_alive)
+    : handle_(std::move(handle)), text_(tokenizer, std::move(stops), continuation), deadline_(deadline),
       client_alive_(std::move(client_alive)), last_check_(Clock::now()) {}
 
 void Generation::end(Outcome outcome, const char* reason) {

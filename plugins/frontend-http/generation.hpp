@@ -32,7 +32,8 @@ struct Piece {
 class Generation {
  public:
   using Clock = std::chrono::steady_clock;
-  Generation(Scheduler::Handle handle, const Tokenizer& tokenizer, std::vector<std::string> stops,
+  // continuation: the text continues the prompt's (a completion), see StreamingDecoder.
+  Generation(Scheduler::Handle handle, const Tokenizer& tokenizer, std::vector<std::string> stops, bool continuation,
              Clock::time_point deadline, std::function<bool()> client_alive);
 
   // Waits for the next piece of text. Returns true with a piece (empty when `idle` passed without news, so a

@@ -45,6 +45,8 @@ void Api::generate(const httplib::Request& req, httplib::Response& res, Endpoint
   std::vector<std::int32_t> prompt = prompt_tokens(r);
   if (prompt.empty()) bad_request("the prompt is empty and the model has no BOS token to start from");
   const std::int64_t prompt_size = static_cast<std::int64_t>(prompt.size());
+  // A completion continues its prompt's text, so its first token keeps a leading space; a chat answer starts anew.
+  const bool continuation = endpoint == Endpoint::Completion && !tok.decode(prompt).empty();
 
   DecodeRequest decode = make_decode_request(ctx_.config, ctx_.model, std::move(prompt), r.max_tokens);
   if (prompt_size >= decode.context_size)
@@ -59,7 +61,7 @@ void Api::generate(const httplib::Request& req, httplib::Response& res, Endpoint
                                                    static_cast<std::size_t>(prompt_size));
 
   const ClientConnection client(req);
-  auto gen = std::make_shared<Generation>(std::move(handle), tok, r.stop ? *r.stop : settings_.default_stop,
+  auto gen = std::make_shared<Generation>(std::move(handle), tok, r.stop ? *r.stop : settings_.default_stop, continuation,
                                           Generation::Clock::now() + settings_.request_timeout,
                                           [client] { return client.alive(); });
   const ResponseHeader header = make_header(endpoint, ctx_.model_id);

@@ -35,7 +35,9 @@ class StopMatcher {
 // (StreamingDecoder), then the stop strings applied (StopMatcher). What every output of generated text needs.
 class TextStream {
  public:
-  TextStream(const Tokenizer& tokenizer, std::vector<std::string> stops) : text_(tokenizer), stop_(std::move(stops)) {}
+  // continuation: see StreamingDecoder (true when the tokens follow a prompt that has text).
+  TextStream(const Tokenizer& tokenizer, std::vector<std::string> stops, bool continuation = false)
+      : text_(tokenizer, /*render_special=*/false, continuation), stop_(std::move(stops)) {}
   // The text that can be shown after `token` ("" once a stop string matched).
   std::string push(std::int32_t token) { return stop_.push(text_.push(token)); }
   // At the end of the sequence: whatever was held back, unless a stop string matched.

@@ -92,7 +92,9 @@ class Tokenizer {
 // space of the first token is dropped.
 class StreamingDecoder {
  public:
-  explicit StreamingDecoder(const Tokenizer& tokenizer, bool render_special = false);
+  // continuation: the tokens continue text already there (a completion after its prompt), so the first one keeps
+  // its SentencePiece space; otherwise they start the text, and that space is dropped as decode() does.
+  explicit StreamingDecoder(const Tokenizer& tokenizer, bool render_special = false, bool continuation = false);
   std::string push(std::int32_t id);
   std::string flush();
 
