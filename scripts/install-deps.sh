@@ -3,6 +3,7 @@
 # Skips apt entirely when everything is already installed, so it also works offline.
 set -euo pipefail
 
+# With arguments, installs those packages instead (the training tool's setup uses this).
 packages=(
   g++ binutils cmake ninja-build pkg-config git
   libboost-dev          # Boost.DLL (header-only, Boost 1.74)
@@ -11,6 +12,8 @@ packages=(
   libcpp-httplib-dev    # HTTP frontend
   libgtest-dev          # tests
 )
+
+if [ $# -gt 0 ]; then packages=("$@"); fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -86,14 +86,26 @@ TEST(DefaultModel, IsATernaryBlockDiffusionModelWithAMaskToken) {
   EXPECT_NE(tok.encode("|<MASK>|", false, /*parse_special=*/false), std::vector<std::int32_t>{512});
 }
 
-TEST(DefaultModel, GreedyTextIsGoldenOnEveryBackend) {
-  static PluginHost host({BITRUN_TEST_PLUGIN_DIR}, detect_cpu());   // plugins stay loaded while models live
+// The plugins stay loaded while models live.
+PluginHost& plugin_host() {
+  static PluginHost host({BITRUN_TEST_PLUGIN_DIR}, detect_cpu());
+  return host;
+}
+
+// The reference kernels and every plugin backend that can run on this CPU.
+std::vector<std::unique_ptr<Backend>> runnable_backends() {
+  PluginHost& host = plugin_host();
   std::vector<std::unique_ptr<Backend>> backends;
   backends.push_back(make_reference_backend({}));
   for (const char* name : {"avx2", "avx512"}) {
     const PluginRecord* r = host.find(PluginKind::Backend, name);
     if (r && r->score > 0) backends.push_back(host.create_backend(host.choose_backend(name), 2));
   }
+  return backends;
+}
+
+TEST(DefaultModel, GreedyTextIsGoldenOnEveryBackend) {
+  const std::vector<std::unique_ptr<Backend>> backends = runnable_backends();
   for (const auto& backend : backends) {
     auto model = Model::load(kModel, *backend);
     const Tokenizer& tok = model->tokenizer();
@@ -114,17 +126,11 @@ const std::vector<std::int32_t> kDiffusionGoldenIds = {432, 383, 286, 261, 376, 
                                                            261, 261, 261, 416, 412, 411, 261, 261, 261, 261, 261, 416, 288, 420, 421, 426};
 
 TEST(DefaultModel, DiffusionGreedyTextIsGoldenOnEveryBackend) {
-  static PluginHost host({BITRUN_TEST_PLUGIN_DIR}, detect_cpu());
   Config config;
   config.set("sampling.temperature", "0", ConfigSource::CommandLine, "test");
   config.set("decoder.mode", "greedy", ConfigSource::CommandLine, "test");
-  std::unique_ptr<Decoder> diffusion = host.create_decoder("diffusion", config);
-  std::vector<std::unique_ptr<Backend>> backends;
-  backends.push_back(make_reference_backend({}));
-  for (const char* name : {"avx2", "avx512"}) {
-    const PluginRecord* r = host.find(PluginKind::Backend, name);
-    if (r && r->score > 0) backends.push_back(host.create_backend(host.choose_backend(name), 2));
-  }
+  std::unique_ptr<Decoder> diffusion = plugin_host().create_decoder("diffusion", config);
+  const std::vector<std::unique_ptr<Backend>> backends = runnable_backends();
   for (const auto& backend : backends) {
     auto model = Model::load(kModel, *backend);
     const std::vector<std::int32_t> prompt = model->tokenizer().encode(kPrompt, /*add_bos=*/true, false);
