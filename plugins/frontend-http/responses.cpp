@@ -35,6 +35,17 @@ Json chat_token(const Tokenizer& tok, std::int32_t id, float lp) {
   return t;
 }
 
+// The fields every completion object and chunk starts with, in OpenAI's order, around its one choice.
+Json envelope(const ResponseHeader& h, const char* object, Json choice) {
+  Json out = Json::object();
+  out["id"] = h.id;
+  out["object"] = object;
+  out["created"] = h.created;
+  out["model"] = h.model;
+  out["choices"] = Json(Json::Array{std::move(choice)});
+  return out;
+}
+
 }  // namespace
 
 ResponseHeader make_header(Endpoint endpoint, const std::string& model) {
@@ -110,12 +121,7 @@ Json completion_json(const ResponseHeader& h, const std::string& text, const cha
   }
   choice["logprobs"] = std::move(logprobs);
   choice["finish_reason"] = finish_reason;
-  Json out = Json::object();
-  out["id"] = h.id;
-  out["object"] = h.endpoint == Endpoint::Chat ? "chat.completion" : "text_completion";
-  out["created"] = h.created;
-  out["model"] = h.model;
-  out["choices"] = Json(Json::Array{std::move(choice)});
+  Json out = envelope(h, h.endpoint == Endpoint::Chat ? "chat.completion" : "text_completion", std::move(choice));
   out["usage"] = usage;
   return out;
 }
@@ -134,12 +140,7 @@ Json chunk_json(const ResponseHeader& h, const std::string* role, const std::str
   }
   choice["logprobs"] = std::move(logprobs);
   choice["finish_reason"] = finish_reason ? Json(finish_reason) : Json();
-  Json out = Json::object();
-  out["id"] = h.id;
-  out["object"] = h.endpoint == Endpoint::Chat ? "chat.completion.chunk" : "text_completion";
-  out["created"] = h.created;
-  out["model"] = h.model;
-  out["choices"] = Json(Json::Array{std::move(choice)});
+  Json out = envelope(h, h.endpoint == Endpoint::Chat ? "chat.completion.chunk" : "text_completion", std::move(choice));
   if (with_usage_field) out["usage"] = nullptr;
   return out;
 }
