@@ -11,6 +11,7 @@
 #include <fstream>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "bitrun/config.hpp"
@@ -86,6 +87,16 @@ TEST(DefaultModel, IsATernaryBlockDiffusionModelWithAMaskToken) {
   EXPECT_NE(tok.encode("|<MASK>|", false, /*parse_special=*/false), std::vector<std::int32_t>{512});
 }
 
+// Runs a shell command; its exit status (pclose's) and everything it printed.
+std::pair<int, std::string> run_shell(const std::string& command) {
+  FILE* pipe = popen(command.c_str(), "r");
+  if (!pipe) return {-1, "popen failed for: " + command};
+  std::string output;
+  std::array<char, 4096> buf;
+  while (std::size_t n = fread(buf.data(), 1, buf.size(), pipe)) output.append(buf.data(), n);
+  return {pclose(pipe), output};
+}
+
 // The plugins stay loaded while models live.
 PluginHost& plugin_host() {
   static PluginHost host({BITRUN_TEST_PLUGIN_DIR}, detect_cpu());
@@ -154,12 +165,8 @@ TEST(DefaultModel, GenerateUsesItWhenNoModelIsConfigured) {
   const std::string command = std::string("env -u BITRUN_MODEL -u BITRUN_CONFIG ") + BITRUN_EXE +
                               " generate -p \"" + kPrompt + "\" -n " + std::to_string(kGoldenIds.size()) +
                               " --set sampling.temperature=0 --log-level warn 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  ASSERT_NE(pipe, nullptr);
-  std::string output;
-  std::array<char, 4096> buf;
-  while (std::size_t n = fread(buf.data(), 1, buf.size(), pipe)) output.append(buf.data(), n);
-  ASSERT_EQ(pclose(pipe), 0) << output;
+  const auto [status, output] = run_shell(command);
+  ASSERT_EQ(status, 0) << output;
   // generate prints the continuation only (its first piece without the SentencePiece space), as decode does.
   auto backend = make_reference_backend({});
   const std::string continuation = Model::load(kModel, *backend)->tokenizer().decode(kGoldenIds);
@@ -175,12 +182,8 @@ TEST(DefaultModel, PerplexityWritesTheLogitsItScored) {
   std::ofstream(text) << "Once upon a time, there was a cat.\n\nThe cat liked to sleep in the sun.\n";
   const std::string command = std::string(BITRUN_EXE) + " perplexity " + kModel.string() + " " + text +
                               " --logits-out " + dump + " --log-level warn 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  ASSERT_NE(pipe, nullptr);
-  std::string output;
-  std::array<char, 4096> buf;
-  while (std::size_t n = fread(buf.data(), 1, buf.size(), pipe)) output.append(buf.data(), n);
-  ASSERT_EQ(pclose(pipe), 0) << output;
+  const auto [status, output] = run_shell(command);
+  ASSERT_EQ(status, 0) << output;
 
   std::ifstream in(dump, std::ios::binary);
   const std::int64_t n_vocab = 513;

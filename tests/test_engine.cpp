@@ -70,8 +70,7 @@ std::vector<std::uint16_t> kv_snapshot(const KvCache& cache, std::int64_t layers
 class EngineTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const char* env = std::getenv("BITRUN_SHARED_DIR");
-    const fs::path model = (env ? fs::path(env) : fs::path(BITRUN_SOURCE_DIR) / ".." / "shared") / "models/stories260K.gguf";
+    const fs::path model = test::shared_path("models/stories260K.gguf");
     if (!fs::exists(model)) GTEST_SKIP() << model << " not found (set BITRUN_SHARED_DIR)";
     static PluginHost host({BITRUN_TEST_PLUGIN_DIR}, detect_cpu());
     host_ = &host;

@@ -15,6 +15,7 @@
 #include "bitrun/plugin_host.hpp"
 #include "bitrun/scheduler.hpp"
 #include "bitrun/tokenizer.hpp"
+#include "test_support.hpp"
 
 namespace bitrun {
 namespace {
@@ -49,8 +50,7 @@ class FixedSession : public DecodeSession {
 class SchedulerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const char* env = std::getenv("BITRUN_SHARED_DIR");
-    const fs::path model = (env ? fs::path(env) : fs::path(BITRUN_SOURCE_DIR) / ".." / "shared") / "models/stories260K.gguf";
+    const fs::path model = test::shared_path("models/stories260K.gguf");
     if (!fs::exists(model)) GTEST_SKIP() << model << " not found (set BITRUN_SHARED_DIR)";
     static PluginHost host({BITRUN_TEST_PLUGIN_DIR}, detect_cpu());
     backend_ = host.create_backend(host.choose_backend("auto"), 2);

@@ -27,6 +27,7 @@
 #include "bitrun/scheduler.hpp"
 #include "bitrun/stop_strings.hpp"
 #include "bitrun/tokenizer.hpp"
+#include "test_support.hpp"
 #include "json.hpp"
 
 namespace bitrun {
@@ -36,10 +37,7 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using http::Json;
 
-fs::path model_file() {
-  const char* env = std::getenv("BITRUN_SHARED_DIR");
-  return (env ? fs::path(env) : fs::path(BITRUN_SOURCE_DIR) / ".." / "shared") / "models/stories260K.gguf";
-}
+fs::path model_file() { return test::shared_path("models/stories260K.gguf"); }
 
 PluginHost& host() {
   static PluginHost h({BITRUN_TEST_PLUGIN_DIR, BITRUN_TEST_DECODER_DIR}, detect_cpu());

@@ -2,12 +2,22 @@
 #pragma once
 
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <functional>
 #include <string>
+#include <string_view>
 
 #include "bitrun/tokenizer.hpp"
 
 namespace bitrun::test {
+
+// A file of the shared data directory: $BITRUN_SHARED_DIR, else ../shared beside the source tree (as in CI).
+inline std::filesystem::path shared_path(std::string_view relative) {
+  const char* env = std::getenv("BITRUN_SHARED_DIR");
+  return (env && *env ? std::filesystem::path(env) : std::filesystem::path(BITRUN_SOURCE_DIR) / ".." / "shared") /
+         relative;
+}
 
 // The message of the exception of type E that `f` throws, or "(no error)".
 template <typename E>
