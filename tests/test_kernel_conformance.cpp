@@ -157,20 +157,32 @@ TEST_P(KernelConformance, Int8MatmulMatchesReferenceExactly) {
 }
 
 TEST_P(KernelConformance, AttentionMatchesReference) {
-  // Causal and block-bidirectional limits, GQA ratios 1, 2 and 4, head sizes that are not multiples of the lanes.
+  // Causal and block-bidirectional limits, GQA ratios 1, 2 and 4, head sizes that are not multiples of the lanes;
+  // contexts shorter and longer than a position chunk, one decoded row against a long context (the positions are
+  // then split across threads and merged), more rows than one row block, and a row that sees no position.
+  struct Case {
+    std::int64_t positions, rows;
+  };
   for (auto [n_heads, n_kv, head_dim] : {std::tuple{4, 4, 8}, {8, 4, 64}, {20, 5, 128}, {6, 3, 13}}) {
-    const std::int64_t positions = 37, rows = 9;
-    auto q = random_floats(static_cast<std::size_t>(rows * n_heads * head_dim), 1.0f);
-    std::vector<std::uint16_t> k, v;   // the cache holds IEEE halves
-    for (float x : random_floats(static_cast<std::size_t>(positions * n_kv * head_dim), 1.0f)) k.push_back(f32_to_fp16(x));
-    for (float x : random_floats(static_cast<std::size_t>(positions * n_kv * head_dim), 1.0f)) v.push_back(f32_to_fp16(x));
-    std::vector<std::int32_t> limit(rows);
-    for (std::int64_t r = 0; r < rows; ++r) limit[static_cast<std::size_t>(r)] = static_cast<std::int32_t>(r < 4 ? 28 + r : 37);
-    std::vector<float> got(q.size()), want(q.size());
-    backend_->attention(q.data(), rows, k.data(), v.data(), limit.data(), n_heads, n_kv, head_dim, got.data());
-    reference_->attention(q.data(), rows, k.data(), v.data(), limit.data(), n_heads, n_kv, head_dim, want.data());
-    for (std::size_t i = 0; i < got.size(); ++i)
-      ASSERT_NEAR(got[i], want[i], 2e-5f * (1.0f + std::fabs(want[i]))) << "heads " << n_heads << "/" << n_kv << " i " << i;
+    for (auto [positions, rows] : {Case{37, 9}, Case{300, 1}, Case{700, 1}, Case{700, 3}, Case{300, 40}}) {
+      auto q = random_floats(static_cast<std::size_t>(rows * n_heads * head_dim), 1.0f);
+      std::vector<std::uint16_t> k, v;   // the cache holds IEEE halves
+      for (float x : random_floats(static_cast<std::size_t>(positions * n_kv * head_dim), 1.0f)) k.push_back(f32_to_fp16(x));
+      for (float x : random_floats(static_cast<std::size_t>(positions * n_kv * head_dim), 1.0f)) v.push_back(f32_to_fp16(x));
+      std::vector<std::int32_t> limit(rows);
+      for (std::int64_t r = 0; r < rows; ++r) {
+        // The last rows see everything (a bidirectional block); earlier ones a causal prefix; row 1 of 40 nothing.
+        const std::int64_t causal = positions - rows + 1 + r;
+        limit[static_cast<std::size_t>(r)] = static_cast<std::int32_t>(r >= rows - 4 ? positions : causal);
+      }
+      if (rows == 40) limit[1] = 0;
+      std::vector<float> got(q.size()), want(q.size());
+      backend_->attention(q.data(), rows, k.data(), v.data(), limit.data(), n_heads, n_kv, head_dim, got.data());
+      reference_->attention(q.data(), rows, k.data(), v.data(), limit.data(), n_heads, n_kv, head_dim, want.data());
+      for (std::size_t i = 0; i < got.size(); ++i)
+        ASSERT_NEAR(got[i], want[i], 2e-5f * (1.0f + std::fabs(want[i])))
+            << "heads " << n_heads << "/" << n_kv << " positions " << positions << " rows " << rows << " i " << i;
+    }
   }
 }
 

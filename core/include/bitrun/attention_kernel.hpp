@@ -1,10 +1,15 @@
 // Attention over the F16 KV cache written once for the SIMD backends: each includes this in its ISA translation
 // unit, so the same loops compile to AVX2 or AVX-512 there, with HalfToFloat(src, n, dst) its own half->float
-// conversion. Work is split over (query row, KV head) pairs across the backend's threads; the query heads sharing
-// a KV head (GQA) are processed together, so each cached K and V row is converted once for all of them. Dot
-// products and the weighted sum use `Lanes` independent partial sums, which the compiler turns into vector
-// registers. Same contract as Backend::attention; results differ from the scalar reference only by float
-// summation order.
+// conversion. Same contract as Backend::attention; results differ from the scalar reference only by float
+// summation order (and the online softmax's rescaling).
+//
+// Work is split into tasks of (KV head, block of up to kRowBlock query rows, range of positions). A task walks its
+// positions in chunks of kPosChunk with an online softmax (running max, running sum, rescaled accumulators), so
+// each cached K and V row is converted to float once per task and then used by every query vector of the task:
+// the rows of the block times the query heads sharing the KV head (GQA). Prompt processing therefore converts the
+// cache rows/kRowBlock times instead of once per row. When there are fewer (head, row block) tasks than threads
+// can use - decoding one row against a long context - the positions are split as well, and the partial softmax
+// states are merged afterwards, so both threads work on a single row.
 #pragma once
 
 #include <omp.h>
@@ -12,57 +17,250 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <limits>
 #include <vector>
 
 namespace bitrun {
+namespace attention_detail {
+
+constexpr std::int64_t kRowBlock = 16;       // query rows per task
+constexpr std::int64_t kPosChunk = 32;       // cached positions converted and scored together
+constexpr std::int64_t kMinSplitPositions = 256;   // a position split shorter than this is not worth its merge
+
+// A vector of Lanes floats in GCC's vector extension: the same source compiles to ymm registers in the AVX2
+// unit and zmm in the AVX-512 one, with loads and stores the compiler cannot mistake for scalar code.
+// (Spelled out per width: GCC ignores vector_size with a dependent size in an alias template.)
+template <int Lanes>
+struct FloatVecOf;
+template <>
+struct FloatVecOf<8> {
+  typedef float type __attribute__((vector_size(32)));
+};
+template <>
+struct FloatVecOf<16> {
+  typedef float type __attribute__((vector_size(64)));
+};
+template <int Lanes>
+using FloatVec = typename FloatVecOf<Lanes>::type;
 
 template <int Lanes>
-inline float dot_lanes(const float* a, const float* b, std::int64_t n) {
-  float acc[Lanes] = {};
+inline FloatVec<Lanes> load(const float* p) {
+  FloatVec<Lanes> v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+template <int Lanes>
+inline void store(float* p, FloatVec<Lanes> v) {
+  std::memcpy(p, &v, sizeof v);
+}
+
+template <int Lanes>
+inline float sum_lanes(FloatVec<Lanes> v) {
+  float lanes[Lanes];
+  std::memcpy(lanes, &v, sizeof v);
+  float s = 0.0f;
+  for (int j = 0; j < Lanes; ++j) s += lanes[j];
+  return s;
+}
+
+// Dots of one query vector with four key rows `stride` apart: four independent vector sums.
+template <int Lanes>
+inline void dot4(const float* q, const float* k0, std::int64_t stride, std::int64_t n, float* out) {
+  using V = FloatVec<Lanes>;
+  V a0 = {}, a1 = {}, a2 = {}, a3 = {};
   std::int64_t i = 0;
-  for (; i + Lanes <= n; i += Lanes)
-    for (int j = 0; j < Lanes; ++j) acc[j] += a[i + j] * b[i + j];
-  float sum = 0.0f;
-  for (int j = 0; j < Lanes; ++j) sum += acc[j];
+  for (; i + Lanes <= n; i += Lanes) {
+    const V qv = load<Lanes>(q + i);
+    a0 += qv * load<Lanes>(k0 + i);
+    a1 += qv * load<Lanes>(k0 + stride + i);
+    a2 += qv * load<Lanes>(k0 + 2 * stride + i);
+    a3 += qv * load<Lanes>(k0 + 3 * stride + i);
+  }
+  float s[4] = {sum_lanes<Lanes>(a0), sum_lanes<Lanes>(a1), sum_lanes<Lanes>(a2), sum_lanes<Lanes>(a3)};
+  for (; i < n; ++i)
+    for (int j = 0; j < 4; ++j) s[j] += q[i] * k0[j * stride + i];
+  for (int j = 0; j < 4; ++j) out[j] = s[j];
+}
+
+template <int Lanes>
+inline float dot1(const float* a, const float* b, std::int64_t n) {
+  using V = FloatVec<Lanes>;
+  V acc = {};
+  std::int64_t i = 0;
+  for (; i + Lanes <= n; i += Lanes) acc += load<Lanes>(a + i) * load<Lanes>(b + i);
+  float sum = sum_lanes<Lanes>(acc);
   for (; i < n; ++i) sum += a[i] * b[i];
   return sum;
 }
+
+// acc[0..n) += sum_p w[p] * v[p*n ..]: blocks of four vectors of outputs accumulate in registers over all
+// positions before being stored, so the accumulator is not read and written once per position.
+template <int Lanes>
+inline void weighted_sum(const float* w, const float* v, std::int64_t positions, std::int64_t n, float* acc) {
+  using V = FloatVec<Lanes>;
+  std::int64_t d = 0;
+  for (; d + 4 * Lanes <= n; d += 4 * Lanes) {
+    V r0 = load<Lanes>(acc + d), r1 = load<Lanes>(acc + d + Lanes), r2 = load<Lanes>(acc + d + 2 * Lanes),
+      r3 = load<Lanes>(acc + d + 3 * Lanes);
+    for (std::int64_t p = 0; p < positions; ++p) {
+      const float* vp = v + p * n + d;
+      const V wp = V{} + w[p];
+      r0 += wp * load<Lanes>(vp);
+      r1 += wp * load<Lanes>(vp + Lanes);
+      r2 += wp * load<Lanes>(vp + 2 * Lanes);
+      r3 += wp * load<Lanes>(vp + 3 * Lanes);
+    }
+    store<Lanes>(acc + d, r0);
+    store<Lanes>(acc + d + Lanes, r1);
+    store<Lanes>(acc + d + 2 * Lanes, r2);
+    store<Lanes>(acc + d + 3 * Lanes, r3);
+  }
+  for (; d + Lanes <= n; d += Lanes) {
+    V r = load<Lanes>(acc + d);
+    for (std::int64_t p = 0; p < positions; ++p) r += (V{} + w[p]) * load<Lanes>(v + p * n + d);
+    store<Lanes>(acc + d, r);
+  }
+  for (; d < n; ++d) {
+    float r = acc[d];
+    for (std::int64_t p = 0; p < positions; ++p) r += w[p] * v[p * n + d];
+    acc[d] = r;
+  }
+}
+
+// Running softmax state of one query vector over the positions seen so far: max score, sum of exp(score - max),
+// and the exp-weighted sum of V rows (length head_dim, kept by the caller).
+struct SoftmaxState {
+  float max = -std::numeric_limits<float>::infinity();
+  float sum = 0.0f;
+};
+
+}  // namespace attention_detail
 
 template <int Lanes, auto HalfToFloat>
 void attention_kernel(int threads, const float* q, std::int64_t rows, const std::uint16_t* k_cache,
                       const std::uint16_t* v_cache, const std::int32_t* limit, std::int64_t n_heads,
                       std::int64_t n_kv_heads, std::int64_t head_dim, float* out) {
+  using namespace attention_detail;
   const std::int64_t group = n_heads / n_kv_heads, kv_stride = n_kv_heads * head_dim;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-  const std::int64_t tasks = rows * n_kv_heads;
+  const std::int64_t row_blocks = (rows + kRowBlock - 1) / kRowBlock;
+  std::int64_t max_limit = 0;
+  for (std::int64_t r = 0; r < rows; ++r) max_limit = std::max<std::int64_t>(max_limit, limit[r]);
+
+  // Position splits: enough tasks for every thread (dynamic scheduling evens out the rest), each split long enough
+  // to pay for merging. Split boundaries are whole chunks.
+  const std::int64_t base_tasks = n_kv_heads * row_blocks;
+  std::int64_t splits = 1;
+  if (threads > 1 && base_tasks < 4 * threads)
+    splits = std::clamp<std::int64_t>((4 * threads + base_tasks - 1) / base_tasks, 1,
+                                      std::max<std::int64_t>(1, max_limit / kMinSplitPositions));
+  const std::int64_t chunks = (max_limit + kPosChunk - 1) / kPosChunk;
+  const std::int64_t chunks_per_split = (chunks + splits - 1) / splits;
+  const std::int64_t tasks = base_tasks * splits;
+  const std::int64_t vectors_per_task = kRowBlock * group;
+
+  // With splits, each task leaves its partial states here for the merge; without, tasks write `out` directly.
+  std::vector<SoftmaxState> partial_state(splits > 1 ? static_cast<std::size_t>(tasks * vectors_per_task) : 0);
+  std::vector<float> partial_acc(splits > 1 ? static_cast<std::size_t>(tasks * vectors_per_task * head_dim) : 0);
+
 #pragma omp parallel num_threads(threads) if (tasks > 1)
   {
-    std::vector<float> scores, kv_row(static_cast<std::size_t>(head_dim)), inv(static_cast<std::size_t>(group));
+    std::vector<float> k_rows(static_cast<std::size_t>(kPosChunk * head_dim)),
+        v_rows(static_cast<std::size_t>(kPosChunk * head_dim)),
+        weights(static_cast<std::size_t>(vectors_per_task * kPosChunk)),
+        own_acc(static_cast<std::size_t>(vectors_per_task * head_dim));
+    std::vector<SoftmaxState> own_state(static_cast<std::size_t>(vectors_per_task));
+    std::vector<std::int64_t> visible(static_cast<std::size_t>(vectors_per_task));
+
 #pragma omp for schedule(dynamic, 1)
     for (std::int64_t task = 0; task < tasks; ++task) {
-      const std::int64_t r = task / n_kv_heads, kvh = task % n_kv_heads, n_pos = limit[r];
-      const float* q0 = q + (r * n_heads + kvh * group) * head_dim;   // the group's query heads, consecutive
-      float* out0 = out + (r * n_heads + kvh * group) * head_dim;
-      scores.resize(static_cast<std::size_t>(group * n_pos));
-      for (std::int64_t p = 0; p < n_pos; ++p) {
-        HalfToFloat(k_cache + p * kv_stride + kvh * head_dim, head_dim, kv_row.data());
-        for (std::int64_t g = 0; g < group; ++g)
-          scores[static_cast<std::size_t>(g * n_pos + p)] = dot_lanes<Lanes>(q0 + g * head_dim, kv_row.data(), head_dim) * scale;
+      const std::int64_t split = task % splits, base = task / splits;
+      const std::int64_t kvh = base % n_kv_heads, block = base / n_kv_heads;
+      const std::int64_t r0 = block * kRowBlock, r1 = std::min(rows, r0 + kRowBlock);
+      const std::int64_t n_vec = (r1 - r0) * group;
+      const std::int64_t p_begin = split * chunks_per_split * kPosChunk;
+      std::int64_t p_end = std::min(max_limit, p_begin + chunks_per_split * kPosChunk);
+      std::int64_t block_limit = 0;
+      for (std::int64_t r = r0; r < r1; ++r) block_limit = std::max<std::int64_t>(block_limit, limit[r]);
+      p_end = std::min(p_end, block_limit);
+
+      SoftmaxState* state = splits > 1 ? partial_state.data() + task * vectors_per_task : own_state.data();
+      float* acc = splits > 1 ? partial_acc.data() + task * vectors_per_task * head_dim : own_acc.data();
+      std::fill(state, state + n_vec, SoftmaxState{});
+      std::fill(acc, acc + n_vec * head_dim, 0.0f);
+      // Query vector i: row r0 + i / group, query head kvh * group + i % group (consecutive in memory per row).
+      auto query = [&](std::int64_t i) { return q + ((r0 + i / group) * n_heads + kvh * group + i % group) * head_dim; };
+
+      for (std::int64_t c0 = p_begin; c0 < p_end; c0 += kPosChunk) {
+        const std::int64_t n_pos = std::min(kPosChunk, p_end - c0);
+        for (std::int64_t p = 0; p < n_pos; ++p)
+          HalfToFloat(k_cache + (c0 + p) * kv_stride + kvh * head_dim, head_dim, k_rows.data() + p * head_dim);
+        // Scores and the online softmax update; each vector sees positions below its row's limit.
+        for (std::int64_t i = 0; i < n_vec; ++i) {
+          const std::int64_t seen = std::clamp<std::int64_t>(limit[r0 + i / group] - c0, 0, n_pos);
+          visible[static_cast<std::size_t>(i)] = seen;
+          float* w = weights.data() + i * kPosChunk;
+          if (seen == 0) continue;
+          const float* qi = query(i);
+          std::int64_t p = 0;
+          for (; p + 4 <= seen; p += 4) dot4<Lanes>(qi, k_rows.data() + p * head_dim, head_dim, head_dim, w + p);
+          for (; p < seen; ++p) w[p] = dot1<Lanes>(qi, k_rows.data() + p * head_dim, head_dim);
+          float chunk_max = -std::numeric_limits<float>::infinity();
+          for (p = 0; p < seen; ++p) chunk_max = std::max(chunk_max, w[p] *= scale);
+          SoftmaxState& s = state[i];
+          const float new_max = std::max(s.max, chunk_max);
+          const float rescale = std::exp(s.max - new_max);   // 0 on the first chunk (max was -inf)
+          float sum = 0.0f;
+          for (p = 0; p < seen; ++p) sum += w[p] = std::exp(w[p] - new_max);
+          s.sum = s.sum * rescale + sum;
+          s.max = new_max;
+          if (rescale != 1.0f) {
+            float* a = acc + i * head_dim;
+            for (std::int64_t d = 0; d < head_dim; ++d) a[d] *= rescale;
+          }
+        }
+        for (std::int64_t p = 0; p < n_pos; ++p)
+          HalfToFloat(v_cache + (c0 + p) * kv_stride + kvh * head_dim, head_dim, v_rows.data() + p * head_dim);
+        for (std::int64_t i = 0; i < n_vec; ++i)
+          weighted_sum<Lanes>(weights.data() + i * kPosChunk, v_rows.data(), visible[static_cast<std::size_t>(i)],
+                              head_dim, acc + i * head_dim);
       }
-      for (std::int64_t g = 0; g < group; ++g) {
-        float* s = scores.data() + g * n_pos;
-        const float max_score = n_pos > 0 ? *std::max_element(s, s + n_pos) : 0.0f;
-        double denom = 0.0;
-        for (std::int64_t p = 0; p < n_pos; ++p) denom += s[p] = std::exp(s[p] - max_score);
-        inv[static_cast<std::size_t>(g)] = static_cast<float>(1.0 / denom);
+      if (splits == 1) {
+        for (std::int64_t i = 0; i < n_vec; ++i) {
+          // A row that sees no position (limit 0) gets zeros, as in the reference.
+          const float inv = state[i].sum > 0.0f ? 1.0f / state[i].sum : 0.0f;
+          float* o = out + ((r0 + i / group) * n_heads + kvh * group + i % group) * head_dim;
+          for (std::int64_t d = 0; d < head_dim; ++d) o[d] = acc[i * head_dim + d] * inv;
+        }
       }
-      std::fill(out0, out0 + group * head_dim, 0.0f);
-      for (std::int64_t p = 0; p < n_pos; ++p) {
-        HalfToFloat(v_cache + p * kv_stride + kvh * head_dim, head_dim, kv_row.data());
-        for (std::int64_t g = 0; g < group; ++g) {
-          const float w = scores[static_cast<std::size_t>(g * n_pos + p)] * inv[static_cast<std::size_t>(g)];
-          float* o = out0 + g * head_dim;
-          for (std::int64_t d = 0; d < head_dim; ++d) o[d] += w * kv_row[static_cast<std::size_t>(d)];
+    }
+
+    if (splits > 1) {
+      // Merge the splits of each (KV head, row block): rescale every partial to the common max and normalize.
+#pragma omp for schedule(static)
+      for (std::int64_t base = 0; base < base_tasks; ++base) {
+        const std::int64_t kvh = base % n_kv_heads, block = base / n_kv_heads;
+        const std::int64_t r0 = block * kRowBlock, r1 = std::min(rows, r0 + kRowBlock);
+        for (std::int64_t i = 0; i < (r1 - r0) * group; ++i) {
+          float merged_max = -std::numeric_limits<float>::infinity();
+          for (std::int64_t s = 0; s < splits; ++s)
+            merged_max = std::max(merged_max, partial_state[static_cast<std::size_t>((base * splits + s) * vectors_per_task + i)].max);
+          float* o = out + ((r0 + i / group) * n_heads + kvh * group + i % group) * head_dim;
+          std::fill(o, o + head_dim, 0.0f);
+          float sum = 0.0f;
+          for (std::int64_t s = 0; s < splits; ++s) {
+            const std::int64_t t = base * splits + s;
+            const SoftmaxState& st = partial_state[static_cast<std::size_t>(t * vectors_per_task + i)];
+            if (st.sum == 0.0f) continue;   // this split saw none of the row's positions
+            const float factor = std::exp(st.max - merged_max);
+            sum += st.sum * factor;
+            const float* a = partial_acc.data() + (t * vectors_per_task + i) * head_dim;
+            for (std::int64_t d = 0; d < head_dim; ++d) o[d] += a[d] * factor;
+          }
+          const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+          for (std::int64_t d = 0; d < head_dim; ++d) o[d] *= inv;
         }
       }
     }
