@@ -46,7 +46,8 @@ inline float hsum_ps(__m256 v) {
 
 // Dot products of one packed weight row with NT token rows. vpmaddubsw multiplies the unsigned codes (0..2) with
 // signed activations into int16 pair sums (at most 2*2*127 = 508); up to 16 blocks (64 of those) are summed in
-// int16 (at most 32512, no overflow) before one vpmaddwd widens them to int32.
+// int16 (at most 32512, no overflow) before one vpmaddwd widens them to int32. The four groups of a block are
+// added as a tree per token, which keeps the dependency chain on each accumulator to one add per block.
 template <int NT>
 inline void row_dots(const std::uint8_t* w, std::int64_t blocks, const std::int8_t* const* q, std::int32_t* out) {
   constexpr std::int64_t kInt16Blocks = 16;
@@ -60,13 +61,17 @@ inline void row_dots(const std::uint8_t* w, std::int64_t blocks, const std::int8
     for (int j = 0; j < NT; ++j) acc16[j] = _mm256_setzero_si256();
     for (std::int64_t blk = b0; blk < b1; ++blk) {
       const __m256i packed = _mm256_load_si256(reinterpret_cast<const __m256i*>(w + blk * kGroupBytes));
-      for (int g = 0; g < 4; ++g) {
-        const __m256i codes = _mm256_and_si256(_mm256_srli_epi16(packed, 2 * g), mask);
-        const std::int64_t k = blk * kBlockWeights + g * kGroupBytes;
-        for (int j = 0; j < NT; ++j) {
-          const __m256i a = _mm256_load_si256(reinterpret_cast<const __m256i*>(q[j] + k));
-          acc16[j] = _mm256_add_epi16(acc16[j], _mm256_maddubs_epi16(codes, a));
-        }
+      const __m256i c0 = _mm256_and_si256(packed, mask);
+      const __m256i c1 = _mm256_and_si256(_mm256_srli_epi16(packed, 2), mask);
+      const __m256i c2 = _mm256_and_si256(_mm256_srli_epi16(packed, 4), mask);
+      const __m256i c3 = _mm256_and_si256(_mm256_srli_epi16(packed, 6), mask);
+      for (int j = 0; j < NT; ++j) {
+        const auto* a = reinterpret_cast<const __m256i*>(q[j] + blk * kBlockWeights);
+        const __m256i s01 = _mm256_add_epi16(_mm256_maddubs_epi16(c0, _mm256_load_si256(a)),
+                                             _mm256_maddubs_epi16(c1, _mm256_load_si256(a + 1)));
+        const __m256i s23 = _mm256_add_epi16(_mm256_maddubs_epi16(c2, _mm256_load_si256(a + 2)),
+                                             _mm256_maddubs_epi16(c3, _mm256_load_si256(a + 3)));
+        acc16[j] = _mm256_add_epi16(acc16[j], _mm256_add_epi16(s01, s23));
       }
     }
     for (int j = 0; j < NT; ++j) acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(acc16[j], ones));
