@@ -90,6 +90,31 @@ TEST(Cli, GenerateConfigWritesALoadableFile) {
   std::filesystem::remove(path);
 }
 
+// threads_wait reaches libgomp (which prints its settings under OMP_DISPLAY_ENV): this also proves the executable
+// does not load the OpenMP runtime before the plugin host has set the policy. The environment's own setting wins.
+TEST(Cli, ThreadsWaitSetsTheOpenMpWaitPolicy) {
+  ::unsetenv("OMP_WAIT_POLICY");
+  ::unsetenv("GOMP_SPINCOUNT");
+  ::setenv("OMP_DISPLAY_ENV", "true", 1);
+  const std::string generate = "generate -p hi -n 2 --set sampling.temperature=0 --log-level debug --set threads_wait=";
+  Result spin = run(generate + "spin");
+  Result sleep = run(generate + "sleep");
+  ::setenv("OMP_WAIT_POLICY", "active", 1);
+  Result user = run(generate + "sleep");
+  ::unsetenv("OMP_WAIT_POLICY");
+  ::unsetenv("OMP_DISPLAY_ENV");
+  ASSERT_EQ(spin.status, 0) << spin.output;
+  EXPECT_NE(spin.output.find("OMP_WAIT_POLICY = 'ACTIVE'"), std::string::npos) << spin.output;
+  ASSERT_EQ(sleep.status, 0) << sleep.output;
+  EXPECT_NE(sleep.output.find("OMP_WAIT_POLICY = 'PASSIVE'"), std::string::npos) << sleep.output;
+  ASSERT_EQ(user.status, 0) << user.output;
+  EXPECT_NE(user.output.find("OMP_WAIT_POLICY = 'ACTIVE'"), std::string::npos) << user.output;
+  EXPECT_NE(user.output.find("OMP_WAIT_POLICY=active takes precedence"), std::string::npos) << user.output;
+  Result bad = run("generate -p hi -n 1 --set threads_wait=yield");
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.output.find("threads_wait"), std::string::npos) << bad.output;
+}
+
 TEST(Cli, UnknownCommandsAndOptionsAreErrors) {
   EXPECT_EQ(run("frobnicate").status, 2);
   Result r = run("info --frobnicate");

@@ -6,6 +6,7 @@
 
 #include "bitrun/error.hpp"
 #include "bitrun/log.hpp"
+#include "bitrun/thread_wait.hpp"
 #include "options.hpp"
 
 namespace bitrun::cli {
@@ -43,6 +44,9 @@ std::filesystem::path model_path(const Config& config, const std::string& explic
 }
 
 std::unique_ptr<PluginHost> open_plugins(const Config& config) {
+  // Before any backend plugin loads libgomp, which reads its wait policy once.
+  const ThreadWaitOutcome wait = apply_thread_wait(parse_thread_wait(config.get_string("threads_wait")));
+  logger("cli")->debug("threads_wait {}: {}", config.get_string("threads_wait"), wait.reason);
   return std::make_unique<PluginHost>(PluginHost::search_path(config), effective_cpu(config));
 }
 

@@ -18,6 +18,10 @@ std::vector<ConfigKey> build_schema() {
        "kernel backend: auto (best for this CPU), reference (scalar, built in) or a plugin name (avx512, avx2)", {},
        {}, {}},
       {"threads", ConfigType::Int, I{0}, "compute threads; 0 = one per logical CPU", {}, 0.0, 1024.0},
+      {"threads_wait", ConfigType::String, S{"auto"},
+       "how idle compute threads wait: spin (cores to ourselves), sleep (cores shared with other work) or auto "
+       "(spin a while, then sleep); OMP_WAIT_POLICY in the environment wins",
+       {"auto", "spin", "sleep"}, {}, {}},
       {"context_size", ConfigType::Int, I{0}, "context length in tokens; 0 = the model's own", {}, 0.0, 1048576.0},
       {"log.level", ConfigType::String, S{"info"}, "trace, debug, info, warn, error, critical or off",
        {"trace", "debug", "info", "warn", "error", "critical", "off"}, {}, {}},
