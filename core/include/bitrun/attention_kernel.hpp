@@ -1,6 +1,6 @@
-// Attention over the F16 KV cache written once for the SIMD backends: each includes this in its ISA translation
-// unit, so the same loops compile to AVX2 or AVX-512 there, with HalfToFloat(src, n, dst) its own half->float
-// conversion. Work is split over (query row, KV head) pairs across the backend's threads; the query heads sharing
+// Attention over the KV cache written once for the SIMD backends: each includes this in its ISA translation
+// unit, so the same loops compile to AVX2 or AVX-512 there, with its own row conversions for the cache's storage
+// (HalfToFloat for F16, Int8ToFloat for int8; see KvRowReader). Work is split over (query row, KV head) pairs across the backend's threads; the query heads sharing
 // a KV head (GQA) are processed together, so each cached K and V row is converted once for all of them. Dot
 // products and the weighted sum use `Lanes` independent partial sums, which the compiler turns into vector
 // registers. Same contract as Backend::attention; results differ from the scalar reference only by float
@@ -13,6 +13,8 @@
 #include <cmath>
 #include <cstdint>
 #include <vector>
+
+#include "bitrun/kv_layer_view.hpp"
 
 namespace bitrun {
 
@@ -28,11 +30,13 @@ inline float dot_lanes(const float* a, const float* b, std::int64_t n) {
   return sum;
 }
 
-template <int Lanes, auto HalfToFloat>
-void attention_kernel(int threads, const float* q, std::int64_t rows, const std::uint16_t* k_cache,
-                      const std::uint16_t* v_cache, const std::int32_t* limit, std::int64_t n_heads,
-                      std::int64_t n_kv_heads, std::int64_t head_dim, float* out) {
-  const std::int64_t group = n_heads / n_kv_heads, kv_stride = n_kv_heads * head_dim;
+template <int Lanes, auto HalfToFloat, auto Int8ToFloat>
+void attention_kernel(int threads, const float* q, std::int64_t rows, const KvLayerView& kv,
+                      const std::int32_t* limit, std::int64_t n_heads, std::int64_t n_kv_heads,
+                      std::int64_t head_dim, float* out) {
+  validate_kv_view(kv, n_heads, n_kv_heads, head_dim);
+  const KvRowReader<HalfToFloat, Int8ToFloat> cached(kv, n_kv_heads, head_dim);
+  const std::int64_t group = n_heads / n_kv_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   const std::int64_t tasks = rows * n_kv_heads;
 #pragma omp parallel num_threads(threads) if (tasks > 1)
@@ -45,7 +49,7 @@ void attention_kernel(int threads, const float* q, std::int64_t rows, const std:
       float* out0 = out + (r * n_heads + kvh * group) * head_dim;
       scores.resize(static_cast<std::size_t>(group * n_pos));
       for (std::int64_t p = 0; p < n_pos; ++p) {
-        HalfToFloat(k_cache + p * kv_stride + kvh * head_dim, head_dim, kv_row.data());
+        cached.key(p, kvh, kv_row.data());
         for (std::int64_t g = 0; g < group; ++g)
           scores[static_cast<std::size_t>(g * n_pos + p)] = dot_lanes<Lanes>(q0 + g * head_dim, kv_row.data(), head_dim) * scale;
       }
@@ -58,7 +62,7 @@ void attention_kernel(int threads, const float* q, std::int64_t rows, const std:
       }
       std::fill(out0, out0 + group * head_dim, 0.0f);
       for (std::int64_t p = 0; p < n_pos; ++p) {
-        HalfToFloat(v_cache + p * kv_stride + kvh * head_dim, head_dim, kv_row.data());
+        cached.value(p, kvh, kv_row.data());
         for (std::int64_t g = 0; g < group; ++g) {
           const float w = scores[static_cast<std::size_t>(g * n_pos + p)] * inv[static_cast<std::size_t>(g)];
           float* o = out0 + g * head_dim;
