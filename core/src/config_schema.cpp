@@ -19,6 +19,10 @@ std::vector<ConfigKey> build_schema() {
        {}, {}},
       {"threads", ConfigType::Int, I{0}, "compute threads; 0 = one per logical CPU", {}, 0.0, 1024.0},
       {"context_size", ConfigType::Int, I{0}, "context length in tokens; 0 = the model's own", {}, 0.0, 1048576.0},
+      {"kv_cache.type", ConfigType::String, S{"f16"},
+       "KV cache storage: f16 (IEEE half) or int8 (one absmax scale per position and KV head, about half the "
+       "memory of f16)",
+       {"f16", "int8"}, {}, {}},
       {"log.level", ConfigType::String, S{"info"}, "trace, debug, info, warn, error, critical or off",
        {"trace", "debug", "info", "warn", "error", "critical", "off"}, {}, {}},
       {"plugins.dir", ConfigType::String, S{},
