@@ -238,6 +238,23 @@ TEST(Cli, GenerateRunsTheDiffusionDecoderAndReportsTokensPerForward) {
   std::filesystem::remove(tiny);
 }
 
+// kv_cache.type reaches the model the CLI loads: the load log names the type and its bytes per position
+// (stories260K: 5 layers, 4 KV heads of 8), and greedy generation with int8 K/V still tells the golden story.
+TEST(Cli, GenerateWithAnInt8KvCache) {
+  if (!std::filesystem::exists(kShared + "models/stories260K.gguf")) GTEST_SKIP() << kShared << " not found";
+  const std::string stories = "generate -m " + kShared + "models/stories260K.gguf -n 12 --set sampling.temperature=0";
+  Result f16 = run(stories);
+  ASSERT_EQ(f16.status, 0) << f16.output;
+  EXPECT_NE(f16.output.find("KV cache f16 (640 bytes per position)"), std::string::npos) << f16.output;
+  Result int8 = run(stories + " --set kv_cache.type=int8");
+  ASSERT_EQ(int8.status, 0) << int8.output;
+  EXPECT_NE(int8.output.find("KV cache int8 (480 bytes per position)"), std::string::npos) << int8.output;
+  EXPECT_NE(int8.output.find("Once upon a time, there was a little girl"), std::string::npos) << int8.output;
+  Result bad = run(stories + " --set kv_cache.type=q4");
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_NE(bad.output.find("kv_cache.type"), std::string::npos) << bad.output;
+}
+
 TEST(Cli, BenchComparesDiffusionModesWithAr) {
   Result r = run("bench --preset bitnet-tiny --reps 1 --prompt-tokens 16 --gen-tokens 8 --diffusion-tokens 16 "
                  "--threads 1 --log-level warn");

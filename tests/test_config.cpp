@@ -7,6 +7,7 @@
 
 #include "bitrun/config.hpp"
 #include "bitrun/error.hpp"
+#include "bitrun/kv_cache.hpp"
 #include "test_support.hpp"
 
 namespace bitrun {
@@ -71,6 +72,7 @@ TEST(Config, WrongTypesAndValuesAreRejected) {
       {"decoder:\n  threshold: 1.5\n", "key 'decoder.threshold': value 1.5 is out of range"},
       {"decoder:\n  threshold: high\n", "key 'decoder.threshold': expected a number"},
       {"log:\n  level: loud\n", "key 'log.level': 'loud' is not one of"},
+      {"kv_cache:\n  type: q4\n", "key 'kv_cache.type': 'q4' is not one of: f16, int8"},
       {"server: 5\n", "key 'server' is a section and must be a mapping"},
       {"server:\n  port: [1, 2]\n", "key 'server.port': expected an integer, got a list"},
       {"server:\n  api_keys:\n    a: b\n", "key 'server.api_keys': expected a list of strings"},
@@ -115,6 +117,23 @@ TEST(Config, CliOverridesAreValidated) {
   EXPECT_EQ(c.get_string_list("cpu.disable"), (std::vector<std::string>{"avx512f", "avx512bw"}));
   c.set_from_cli("model=08.gguf");   // strings stay verbatim
   EXPECT_EQ(c.get_string("model"), "08.gguf");
+}
+
+TEST(Config, KvCacheTypeIsF16UnlessSetAndBadValuesNameTheKey) {
+  Config c;
+  EXPECT_EQ(kv_cache_type_from_config(c), KvCacheType::F16);
+  c.set_from_cli("kv_cache.type=int8");
+  EXPECT_EQ(kv_cache_type_from_config(c), KvCacheType::Int8);
+  std::string cli = error_of([&] { c.set_from_cli("kv_cache.type=int4"); });
+  EXPECT_NE(cli.find("kv_cache.type"), std::string::npos) << cli;
+  EXPECT_NE(cli.find("'int4' is not one of: f16, int8"), std::string::npos) << cli;
+  std::string bad = "BITRUN_KV_CACHE_TYPE=F16";   // values are case-sensitive, like every enum key
+  char* env[] = {bad.data(), nullptr};
+  std::string from_env = error_of([&] { Config().load_environment(env); });
+  EXPECT_NE(from_env.find("BITRUN_KV_CACHE_TYPE: key 'kv_cache.type'"), std::string::npos) << from_env;
+  // The parser behind kv_cache_type_from_config names the key too.
+  EXPECT_NE(error_of([] { parse_kv_cache_type("fp8"); }).find("kv_cache.type: 'fp8'"), std::string::npos);
+  EXPECT_EQ(parse_kv_cache_type("f16"), KvCacheType::F16);
 }
 
 TEST(Config, PrintedConfigReloadsToTheSameValuesAndHidesApiKeys) {

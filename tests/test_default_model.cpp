@@ -41,7 +41,7 @@ constexpr const char* kGoldenText =
     "Once upon a time, there was a little girl named Lily. She loved to play with her toys and play with her toys. One day,";
 
 std::vector<std::int32_t> greedy(const Model& model, std::vector<std::int32_t> ids, std::size_t n) {
-  KvCache cache(model.hparams(), static_cast<std::int64_t>(ids.size() + n));
+  KvCache cache(model, static_cast<std::int64_t>(ids.size() + n));
   Transformer tf(model);
   std::vector<float> logits(static_cast<std::size_t>(model.hparams().n_vocab));
   std::vector<std::int32_t> out;

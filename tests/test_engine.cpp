@@ -59,11 +59,20 @@ class Recording final : public DecodeSession {
   std::unique_ptr<DecodeSession> inner_;
 };
 
-// The K and V rows of positions [0, n) of every layer.
-std::vector<std::uint16_t> kv_snapshot(const KvCache& cache, std::int64_t layers, std::int64_t n) {
-  std::vector<std::uint16_t> out;
-  for (std::int64_t l = 0; l < layers; ++l)
-    for (const std::uint16_t* base : {cache.k(l), cache.v(l)}) out.insert(out.end(), base, base + n * cache.row_size());
+// What the cache stores for positions [0, n) of every layer, as bytes: K and V codes, and an int8 cache's scales.
+std::vector<std::uint8_t> kv_snapshot(const KvCache& cache, const ModelHparams& hp, std::int64_t n) {
+  std::vector<std::uint8_t> out;
+  auto append = [&](const void* data, std::int64_t bytes) {
+    const auto* b = static_cast<const std::uint8_t*>(data);
+    out.insert(out.end(), b, b + bytes);
+  };
+  for (std::int64_t l = 0; l < hp.n_layer; ++l) {
+    const KvLayerView view = cache.layer(l);
+    for (const void* base : {view.k, view.v}) append(base, n * cache.row_size() * kv_value_bytes(view.type));
+    if (view.type == KvCacheType::Int8)
+      for (const float* scales : {view.k_scale, view.v_scale})
+        append(scales, n * hp.n_head_kv * static_cast<std::int64_t>(sizeof(float)));
+  }
   return out;
 }
 
@@ -225,6 +234,29 @@ TEST_F(EngineTest, APromptPrefixIsReusedAndGivesTheSameTokens) {
   EXPECT_EQ(got[c], alone(second, 20));
 }
 
+TEST_F(EngineTest, AnInt8KvModelDecodesWithInt8CachesAndReusesTheirPrefixes) {
+  ModelLoadOptions options;
+  options.kv_cache = KvCacheType::Int8;
+  const auto int8_model = Model::load(test::shared_path("models/stories260K.gguf"), *backend_, options);
+  Engine engine(*int8_model);
+  std::map<Engine::SequenceId, std::vector<std::int32_t>> got;
+  auto sink = [&](Engine::SequenceId id, const std::vector<std::int32_t>& t) {
+    got[id].insert(got[id].end(), t.begin(), t.end());
+  };
+  const std::string prompt = "Lily and Ben went to the park to play";
+  const auto a = engine.add(session(prompt, 20), 256, sink);
+  EXPECT_EQ(engine.cache(a).type(), KvCacheType::Int8);
+  while (engine.step()) {
+  }
+  // The same prompt again comes from the pool (int8 rows into an int8 cache) and decodes the same tokens.
+  const auto b = engine.add(session(prompt, 20), 256, sink);
+  while (engine.step()) {
+  }
+  EXPECT_GT(engine.stats(b).reused, 0);
+  EXPECT_EQ(got[b], got[a]);
+  ASSERT_EQ(got[a].size(), 20u);
+}
+
 TEST_F(EngineTest, LogprobsReachTheSink) {
   DecodeRequest r;
   r.prompt = model_->tokenizer().encode("Once upon a time", true, false);
@@ -382,8 +414,8 @@ TEST_F(EngineTest, AfterACommitTheCacheHoldsTheKvOfAFreshBlockCausalForward) {
     const auto id = engine.add(std::move(rec), 256, [&](Engine::SequenceId, const std::vector<std::int32_t>& t) {
       all.insert(all.end(), t.begin(), t.end());
     });
-    const std::int64_t layers = model_->hparams().n_layer;
-    std::vector<std::uint16_t> before;   // the whole cache after the previous step
+    const ModelHparams& hp = model_->hparams();
+    std::vector<std::uint8_t> before;   // the whole cache after the previous step
     int commits = 0;
     while (engine.step()) {
       if (engine.finish_reason(id) != FinishReason::None) break;
@@ -394,20 +426,20 @@ TEST_F(EngineTest, AfterACommitTheCacheHoldsTheKvOfAFreshBlockCausalForward) {
       if (commit) {
         ++commits;
         ASSERT_EQ(std::count(last.tokens.begin(), last.tokens.end(), kMask), 0);
-        KvCache fresh(model_->hparams(), 256);
+        KvCache fresh(*model_, 256);
         std::vector<ForwardRow> rows;
         for (std::int32_t p = 0; p < end; ++p)
           rows.push_back({all[static_cast<std::size_t>(p)], p, std::min(end, (p / 8 + 1) * 8), &fresh});
         std::vector<float> logits(static_cast<std::size_t>(model_->hparams().n_vocab));
         const std::int32_t last_row = end - 1;
         Transformer(*model_).forward(rows, std::span<const std::int32_t>(&last_row, 1), logits.data());
-        const auto expected = kv_snapshot(fresh, layers, end);
-        EXPECT_EQ(kv_snapshot(engine.cache(id), layers, end), expected) << "commit of block ending at " << end;
+        const auto expected = kv_snapshot(fresh, hp, end);
+        EXPECT_EQ(kv_snapshot(engine.cache(id), hp, end), expected) << "commit of block ending at " << end;
         // Before the commit the block's K/V came from inputs that still had masks.
         EXPECT_EQ(before.size(), expected.size());
         EXPECT_NE(before, expected);
       }
-      before = kv_snapshot(engine.cache(id), layers, engine.cache(id).size());
+      before = kv_snapshot(engine.cache(id), hp, engine.cache(id).size());
     }
     EXPECT_GE(commits, 3) << "sub_block_cache " << sub_block_cache;
   }

@@ -2,6 +2,7 @@
 // A backend this CPU cannot run is skipped with a message.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <tuple>
@@ -9,6 +10,7 @@
 #include "bitrun/error.hpp"
 #include "bitrun/ggml_types.hpp"
 #include "bitrun/plugin_host.hpp"
+#include "test_support.hpp"
 
 namespace bitrun {
 namespace {
@@ -156,34 +158,127 @@ TEST_P(KernelConformance, Int8MatmulMatchesReferenceExactly) {
   }
 }
 
-TEST_P(KernelConformance, AttentionMatchesReference) {
-  // Causal and block-bidirectional limits, GQA ratios 1, 2 and 4, head sizes that are not multiples of the lanes;
-  // contexts shorter and longer than a position chunk, one decoded row against a long context (the positions are
-  // then split across threads and merged), more rows than one row block, and a row that sees no position.
-  struct Case {
-    std::int64_t positions, rows;
-  };
-  for (auto [n_heads, n_kv, head_dim] : {std::tuple{4, 4, 8}, {8, 4, 64}, {20, 5, 128}, {6, 3, 13}}) {
-    for (auto [positions, rows] : {Case{37, 9}, Case{300, 1}, Case{700, 1}, Case{700, 3}, Case{300, 40}}) {
-      auto q = random_floats(static_cast<std::size_t>(rows * n_heads * head_dim), 1.0f);
-      std::vector<std::uint16_t> k, v;   // the cache holds IEEE halves
-      for (float x : random_floats(static_cast<std::size_t>(positions * n_kv * head_dim), 1.0f)) k.push_back(f32_to_fp16(x));
-      for (float x : random_floats(static_cast<std::size_t>(positions * n_kv * head_dim), 1.0f)) v.push_back(f32_to_fp16(x));
-      std::vector<std::int32_t> limit(rows);
-      for (std::int64_t r = 0; r < rows; ++r) {
-        // The last rows see everything (a bidirectional block); earlier ones a causal prefix; row 1 of 40 nothing.
-        const std::int64_t causal = positions - rows + 1 + r;
-        limit[static_cast<std::size_t>(r)] = static_cast<std::int32_t>(r >= rows - 4 ? positions : causal);
+// A random layer of cached K/V in `type`, rows `stride` values apart (wider than n_kv * head_dim, so a kernel
+// must honour the view's row stride). Each (position, KV head) row gets its own magnitude, so reading another
+// row's int8 scale shows in the result.
+struct CachedLayer {
+  KvCacheType type;
+  std::vector<std::uint16_t> k16, v16;
+  std::vector<std::int8_t> k8, v8;
+  std::vector<float> k_scale, v_scale;
+  std::int64_t stride;
+
+  KvLayerView view() const {
+    if (type == KvCacheType::F16) return {type, k16.data(), v16.data(), nullptr, nullptr, stride};
+    return {type, k8.data(), v8.data(), k_scale.data(), v_scale.data(), stride};
+  }
+};
+
+CachedLayer random_cache(KvCacheType type, std::int64_t positions, std::int64_t n_kv, std::int64_t head_dim,
+                         std::mt19937& rng) {
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  CachedLayer c{type, {}, {}, {}, {}, {}, {}, n_kv * head_dim + 3};
+  const auto values = static_cast<std::size_t>(positions * c.stride);
+  c.k16.assign(values, 0), c.v16.assign(values, 0), c.k8.assign(values, 0), c.v8.assign(values, 0);
+  c.k_scale.assign(static_cast<std::size_t>(positions * n_kv), 0.0f), c.v_scale = c.k_scale;
+  std::vector<float> row(static_cast<std::size_t>(head_dim));
+  for (std::int64_t p = 0; p < positions; ++p)
+    for (std::int64_t h = 0; h < n_kv; ++h)
+      for (int which = 0; which < 2; ++which) {
+        const float magnitude = 0.25f + static_cast<float>((p * 7 + h * 3 + which) % 5);
+        for (float& x : row) x = magnitude * dist(rng);
+        const auto at = static_cast<std::size_t>(p * c.stride + h * head_dim);
+        auto& halves = which ? c.v16 : c.k16;
+        for (std::int64_t d = 0; d < head_dim; ++d) halves[at + static_cast<std::size_t>(d)] = f32_to_fp16(row[static_cast<std::size_t>(d)]);
+        quantize_absmax(row.data(), head_dim, (which ? c.v8 : c.k8).data() + at,
+                        (which ? c.v_scale : c.k_scale)[static_cast<std::size_t>(p * n_kv + h)]);
       }
-      if (rows == 40) limit[1] = 0;
-      std::vector<float> got(q.size()), want(q.size());
-      backend_->attention(q.data(), rows, k.data(), v.data(), limit.data(), n_heads, n_kv, head_dim, got.data());
-      reference_->attention(q.data(), rows, k.data(), v.data(), limit.data(), n_heads, n_kv, head_dim, want.data());
-      for (std::size_t i = 0; i < got.size(); ++i)
-        ASSERT_NEAR(got[i], want[i], 2e-5f * (1.0f + std::fabs(want[i])))
-            << "heads " << n_heads << "/" << n_kv << " positions " << positions << " rows " << rows << " i " << i;
+  return c;
+}
+
+// Heads / KV heads / head size: GQA ratios 1 to 16, head sizes that are not multiples of 8 or 16 lanes.
+const std::tuple<int, int, int> kAttentionShapes[] = {{4, 4, 8}, {8, 4, 64}, {20, 5, 128}, {6, 3, 13},
+                                                      {8, 2, 37}, {16, 1, 100}, {3, 3, 24}};
+
+// Attention of `backend` over `cache` for `rows` query rows: a causal prefix for the first half of the rows, all
+// `positions` for the rest (a bidirectional block; block masks are limits too), and with 40 rows (more than one
+// row block of the SIMD kernel) row 1 sees no position at all.
+std::vector<float> run_attention(const Backend& backend, const CachedLayer& cache, const std::vector<float>& q,
+                                 std::int64_t rows, std::int64_t positions, std::tuple<int, int, int> shape) {
+  const auto [n_heads, n_kv, head_dim] = shape;
+  std::vector<std::int32_t> limit(static_cast<std::size_t>(rows));
+  for (std::int64_t r = 0; r < rows; ++r)
+    limit[static_cast<std::size_t>(r)] =
+        static_cast<std::int32_t>(r < rows / 2 ? std::max<std::int64_t>(0, positions - rows + 1 + r) : positions);
+  if (rows >= 40) limit[1] = 0;
+  std::vector<float> out(static_cast<std::size_t>(rows * n_heads * head_dim), -1.0f);
+  backend.attention(q.data(), rows, cache.view(), limit.data(), n_heads, n_kv, head_dim, out.data());
+  return out;
+}
+
+TEST_P(KernelConformance, AttentionMatchesReference) {
+  for (KvCacheType type : {KvCacheType::F16, KvCacheType::Int8}) {
+    for (auto shape : kAttentionShapes) {
+      const auto [n_heads, n_kv, head_dim] = shape;
+      for (std::int64_t positions : {37, 300, 700}) {
+        const CachedLayer cache = random_cache(type, positions, n_kv, head_dim, rng_);
+        // One row: the SIMD kernel splits long contexts across threads and merges the partial softmaxes.
+        for (std::int64_t rows : {1, 9, 40}) {
+          auto q = random_floats(static_cast<std::size_t>(rows * n_heads * head_dim), 1.0f);
+          const auto got = run_attention(*backend_, cache, q, rows, positions, shape);
+          const auto want = run_attention(*reference_, cache, q, rows, positions, shape);
+          // Same row conversions (exact for F16, one multiply for int8); only the summation order differs.
+          for (std::size_t i = 0; i < got.size(); ++i)
+            ASSERT_NEAR(got[i], want[i], 2e-5f * (1.0f + std::fabs(want[i])))
+                << kv_cache_type_name(type) << " heads " << n_heads << "/" << n_kv << " head_dim " << head_dim
+                << " positions " << positions << " rows " << rows << " i " << i;
+        }
+      }
     }
   }
+}
+
+TEST_P(KernelConformance, Int8AttentionTracksF16) {
+  // The int8 cache holds the same rows as the F16 one up to absmax/254 per value, so the outputs (up to ~15 here)
+  // stay close: at most 0.15 off on these shapes. Reading another KV head's scale (rows differ up to 17x in
+  // magnitude) puts them 6 to 15 off.
+  for (auto shape : kAttentionShapes) {
+    const auto [n_heads, n_kv, head_dim] = shape;
+    const std::int64_t positions = 300, rows = 5;
+    std::mt19937 same_rows(static_cast<std::uint32_t>(n_heads * 1000 + head_dim));
+    const CachedLayer f16 = random_cache(KvCacheType::F16, positions, n_kv, head_dim, same_rows);
+    const CachedLayer int8 = [&] {
+      CachedLayer c = f16;   // the int8 fields were filled from the same rows
+      c.type = KvCacheType::Int8;
+      return c;
+    }();
+    auto q = random_floats(static_cast<std::size_t>(rows * n_heads * head_dim), 1.0f);
+    const auto want = run_attention(*reference_, f16, q, rows, positions, shape);
+    for (const Backend* be : {reference_.get(), backend_.get()}) {
+      const auto got = run_attention(*be, int8, q, rows, positions, shape);
+      double max_err = 0.0;
+      for (std::size_t i = 0; i < got.size(); ++i) max_err = std::max(max_err, double{std::fabs(got[i] - want[i])});
+      EXPECT_LT(max_err, 0.25) << be->name() << " heads " << n_heads << "/" << n_kv << " head_dim " << head_dim;
+    }
+  }
+}
+
+TEST_P(KernelConformance, AttentionRejectsBadKvViews) {
+  const CachedLayer cache = random_cache(KvCacheType::Int8, 4, 2, 16, rng_);
+  std::vector<float> q(4 * 16, 0.5f), out(q.size());
+  std::vector<std::int32_t> limit{4};
+  auto message = [&](KvLayerView view, std::int64_t n_heads, std::int64_t n_kv) {
+    return test::error_message<Error>(
+        [&] { backend_->attention(q.data(), 1, view, limit.data(), n_heads, n_kv, 16, out.data()); });
+  };
+  KvLayerView no_scales = cache.view();
+  no_scales.v_scale = nullptr;
+  EXPECT_NE(message(no_scales, 4, 2).find("without scales"), std::string::npos);
+  KvLayerView narrow = cache.view();
+  narrow.row_stride = 31;
+  EXPECT_NE(message(narrow, 4, 2).find("row stride of 31"), std::string::npos);
+  EXPECT_NE(message(cache.view(), 3, 2).find("cannot share"), std::string::npos);
+  EXPECT_EQ(message(cache.view(), 4, 2), "(no error)");
 }
 
 TEST_P(KernelConformance, RmsNormMatchesReference) {

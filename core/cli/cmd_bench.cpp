@@ -126,7 +126,7 @@ class Bench {
     r.threads = threads;
     std::vector<double> prefill, decode, t1, t8, t32;
     for (int rep = 0; rep < reps_; ++rep) {
-      KvCache cache(model_.hparams(), prompt_ + gen_ + 64);
+      KvCache cache(model_, prompt_ + gen_ + 64);
       auto start = Clock::now();
       run(cache, 0, prompt_);
       prefill.push_back(seconds_since(start));
@@ -136,7 +136,7 @@ class Bench {
       // Cost of R rows in one forward (a diffusion block, or R batched sequences) against one row, after a
       // 64-token prefix.
       for (auto [rows, out] : {std::pair{1, &t1}, {8, &t8}, {32, &t32}}) {
-        KvCache c(model_.hparams(), 64 + 32);
+        KvCache c(model_, 64 + 32);
         run(c, 0, 64);
         start = Clock::now();
         run(c, 64, rows);
@@ -300,6 +300,9 @@ int run_bench(const Args& args, char** envp) {
               rt.model->hparams().architecture.c_str(), rt.backend->name().c_str(), file_bytes / 1e9);
   std::printf("load %.2f s, peak RSS %.2f GB after load (%.2fx file), %.2f GB overall\n", load_s, rss_after_load / 1e9,
               rss_after_load / file_bytes, peak / 1e9);
+  const std::int64_t kv_bytes = KvCache(*rt.model, 1).bytes_per_position();
+  const char* kv_type = kv_cache_type_name(rt.model->kv_cache_type());
+  std::printf("KV cache %s: %lld bytes per position (kv_cache.type)\n", kv_type, static_cast<long long>(kv_bytes));
   std::printf("%-8s %14s %13s %10s %11s %12s %12s\n", "threads", "prefill tok/s", "decode tok/s", "t(8)/t(1)",
               "t(32)/t(1)", "decode GB/s", "read GB/s");
   for (std::size_t i = 0; i < results.size(); ++i) {
@@ -331,7 +334,8 @@ int run_bench(const Args& args, char** envp) {
       << "\",\n  \"prompt_tokens\": " << prompt << ",\n  \"gen_tokens\": " << gen << ",\n  \"reps\": " << reps
       << ",\n  \"file_bytes\": " << static_cast<std::uint64_t>(file_bytes) << ",\n  \"load_s\": " << load_s
       << ",\n  \"peak_rss_after_load_bytes\": " << static_cast<std::uint64_t>(rss_after_load)
-      << ",\n  \"peak_rss_bytes\": " << static_cast<std::uint64_t>(peak) << ",\n  \"runs\": [";
+      << ",\n  \"peak_rss_bytes\": " << static_cast<std::uint64_t>(peak) << ",\n  \"kv_cache_type\": \"" << kv_type
+      << "\",\n  \"kv_cache_bytes_per_position\": " << kv_bytes << ",\n  \"runs\": [";
     for (std::size_t i = 0; i < results.size(); ++i) {
       const auto& r = results[i];
       j << (i ? "," : "") << "\n    {\"threads\": " << r.threads << ", \"prefill_tok_s\": " << r.prefill_tps

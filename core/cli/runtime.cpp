@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "bitrun/error.hpp"
+#include "bitrun/kv_cache.hpp"
 #include "bitrun/log.hpp"
 #include "bitrun/thread_wait.hpp"
 #include "options.hpp"
@@ -55,9 +56,12 @@ void load_model(Runtime& rt, const Config& config, const std::filesystem::path& 
   rt.backend = rt.host->create_backend(choice, resolve_threads(config));
   logger("cli")->info("backend {} ({}), {} threads", choice.name, choice.reason, rt.backend->threads());
   auto start = std::chrono::steady_clock::now();
-  rt.model = Model::load(model_file, *rt.backend);
-  logger("cli")->info("model loaded in {:.2f} s",
-                      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  ModelLoadOptions options;
+  options.kv_cache = kv_cache_type_from_config(config);
+  rt.model = Model::load(model_file, *rt.backend, options);
+  logger("cli")->info("model loaded in {:.2f} s; KV cache {} ({} bytes per position)",
+                      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
+                      kv_cache_type_name(options.kv_cache), KvCache(*rt.model, 1).bytes_per_position());
 }
 
 Runtime load_runtime(const Config& config, const std::filesystem::path& model_file) {

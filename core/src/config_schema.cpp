@@ -23,6 +23,10 @@ std::vector<ConfigKey> build_schema() {
        "(spin a while, then sleep); OMP_WAIT_POLICY in the environment wins",
        {"auto", "spin", "sleep"}, {}, {}},
       {"context_size", ConfigType::Int, I{0}, "context length in tokens; 0 = the model's own", {}, 0.0, 1048576.0},
+      {"kv_cache.type", ConfigType::String, S{"f16"},
+       "KV cache storage: f16 (IEEE half) or int8 (one absmax scale per position and KV head, about half the "
+       "memory of f16)",
+       {"f16", "int8"}, {}, {}},
       {"log.level", ConfigType::String, S{"info"}, "trace, debug, info, warn, error, critical or off",
        {"trace", "debug", "info", "warn", "error", "critical", "off"}, {}, {}},
       {"plugins.dir", ConfigType::String, S{},

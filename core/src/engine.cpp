@@ -43,6 +43,7 @@ void Engine::reuse_prefix(Sequence& seq, StepRequest& req) {
   std::size_t best_len = 0;
   for (const Pooled& p : pool_) {
     if (p.contract != seq.contract) continue;   // K/V computed under another attention pattern differ
+    if (p.cache->type() != seq.cache->type()) continue;   // K/V stored in another format
     std::size_t len = 0;
     const std::size_t max = std::min(limit, p.tokens.size());
     while (len < max && p.tokens[len] == req.tokens[len]) ++len;
@@ -66,7 +67,7 @@ Engine::SequenceId Engine::add(std::unique_ptr<DecodeSession> session, std::int6
   if (!session) throw Error("engine: no decode session");
   Sequence seq;
   seq.session = std::move(session);
-  seq.cache = std::make_unique<KvCache>(model_.hparams(), context_size);
+  seq.cache = std::make_unique<KvCache>(model_, context_size);
   seq.sink = std::move(sink);
   seq.finish = seq.session->finished();
   const SequenceId id = next_id_++;

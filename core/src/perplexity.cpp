@@ -35,7 +35,7 @@ PerplexityResult score_lines(Transformer& transformer, const std::vector<std::st
     std::vector<std::int32_t> ids = model.tokenizer().encode(line, /*add_bos=*/true, /*parse_special=*/false);
     if (static_cast<std::int64_t>(ids.size()) > max_tokens) ids.resize(static_cast<std::size_t>(max_tokens));
     if (ids.size() < 2) continue;
-    KvCache cache(model.hparams(), static_cast<std::int64_t>(ids.size()));
+    KvCache cache(model, static_cast<std::int64_t>(ids.size()));
     std::vector<ForwardRow> rows(ids.size());
     std::vector<std::int32_t> wanted(ids.size() - 1);
     for (std::size_t i = 0; i < ids.size(); ++i)

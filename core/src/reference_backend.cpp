@@ -60,18 +60,23 @@ void Backend::quantize_activations(const float* x, std::int64_t rows, std::int64
     }
 }
 
-void Backend::quantize_group(const float* x, std::int64_t n, std::int8_t* q, float& scale, std::int32_t& sum) const {
+std::int32_t quantize_absmax(const float* x, std::int64_t n, std::int8_t* q, float& scale) {
   float absmax = 0.0f;
   for (std::int64_t k = 0; k < n; ++k) absmax = std::max(absmax, std::fabs(x[k]));
   absmax = std::max(absmax, 1e-5f);   // an all-zero group quantizes to zeros instead of dividing by zero
   const float inv = 127.0f / absmax;
-  sum = 0;
+  std::int32_t sum = 0;
   for (std::int64_t k = 0; k < n; ++k) {
     const float v = std::clamp(std::nearbyint(x[k] * inv), -127.0f, 127.0f);   // half to even, like SIMD
     q[k] = static_cast<std::int8_t>(v);
     sum += q[k];
   }
   scale = absmax / 127.0f;
+  return sum;
+}
+
+void Backend::quantize_group(const float* x, std::int64_t n, std::int8_t* q, float& scale, std::int32_t& sum) const {
+  sum = quantize_absmax(x, n, q, scale);
 }
 
 std::unique_ptr<PackedMatrix> Backend::pack_ternary(const TernaryMatrixView& w) const {
@@ -164,13 +169,25 @@ void Backend::rope(float* x, std::int64_t rows, std::int64_t n_heads, std::int64
   }
 }
 
-void Backend::attention(const float* q, std::int64_t rows, const std::uint16_t* k_cache, const std::uint16_t* v_cache,
-                        const std::int32_t* limit, std::int64_t n_heads, std::int64_t n_kv_heads,
-                        std::int64_t head_dim, float* out) const {
+namespace {
+
+void half_row_to_float(const std::uint16_t* src, std::int64_t n, float* dst) {
+  for (std::int64_t i = 0; i < n; ++i) dst[i] = fp16_to_f32(src[i]);
+}
+
+void int8_row_to_float(const std::int8_t* src, float scale, std::int64_t n, float* dst) {
+  for (std::int64_t i = 0; i < n; ++i) dst[i] = static_cast<float>(src[i]) * scale;
+}
+
+}  // namespace
+
+void Backend::attention(const float* q, std::int64_t rows, const KvLayerView& kv, const std::int32_t* limit,
+                        std::int64_t n_heads, std::int64_t n_kv_heads, std::int64_t head_dim, float* out) const {
+  validate_kv_view(kv, n_heads, n_kv_heads, head_dim);
+  const KvRowReader<half_row_to_float, int8_row_to_float> cached(kv, n_kv_heads, head_dim);
   const std::int64_t group = n_heads / n_kv_heads;
-  const std::int64_t kv_stride = n_kv_heads * head_dim;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-  std::vector<float> scores;
+  std::vector<float> scores, row(static_cast<std::size_t>(head_dim));
   for (std::int64_t r = 0; r < rows; ++r) {
     const std::int64_t n_pos = limit[r];
     scores.resize(static_cast<std::size_t>(n_pos));
@@ -179,9 +196,9 @@ void Backend::attention(const float* q, std::int64_t rows, const std::uint16_t* 
       const std::int64_t kvh = h / group;
       float max_score = -INFINITY;
       for (std::int64_t p = 0; p < n_pos; ++p) {
-        const std::uint16_t* kp = k_cache + p * kv_stride + kvh * head_dim;
+        cached.key(p, kvh, row.data());
         float dot = 0.0f;
-        for (std::int64_t d = 0; d < head_dim; ++d) dot += qh[d] * fp16_to_f32(kp[d]);
+        for (std::int64_t d = 0; d < head_dim; ++d) dot += qh[d] * row[static_cast<std::size_t>(d)];
         scores[p] = dot * scale;
         max_score = std::max(max_score, scores[p]);
       }
@@ -191,8 +208,8 @@ void Backend::attention(const float* q, std::int64_t rows, const std::uint16_t* 
       std::fill(oh, oh + head_dim, 0.0f);
       for (std::int64_t p = 0; p < n_pos; ++p) {
         const float wgt = static_cast<float>(scores[p] / denom);
-        const std::uint16_t* vp = v_cache + p * kv_stride + kvh * head_dim;
-        for (std::int64_t d = 0; d < head_dim; ++d) oh[d] += wgt * fp16_to_f32(vp[d]);
+        cached.value(p, kvh, row.data());
+        for (std::int64_t d = 0; d < head_dim; ++d) oh[d] += wgt * row[static_cast<std::size_t>(d)];
       }
     }
   }

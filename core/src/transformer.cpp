@@ -3,7 +3,6 @@
 #include <algorithm>
 
 #include "bitrun/error.hpp"
-#include "bitrun/ggml_types.hpp"
 
 namespace bitrun {
 
@@ -80,21 +79,15 @@ void Transformer::forward(std::span<const ForwardRow> rows, std::span<const std:
     be.rope(q_.data(), n, hp.n_head, hp.head_dim, hp.rope_dims, positions.data(), hp.rope_freq_base, arch.neox_rope);
     be.rope(k_.data(), n, hp.n_head_kv, hp.head_dim, hp.rope_dims, positions.data(), hp.rope_freq_base,
             arch.neox_rope);
-    for (std::int64_t r = 0; r < n; ++r) {
-      KvCache& cache = *rows[r].cache;
-      std::uint16_t* kd = cache.k(l, rows[r].position);
-      std::uint16_t* vd = cache.v(l, rows[r].position);
-      for (std::int64_t i = 0; i < kv_dim; ++i) {
-        kd[i] = f32_to_fp16(k_[static_cast<std::size_t>(r * kv_dim + i)]);
-        vd[i] = f32_to_fp16(v_[static_cast<std::size_t>(r * kv_dim + i)]);
-      }
-    }
+    // K after RoPE and V go into each row's cache in that cache's format (F16 or int8).
+    for (std::int64_t r = 0; r < n; ++r)
+      rows[r].cache->store(l, rows[r].position, k_.data() + r * kv_dim, v_.data() + r * kv_dim);
     // Consecutive rows of the same sequence share one attention call against their cache.
     for (std::int64_t start = 0; start < n;) {
       std::int64_t end = start + 1;
       while (end < n && rows[end].cache == rows[start].cache) ++end;
       const KvCache& cache = *rows[start].cache;
-      be.attention(q_.data() + start * q_dim, end - start, cache.k(l), cache.v(l), limits.data() + start, hp.n_head,
+      be.attention(q_.data() + start * q_dim, end - start, cache.layer(l), limits.data() + start, hp.n_head,
                    hp.n_head_kv, hp.head_dim, attn_.data() + start * q_dim);
       start = end;
     }

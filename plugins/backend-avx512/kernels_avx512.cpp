@@ -69,6 +69,17 @@ inline void half_to_float(const std::uint16_t* src, std::int64_t n, float* dst) 
   for (; i < n; ++i) dst[i] = _cvtsh_ss(src[i]);
 }
 
+// int8 KV codes -> float: exact widening, then one multiply by the row's scale (as the reference).
+inline void int8_to_float(const std::int8_t* src, float scale, std::int64_t n, float* dst) {
+  const __m512 vscale = _mm512_set1_ps(scale);
+  std::int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512i codes = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i)));
+    _mm512_storeu_ps(dst + i, _mm512_mul_ps(_mm512_cvtepi32_ps(codes), vscale));
+  }
+  for (; i < n; ++i) dst[i] = static_cast<float>(src[i]) * scale;
+}
+
 // Quantizes n floats with one absmax scale (the reference's arithmetic, bit for bit).
 void quantize_span(const float* x, std::int64_t n, std::int8_t* q, float& scale, std::int32_t& sum_out) {
   auto lanes_at = [n](std::int64_t k) {
@@ -146,11 +157,10 @@ class Avx512Backend final : public Backend {
         *p, blocks, x, y, y_stride, threads());
   }
 
-  void attention(const float* q, std::int64_t rows, const std::uint16_t* k_cache, const std::uint16_t* v_cache,
-                 const std::int32_t* limit, std::int64_t n_heads, std::int64_t n_kv_heads, std::int64_t head_dim,
-                 float* out) const override {
-    attention_kernel<16, half_to_float>(threads(), q, rows, k_cache, v_cache, limit, n_heads, n_kv_heads,
-                                           head_dim, out);
+  void attention(const float* q, std::int64_t rows, const KvLayerView& kv, const std::int32_t* limit,
+                 std::int64_t n_heads, std::int64_t n_kv_heads, std::int64_t head_dim, float* out) const override {
+    attention_kernel<16, half_to_float, int8_to_float>(threads(), q, rows, kv, limit, n_heads, n_kv_heads, head_dim,
+                                                        out);
   }
 
   void rms_norm(const float* x, const float* weight, std::int64_t rows, std::int64_t cols, float eps,

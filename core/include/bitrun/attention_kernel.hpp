@@ -1,6 +1,6 @@
-// Attention over the F16 KV cache written once for the SIMD backends: each includes this in its ISA translation
-// unit, so the same loops compile to AVX2 or AVX-512 there, with HalfToFloat(src, n, dst) its own half->float
-// conversion. Same contract as Backend::attention; results differ from the scalar reference only by float
+// Attention over the KV cache written once for the SIMD backends: each includes this in its ISA translation
+// unit, so the same loops compile to AVX2 or AVX-512 there, with its own row conversions for the cache's storage
+// (HalfToFloat for F16, Int8ToFloat for int8; see KvRowReader). Same contract as Backend::attention; results differ from the scalar reference only by float
 // summation order (and the online softmax's rescaling).
 //
 // Work is split into tasks of (KV head, block of up to kRowBlock query rows, range of positions). A task walks its
@@ -20,6 +20,8 @@
 #include <cstring>
 #include <limits>
 #include <vector>
+
+#include "bitrun/kv_layer_view.hpp"
 
 namespace bitrun {
 namespace attention_detail {
@@ -138,12 +140,14 @@ struct SoftmaxState {
 
 }  // namespace attention_detail
 
-template <int Lanes, auto HalfToFloat>
-void attention_kernel(int threads, const float* q, std::int64_t rows, const std::uint16_t* k_cache,
-                      const std::uint16_t* v_cache, const std::int32_t* limit, std::int64_t n_heads,
-                      std::int64_t n_kv_heads, std::int64_t head_dim, float* out) {
+template <int Lanes, auto HalfToFloat, auto Int8ToFloat>
+void attention_kernel(int threads, const float* q, std::int64_t rows, const KvLayerView& kv,
+                      const std::int32_t* limit, std::int64_t n_heads, std::int64_t n_kv_heads,
+                      std::int64_t head_dim, float* out) {
   using namespace attention_detail;
-  const std::int64_t group = n_heads / n_kv_heads, kv_stride = n_kv_heads * head_dim;
+  validate_kv_view(kv, n_heads, n_kv_heads, head_dim);
+  const KvRowReader<HalfToFloat, Int8ToFloat> cached(kv, n_kv_heads, head_dim);
+  const std::int64_t group = n_heads / n_kv_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   const std::int64_t row_blocks = (rows + kRowBlock - 1) / kRowBlock;
   std::int64_t max_limit = 0;
@@ -196,7 +200,7 @@ void attention_kernel(int threads, const float* q, std::int64_t rows, const std:
       for (std::int64_t c0 = p_begin; c0 < p_end; c0 += kPosChunk) {
         const std::int64_t n_pos = std::min(kPosChunk, p_end - c0);
         for (std::int64_t p = 0; p < n_pos; ++p)
-          HalfToFloat(k_cache + (c0 + p) * kv_stride + kvh * head_dim, head_dim, k_rows.data() + p * head_dim);
+          cached.key(c0 + p, kvh, k_rows.data() + p * head_dim);
         // Scores and the online softmax update; each vector sees positions below its row's limit.
         for (std::int64_t i = 0; i < n_vec; ++i) {
           const std::int64_t seen = std::clamp<std::int64_t>(limit[r0 + i / group] - c0, 0, n_pos);
@@ -222,7 +226,7 @@ void attention_kernel(int threads, const float* q, std::int64_t rows, const std:
           }
         }
         for (std::int64_t p = 0; p < n_pos; ++p)
-          HalfToFloat(v_cache + (c0 + p) * kv_stride + kvh * head_dim, head_dim, v_rows.data() + p * head_dim);
+          cached.value(c0 + p, kvh, v_rows.data() + p * head_dim);
         for (std::int64_t i = 0; i < n_vec; ++i)
           weighted_sum<Lanes>(weights.data() + i * kPosChunk, v_rows.data(), visible[static_cast<std::size_t>(i)],
                               head_dim, acc + i * head_dim);

@@ -11,6 +11,7 @@
 
 #include "bitrun/aligned.hpp"
 #include "bitrun/cpu_features.hpp"
+#include "bitrun/kv_layer_view.hpp"
 
 namespace bitrun {
 
@@ -75,6 +76,10 @@ struct QuantizedActivations {
   const std::int8_t* row(std::int64_t r) const { return q.data() + r * stride; }
 };
 
+// The scalar absmax quantization behind QuantizedActivations (and the int8 KV cache): n floats -> q[0..n) and
+// scale = max(max|x|, 1e-5) / 127; returns the sum of q. Backends' quantize_group must match it bit for bit.
+std::int32_t quantize_absmax(const float* x, std::int64_t n, std::int8_t* q, float& scale);
+
 struct BackendOptions {
   int threads = 1;        // OpenMP threads a kernel may use
   CpuInfo cpu;            // features the host decided are usable (after any `cpu.disable`)
@@ -127,13 +132,12 @@ class Backend {
   virtual void rope(float* x, std::int64_t rows, std::int64_t n_heads, std::int64_t head_dim, std::int64_t rope_dims,
                     const std::int32_t* positions, float freq_base, bool neox) const;
 
-  // Attention for `rows` query rows against a cache of K/V rows (row p = position p, n_kv_heads * head_dim
-  // IEEE half values each: the KV cache is F16). Query row r attends to positions [0, limit[r]) - causal and
-  // block-bidirectional masks are both limits. Grouped-query: query head h uses KV head h / (n_heads / n_kv_heads).
-  // out: rows x n_heads*head_dim.
-  virtual void attention(const float* q, std::int64_t rows, const std::uint16_t* k_cache, const std::uint16_t* v_cache,
-                         const std::int32_t* limit, std::int64_t n_heads, std::int64_t n_kv_heads,
-                         std::int64_t head_dim, float* out) const;
+  // Attention for `rows` query rows against one layer of a KV cache (`kv`: F16 or int8 rows, see KvLayerView;
+  // row p = position p). Query row r attends to positions [0, limit[r]) - causal and block-bidirectional masks
+  // are both limits. Grouped-query: query head h uses KV head h / (n_heads / n_kv_heads).
+  // out: rows x n_heads*head_dim. Error when `kv` does not describe n_kv_heads x head_dim rows (validate_kv_view).
+  virtual void attention(const float* q, std::int64_t rows, const KvLayerView& kv, const std::int32_t* limit,
+                         std::int64_t n_heads, std::int64_t n_kv_heads, std::int64_t head_dim, float* out) const;
 
   // Gated FFN activation in place: gate[i] = act(gate[i]) * up[i]; act = SiLU, or ReLU^2 when relu_squared.
   virtual void gated_activation(float* gate, const float* up, std::int64_t n, bool relu_squared) const;

@@ -5,7 +5,7 @@
 // any two steps. Finished sequences leave their cache and tokens in a small prefix pool: a new sequence whose
 // first step starts with the same tokens (a shared system prompt, a repeated request) copies those K/V rows
 // instead of recomputing them; only K/V computed under the same attention contract (causal, or block-causal on the
-// same block grid, whole blocks only) are shared. Per-sequence statistics (forwards, rows, tokens) stay
+// same block grid, whole blocks only) and stored in the same format (KvCacheType) are shared. Per-sequence statistics (forwards, rows, tokens) stay
 // queryable until the sequence is forgotten. Not thread-safe: one thread drives it (the server's scheduler serialises requests onto it).
 #pragma once
 
