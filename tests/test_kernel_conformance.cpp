@@ -9,6 +9,8 @@
 #include "bitrun/error.hpp"
 #include "bitrun/ggml_types.hpp"
 #include "bitrun/plugin_host.hpp"
+#include "bitrun/ternary_pack.hpp"
+#include "test_support.hpp"
 
 namespace bitrun {
 namespace {
@@ -112,6 +114,69 @@ TEST_P(KernelConformance, TernaryMatmulLongRowsDoNotOverflow) {
   std::vector<float> y(rows);
   backend_->ternary_matmul(*packed, q, y.data(), rows);
   for (float v : y) EXPECT_FLOAT_EQ(v, 127.0f * cols * q.scale[0]);
+}
+
+// I2_S weights as the loader hands them over: codes through read_row plus the raw I2_S rows, which a SIMD backend
+// repacks directly. Packed both ways (and by the reference), the matrix must compute the same products.
+TEST_P(KernelConformance, PackingFromI2sMatchesPackingFromCodes) {
+  for (std::int64_t cols : {128, 256, 384, 640, 2560}) {
+    for (std::int64_t rows : {1, 3, 17}) {
+      TernaryTensor t{cols, rows, random_codes(static_cast<std::size_t>(rows * cols)), rows * cols, {0.5f}};
+      const std::vector<std::uint8_t> i2s = encode_ternary(GgmlType::I2_S, t);
+      auto scales = random_floats(static_cast<std::size_t>(rows), 1.0f);
+      TernaryMatrixView from_codes{rows, cols, t.codes.data(), scales.data()};
+      TernaryMatrixView from_i2s{rows, cols, nullptr, scales.data(), [&](std::int64_t r, std::int8_t* out) {
+                                   decode_ternary_rows(GgmlType::I2_S, i2s.data(), i2s.size(), cols, rows, r, 1, out);
+                                 }};
+      from_i2s.i2s = i2s.data();
+      auto packed_codes = backend_->pack_ternary(from_codes);
+      auto packed_i2s = backend_->pack_ternary(from_i2s);
+      auto packed_ref = reference_->pack_ternary(from_i2s);
+      for (std::int64_t tokens : {1, 5}) {
+        auto x = random_floats(static_cast<std::size_t>(tokens * cols), 1.0f);
+        QuantizedActivations q;
+        reference_->quantize_activations(x.data(), tokens, cols, cols, q);
+        std::vector<float> got(static_cast<std::size_t>(tokens * rows)), want(got.size()), ref(got.size());
+        backend_->ternary_matmul(*packed_i2s, q, got.data(), rows);
+        backend_->ternary_matmul(*packed_codes, q, want.data(), rows);
+        reference_->ternary_matmul(*packed_ref, q, ref.data(), rows);
+        ASSERT_EQ(got, want) << "rows " << rows << " cols " << cols << " tokens " << tokens;
+        ASSERT_EQ(got, ref) << "rows " << rows << " cols " << cols << " tokens " << tokens;
+      }
+      // An invalid code in the last row: the error is the decoder's, with the weight's position.
+      std::vector<std::uint8_t> bad = i2s;
+      bad[static_cast<std::size_t>((rows - 1) * cols / 4 + 5)] = 0xff;
+      from_i2s.i2s = bad.data();
+      from_i2s.read_row = [&](std::int64_t r, std::int8_t* out) {
+        decode_ternary_rows(GgmlType::I2_S, bad.data(), bad.size(), cols, rows, r, 1, out);
+      };
+      EXPECT_NE(test::error_message<FormatError>([&] { backend_->pack_ternary(from_i2s); }).find("invalid code 3"),
+                std::string::npos);
+    }
+  }
+}
+
+// The direct I2_S repack against decoding to codes and packing those, byte for byte, for both group sizes (so the
+// AVX-512 layout is checked on CPUs that cannot run it): rows of 1..9 I2_S blocks, including half 256-blocks.
+TEST(TernaryPack, I2sRepackEqualsPackingDecodedCodes) {
+  std::mt19937 rng(99);
+  std::uniform_int_distribution<int> code(-1, 1);
+  for (std::int64_t cols = 128; cols <= 9 * 128; cols += 128) {
+    TernaryTensor t{cols, 1, std::vector<std::int8_t>(static_cast<std::size_t>(cols)), cols, {1.0f}};
+    for (auto& c : t.codes) c = static_cast<std::int8_t>(code(rng));
+    const std::vector<std::uint8_t> i2s = encode_ternary(GgmlType::I2_S, t);
+    for (std::int64_t group_bytes : {32, 64}) {
+      const auto bytes = static_cast<std::size_t>(packed_row_bytes_2bit(cols, group_bytes));
+      std::vector<std::uint8_t> direct(bytes, 0xaa), generic(bytes, 0xbb);
+      ASSERT_TRUE(repack_i2s_row_2bit(i2s.data(), cols, group_bytes, direct.data()));
+      pack_ternary_row_2bit(t.codes.data(), cols, group_bytes, generic.data());
+      ASSERT_EQ(direct, generic) << "cols " << cols << " group " << group_bytes;
+    }
+    std::vector<std::uint8_t> bad(i2s.begin(), i2s.begin() + cols / 4), out(static_cast<std::size_t>(cols));
+    bad.back() |= 0x30;   // the field of weight cols - 97 becomes 3
+    EXPECT_FALSE(repack_i2s_row_2bit(bad.data(), cols, 32, out.data()));
+    EXPECT_FALSE(repack_i2s_row_2bit(bad.data(), cols, 64, out.data()));
+  }
 }
 
 TEST_P(KernelConformance, Int8MatmulMatchesReferenceExactly) {

@@ -115,6 +115,7 @@ class Loader {
       TernaryMatrixView view{rows, cols, nullptr, scales.data(), [&](std::int64_t r, std::int8_t* out) {
                                decode_ternary_rows(t.type, data, t.bytes, cols, rows, r, 1, out);
                              }};
+      if (t.type == GgmlType::I2_S) view.i2s = data;   // backends with a 2-bit layout repack it without decoding
       lin.ternary = backend_.pack_ternary(view);
       file_.release(t);
     } else if (arch_.ternary_projections && options_.ternarize_float_weights) {

@@ -106,7 +106,7 @@ class Avx512Backend final : public Backend {
     packed->data.resize(static_cast<std::size_t>(packed->row_bytes * w.rows));
     packed->row_scale.assign(w.row_scale, w.row_scale + w.rows);
     for_each_row_parallel(w.rows, w.cols, threads(), [&](std::int64_t m, std::int8_t* buffer) {
-      pack_ternary_row_2bit(w.row(m, buffer), w.cols, kGroupBytes, packed->data.data() + m * packed->row_bytes);
+      pack_view_row_2bit(w, m, kGroupBytes, buffer, packed->data.data() + m * packed->row_bytes);
     });
     return packed;
   }

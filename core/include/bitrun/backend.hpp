@@ -30,6 +30,9 @@ struct TernaryMatrixView {
   const std::int8_t* codes = nullptr;    // values in {-1, 0, +1} (pack_int8: [-127, 127]); or null, see read_row
   const float* row_scale = nullptr;      // one per row (a per-tensor scale is repeated)
   RowReader read_row;
+  // Optional, besides codes / read_row: the same rows as stored in bitnet.cpp's I2_S layout (cols / 4 bytes per
+  // row, cols a multiple of 128), for backends whose layout is a reordering of it (see ternary_pack.hpp).
+  const std::uint8_t* i2s = nullptr;
 
   // Row m's codes: a pointer into `codes`, or `buffer` (cols bytes) filled by read_row.
   const std::int8_t* row(std::int64_t m, std::int8_t* buffer) const {
