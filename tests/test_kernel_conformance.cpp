@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
+#include <iostream>
+#include <limits>
 #include <random>
 #include <tuple>
 
@@ -250,6 +253,84 @@ TEST_P(KernelConformance, RmsNormMatchesReference) {
       reference_->rms_norm(x.data(), wp, rows, cols, 1e-5f, want.data());
       for (std::size_t i = 0; i < got.size(); ++i)
         ASSERT_NEAR(got[i], want[i], 1e-5f * (1.0f + std::fabs(want[i]))) << "cols " << cols << " i " << i;
+    }
+  }
+}
+
+// Lengths around both register widths (8, 16) with tails, real FFN widths, and one long enough to be split across
+// threads (prefill).
+const std::int64_t kElementwiseSizes[] = {1, 3, 7, 8, 9, 15, 16, 17, 31, 33, 100, 6912, 6913, 8 * 6912 + 5};
+
+// Values where activations are delicate: signed zeros, ties of the ReLU, huge magnitudes, inf and NaN.
+std::vector<float> special_gates() {
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  return {0.0f, -0.0f, 1e-30f, -1e-30f, 1e-45f, 20.0f, -20.0f, 87.0f, -87.0f, 88.7f, -88.7f, 88.73f, -88.73f,
+          89.5f, -89.5f, 104.0f, -104.0f, 1e30f, -1e30f, inf, -inf, nan};
+}
+
+TEST_P(KernelConformance, ReluSquaredGateIsBitExact) {
+  for (std::int64_t n : kElementwiseSizes) {
+    auto gate = random_floats(static_cast<std::size_t>(n), 3.0f);
+    const auto up = random_floats(static_cast<std::size_t>(n), 2.0f);
+    const auto special = special_gates();
+    for (std::size_t i = 0; i < special.size() && i < gate.size(); ++i) gate[gate.size() - 1 - i] = special[i];
+    std::vector<float> got = gate, want = gate;
+    backend_->gated_activation(got.data(), up.data(), n, true);
+    reference_->gated_activation(want.data(), up.data(), n, true);
+    ASSERT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0) << "n " << n;
+  }
+}
+
+// SiLU goes through a vectorized exp: every result within the bound elementwise_kernel.hpp states.
+TEST_P(KernelConformance, SiluGateIsWithinItsStatedBound) {
+  auto check = [&](const std::vector<float>& gate, const std::vector<float>& up, const std::string& what) {
+    std::vector<float> got = gate, want = gate;
+    backend_->gated_activation(got.data(), up.data(), static_cast<std::int64_t>(gate.size()), false);
+    reference_->gated_activation(want.data(), up.data(), static_cast<std::int64_t>(gate.size()), false);
+    double worst = 0.0;
+    for (std::size_t i = 0; i < got.size(); ++i) {
+      if (std::isnan(want[i]) || std::isinf(want[i])) {
+        ASSERT_TRUE(std::isnan(want[i]) ? std::isnan(got[i]) : got[i] == want[i]) << what << " gate " << gate[i];
+        continue;
+      }
+      const float err = std::fabs(got[i] - want[i]);
+      ASSERT_LE(err, kSiluRelativeError * std::fabs(want[i]) + kSiluAbsoluteError)
+          << what << " i " << i << " gate " << gate[i] << " up " << up[i] << ": " << got[i] << " vs " << want[i];
+      if (std::fabs(want[i]) > 1e-30f) worst = std::max(worst, static_cast<double>(err / std::fabs(want[i])));
+    }
+    std::cout << "    " << what << ": largest relative error " << worst << "\n";
+  };
+  for (std::int64_t n : kElementwiseSizes) {
+    auto gate = random_floats(static_cast<std::size_t>(n), 4.0f);
+    const auto up = random_floats(static_cast<std::size_t>(n), 2.0f);
+    const auto special = special_gates();
+    for (std::size_t i = 0; i < special.size() && i < gate.size(); ++i) gate[gate.size() - 1 - i] = special[i];
+    check(gate, up, "n " + std::to_string(n));
+  }
+  // Every 2^-10 step over the range where SiLU's exp neither vanishes nor overflows, and beyond.
+  std::vector<float> sweep, ones;
+  for (float g = -100.0f; g <= 100.0f; g += 1.0f / 1024) sweep.push_back(g);
+  ones.assign(sweep.size(), 1.0f);
+  check(sweep, ones, "sweep");
+}
+
+TEST_P(KernelConformance, RopeIsBitExact) {
+  // (heads, head size, rotated dims): tails after 8 and 16 lanes, partial rotation, the 2B model's 20 x 128.
+  const std::tuple<std::int64_t, std::int64_t, std::int64_t> shapes[] = {
+      {1, 2, 2}, {3, 6, 6}, {2, 10, 6}, {4, 18, 18}, {2, 34, 16}, {5, 22, 14}, {2, 40, 34}, {3, 64, 64},
+      {20, 128, 128}, {2, 96, 64}};
+  for (auto [n_heads, head_dim, rope_dims] : shapes) {
+    for (bool neox : {true, false}) {
+      for (std::int64_t rows : {1, 3, 7}) {
+        auto x = random_floats(static_cast<std::size_t>(rows * n_heads * head_dim), 2.0f);
+        std::vector<std::int32_t> positions = {0, 1, 17, 511, 4095, 100000, 131071};
+        positions.resize(static_cast<std::size_t>(rows));
+        std::vector<float> got = x, want = x;
+        backend_->rope(got.data(), rows, n_heads, head_dim, rope_dims, positions.data(), 500000.0f, neox);
+        reference_->rope(want.data(), rows, n_heads, head_dim, rope_dims, positions.data(), 500000.0f, neox);
+        ASSERT_EQ(got, want) << "heads " << n_heads << " head_dim " << head_dim << " rope_dims " << rope_dims
+                             << (neox ? " neox" : " adjacent") << " rows " << rows;
+      }
     }
   }
 }

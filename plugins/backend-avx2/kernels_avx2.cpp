@@ -11,6 +11,7 @@
 #include "bitrun/error.hpp"
 #include "bitrun/packed_matmul.hpp"
 #include "bitrun/ternary_pack.hpp"
+#include "elementwise_avx2.hpp"
 
 namespace bitrun::avx2 {
 namespace {
@@ -195,6 +196,15 @@ class Avx2Backend final : public Backend {
                  float* out) const override {
     attention_kernel<8, half_to_float>(threads(), q, rows, k_cache, v_cache, limit, n_heads, n_kv_heads,
                                            head_dim, out);
+  }
+
+  void gated_activation(float* gate, const float* up, std::int64_t n, bool relu_squared) const override {
+    avx2::gated_activation(threads(), gate, up, n, relu_squared);
+  }
+
+  void rope(float* x, std::int64_t rows, std::int64_t n_heads, std::int64_t head_dim, std::int64_t rope_dims,
+            const std::int32_t* positions, float freq_base, bool neox) const override {
+    avx2::rope(threads(), x, rows, n_heads, head_dim, rope_dims, positions, freq_base, neox);
   }
 
   void rms_norm(const float* x, const float* weight, std::int64_t rows, std::int64_t cols, float eps,

@@ -83,6 +83,11 @@ struct BackendOptions {
   CpuInfo cpu;            // features the host decided are usable (after any `cpu.disable`)
 };
 
+// Bound on a backend's SiLU gating against the reference (see Backend::gated_activation): about 8 ulps, and an
+// absolute term for results the reference flushes to -0 because expf(-g) overflowed one rounding step earlier.
+inline constexpr float kSiluRelativeError = 1e-6f;
+inline constexpr float kSiluAbsoluteError = 1e-30f;
+
 class Backend {
  public:
   explicit Backend(std::string name, BackendOptions options);
@@ -139,6 +144,8 @@ class Backend {
                          std::int64_t head_dim, float* out) const;
 
   // Gated FFN activation in place: gate[i] = act(gate[i]) * up[i]; act = SiLU, or ReLU^2 when relu_squared.
+  // ReLU^2 is exact everywhere; a backend's SiLU (a vectorized exp) may differ from this reference by
+  // kSiluRelativeError * |reference| + kSiluAbsoluteError.
   virtual void gated_activation(float* gate, const float* up, std::int64_t n, bool relu_squared) const;
 
  private:
