@@ -183,6 +183,39 @@ TEST(Fp16, EveryHalfRoundTrips) {
   }
 }
 
+// The output projection's int8 rows: every finite half, at scales where the product rounds to each int8 value,
+// including exact ties, against the table decode and nearbyint (round half to even).
+TEST(Fp16, ToInt8ScaledMatchesTheTableDecodeForEveryFiniteHalf) {
+  std::vector<std::uint8_t> row;
+  std::vector<std::uint16_t> halves;
+  for (std::uint32_t h = 0; h < 0x10000; ++h)
+    if ((h & 0x7c00) != 0x7c00) halves.push_back(static_cast<std::uint16_t>(h));
+  row.resize(2 * halves.size());
+  std::memcpy(row.data(), halves.data(), row.size());   // little-endian, as GGUF
+  const float absmax = fp16_to_f32(fp16_absmax_bits(row.data(), static_cast<std::int64_t>(halves.size())));
+  ASSERT_EQ(absmax, 65504.0f);
+  std::vector<std::int8_t> q(halves.size());
+  // 127 / 65504 is the scale the loader uses for this row; 0.5 and 1.5 make ties of small halves (checked where
+  // they stay within 127); 0 zeroes.
+  for (float inv : {127.0f / 65504.0f, 0.5f / 64.0f, 1.5f / 1024.0f, 0.0f}) {
+    fp16_to_int8_scaled(row.data(), static_cast<std::int64_t>(halves.size()), inv, q.data());
+    for (std::size_t k = 0; k < halves.size(); ++k) {
+      const float scaled = fp16_to_f32(halves[k]) * inv;
+      if (std::fabs(scaled) > 127.0f) continue;   // outside the contract: only the loader's scale covers the row
+      const float want = std::nearbyint(scaled);
+      ASSERT_EQ(q[k], static_cast<std::int8_t>(want)) << "half 0x" << std::hex << halves[k] << " inv " << inv;
+    }
+  }
+  // Odd lengths (vector tails) and inf / NaN, which absmax must report.
+  for (std::int64_t n : {1, 7, 9, 15, 17, 33}) {
+    std::vector<std::uint8_t> tail(2 * static_cast<std::size_t>(n), 0);
+    tail[2 * (n - 1) + 1] = 0x3c;   // the last half is 1.0
+    EXPECT_EQ(fp16_absmax_bits(tail.data(), n), 0x3c00) << n;
+    tail[2 * (n - 1) + 1] = 0xfe;   // a negative NaN
+    EXPECT_GE(fp16_absmax_bits(tail.data(), n), 0x7c00) << n;
+  }
+}
+
 TEST(Bf16, ConversionsAndEdgeCases) {
   EXPECT_EQ(bf16_to_f32(0x3f80), 1.0f);
   EXPECT_EQ(f32_to_bf16(1.0f), 0x3f80);

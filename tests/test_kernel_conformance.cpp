@@ -4,12 +4,16 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <iostream>
+#include <limits>
 #include <random>
 #include <tuple>
 
 #include "bitrun/error.hpp"
 #include "bitrun/ggml_types.hpp"
 #include "bitrun/plugin_host.hpp"
+#include "bitrun/ternary_pack.hpp"
 #include "test_support.hpp"
 
 namespace bitrun {
@@ -114,6 +118,69 @@ TEST_P(KernelConformance, TernaryMatmulLongRowsDoNotOverflow) {
   std::vector<float> y(rows);
   backend_->ternary_matmul(*packed, q, y.data(), rows);
   for (float v : y) EXPECT_FLOAT_EQ(v, 127.0f * cols * q.scale[0]);
+}
+
+// I2_S weights as the loader hands them over: codes through read_row plus the raw I2_S rows, which a SIMD backend
+// repacks directly. Packed both ways (and by the reference), the matrix must compute the same products.
+TEST_P(KernelConformance, PackingFromI2sMatchesPackingFromCodes) {
+  for (std::int64_t cols : {128, 256, 384, 640, 2560}) {
+    for (std::int64_t rows : {1, 3, 17}) {
+      TernaryTensor t{cols, rows, random_codes(static_cast<std::size_t>(rows * cols)), rows * cols, {0.5f}};
+      const std::vector<std::uint8_t> i2s = encode_ternary(GgmlType::I2_S, t);
+      auto scales = random_floats(static_cast<std::size_t>(rows), 1.0f);
+      TernaryMatrixView from_codes{rows, cols, t.codes.data(), scales.data()};
+      TernaryMatrixView from_i2s{rows, cols, nullptr, scales.data(), [&](std::int64_t r, std::int8_t* out) {
+                                   decode_ternary_rows(GgmlType::I2_S, i2s.data(), i2s.size(), cols, rows, r, 1, out);
+                                 }};
+      from_i2s.i2s = i2s.data();
+      auto packed_codes = backend_->pack_ternary(from_codes);
+      auto packed_i2s = backend_->pack_ternary(from_i2s);
+      auto packed_ref = reference_->pack_ternary(from_i2s);
+      for (std::int64_t tokens : {1, 5}) {
+        auto x = random_floats(static_cast<std::size_t>(tokens * cols), 1.0f);
+        QuantizedActivations q;
+        reference_->quantize_activations(x.data(), tokens, cols, cols, q);
+        std::vector<float> got(static_cast<std::size_t>(tokens * rows)), want(got.size()), ref(got.size());
+        backend_->ternary_matmul(*packed_i2s, q, got.data(), rows);
+        backend_->ternary_matmul(*packed_codes, q, want.data(), rows);
+        reference_->ternary_matmul(*packed_ref, q, ref.data(), rows);
+        ASSERT_EQ(got, want) << "rows " << rows << " cols " << cols << " tokens " << tokens;
+        ASSERT_EQ(got, ref) << "rows " << rows << " cols " << cols << " tokens " << tokens;
+      }
+      // An invalid code in the last row: the error is the decoder's, with the weight's position.
+      std::vector<std::uint8_t> bad = i2s;
+      bad[static_cast<std::size_t>((rows - 1) * cols / 4 + 5)] = 0xff;
+      from_i2s.i2s = bad.data();
+      from_i2s.read_row = [&](std::int64_t r, std::int8_t* out) {
+        decode_ternary_rows(GgmlType::I2_S, bad.data(), bad.size(), cols, rows, r, 1, out);
+      };
+      EXPECT_NE(test::error_message<FormatError>([&] { backend_->pack_ternary(from_i2s); }).find("invalid code 3"),
+                std::string::npos);
+    }
+  }
+}
+
+// The direct I2_S repack against decoding to codes and packing those, byte for byte, for both group sizes (so the
+// AVX-512 layout is checked on CPUs that cannot run it): rows of 1..9 I2_S blocks, including half 256-blocks.
+TEST(TernaryPack, I2sRepackEqualsPackingDecodedCodes) {
+  std::mt19937 rng(99);
+  std::uniform_int_distribution<int> code(-1, 1);
+  for (std::int64_t cols = 128; cols <= 9 * 128; cols += 128) {
+    TernaryTensor t{cols, 1, std::vector<std::int8_t>(static_cast<std::size_t>(cols)), cols, {1.0f}};
+    for (auto& c : t.codes) c = static_cast<std::int8_t>(code(rng));
+    const std::vector<std::uint8_t> i2s = encode_ternary(GgmlType::I2_S, t);
+    for (std::int64_t group_bytes : {32, 64}) {
+      const auto bytes = static_cast<std::size_t>(packed_row_bytes_2bit(cols, group_bytes));
+      std::vector<std::uint8_t> direct(bytes, 0xaa), generic(bytes, 0xbb);
+      ASSERT_TRUE(repack_i2s_row_2bit(i2s.data(), cols, group_bytes, direct.data()));
+      pack_ternary_row_2bit(t.codes.data(), cols, group_bytes, generic.data());
+      ASSERT_EQ(direct, generic) << "cols " << cols << " group " << group_bytes;
+    }
+    std::vector<std::uint8_t> bad(i2s.begin(), i2s.begin() + cols / 4), out(static_cast<std::size_t>(cols));
+    bad.back() |= 0x30;   // the field of weight cols - 97 becomes 3
+    EXPECT_FALSE(repack_i2s_row_2bit(bad.data(), cols, 32, out.data()));
+    EXPECT_FALSE(repack_i2s_row_2bit(bad.data(), cols, 64, out.data()));
+  }
 }
 
 TEST_P(KernelConformance, Int8MatmulMatchesReferenceExactly) {
@@ -292,6 +359,84 @@ TEST_P(KernelConformance, RmsNormMatchesReference) {
       reference_->rms_norm(x.data(), wp, rows, cols, 1e-5f, want.data());
       for (std::size_t i = 0; i < got.size(); ++i)
         ASSERT_NEAR(got[i], want[i], 1e-5f * (1.0f + std::fabs(want[i]))) << "cols " << cols << " i " << i;
+    }
+  }
+}
+
+// Lengths around both register widths (8, 16) with tails, real FFN widths, and one long enough to be split across
+// threads (prefill).
+const std::int64_t kElementwiseSizes[] = {1, 3, 7, 8, 9, 15, 16, 17, 31, 33, 100, 6912, 6913, 8 * 6912 + 5};
+
+// Values where activations are delicate: signed zeros, ties of the ReLU, huge magnitudes, inf and NaN.
+std::vector<float> special_gates() {
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  return {0.0f, -0.0f, 1e-30f, -1e-30f, 1e-45f, 20.0f, -20.0f, 87.0f, -87.0f, 88.7f, -88.7f, 88.73f, -88.73f,
+          89.5f, -89.5f, 104.0f, -104.0f, 1e30f, -1e30f, inf, -inf, nan};
+}
+
+TEST_P(KernelConformance, ReluSquaredGateIsBitExact) {
+  for (std::int64_t n : kElementwiseSizes) {
+    auto gate = random_floats(static_cast<std::size_t>(n), 3.0f);
+    const auto up = random_floats(static_cast<std::size_t>(n), 2.0f);
+    const auto special = special_gates();
+    for (std::size_t i = 0; i < special.size() && i < gate.size(); ++i) gate[gate.size() - 1 - i] = special[i];
+    std::vector<float> got = gate, want = gate;
+    backend_->gated_activation(got.data(), up.data(), n, true);
+    reference_->gated_activation(want.data(), up.data(), n, true);
+    ASSERT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0) << "n " << n;
+  }
+}
+
+// SiLU goes through a vectorized exp: every result within the bound elementwise_kernel.hpp states.
+TEST_P(KernelConformance, SiluGateIsWithinItsStatedBound) {
+  auto check = [&](const std::vector<float>& gate, const std::vector<float>& up, const std::string& what) {
+    std::vector<float> got = gate, want = gate;
+    backend_->gated_activation(got.data(), up.data(), static_cast<std::int64_t>(gate.size()), false);
+    reference_->gated_activation(want.data(), up.data(), static_cast<std::int64_t>(gate.size()), false);
+    double worst = 0.0;
+    for (std::size_t i = 0; i < got.size(); ++i) {
+      if (std::isnan(want[i]) || std::isinf(want[i])) {
+        ASSERT_TRUE(std::isnan(want[i]) ? std::isnan(got[i]) : got[i] == want[i]) << what << " gate " << gate[i];
+        continue;
+      }
+      const float err = std::fabs(got[i] - want[i]);
+      ASSERT_LE(err, kSiluRelativeError * std::fabs(want[i]) + kSiluAbsoluteError)
+          << what << " i " << i << " gate " << gate[i] << " up " << up[i] << ": " << got[i] << " vs " << want[i];
+      if (std::fabs(want[i]) > 1e-30f) worst = std::max(worst, static_cast<double>(err / std::fabs(want[i])));
+    }
+    std::cout << "    " << what << ": largest relative error " << worst << "\n";
+  };
+  for (std::int64_t n : kElementwiseSizes) {
+    auto gate = random_floats(static_cast<std::size_t>(n), 4.0f);
+    const auto up = random_floats(static_cast<std::size_t>(n), 2.0f);
+    const auto special = special_gates();
+    for (std::size_t i = 0; i < special.size() && i < gate.size(); ++i) gate[gate.size() - 1 - i] = special[i];
+    check(gate, up, "n " + std::to_string(n));
+  }
+  // Every 2^-10 step over the range where SiLU's exp neither vanishes nor overflows, and beyond.
+  std::vector<float> sweep, ones;
+  for (float g = -100.0f; g <= 100.0f; g += 1.0f / 1024) sweep.push_back(g);
+  ones.assign(sweep.size(), 1.0f);
+  check(sweep, ones, "sweep");
+}
+
+TEST_P(KernelConformance, RopeIsBitExact) {
+  // (heads, head size, rotated dims): tails after 8 and 16 lanes, partial rotation, the 2B model's 20 x 128.
+  const std::tuple<std::int64_t, std::int64_t, std::int64_t> shapes[] = {
+      {1, 2, 2}, {3, 6, 6}, {2, 10, 6}, {4, 18, 18}, {2, 34, 16}, {5, 22, 14}, {2, 40, 34}, {3, 64, 64},
+      {20, 128, 128}, {2, 96, 64}};
+  for (auto [n_heads, head_dim, rope_dims] : shapes) {
+    for (bool neox : {true, false}) {
+      for (std::int64_t rows : {1, 3, 7}) {
+        auto x = random_floats(static_cast<std::size_t>(rows * n_heads * head_dim), 2.0f);
+        std::vector<std::int32_t> positions = {0, 1, 17, 511, 4095, 100000, 131071};
+        positions.resize(static_cast<std::size_t>(rows));
+        std::vector<float> got = x, want = x;
+        backend_->rope(got.data(), rows, n_heads, head_dim, rope_dims, positions.data(), 500000.0f, neox);
+        reference_->rope(want.data(), rows, n_heads, head_dim, rope_dims, positions.data(), 500000.0f, neox);
+        ASSERT_EQ(got, want) << "heads " << n_heads << " head_dim " << head_dim << " rope_dims " << rope_dims
+                             << (neox ? " neox" : " adjacent") << " rows " << rows;
+      }
     }
   }
 }

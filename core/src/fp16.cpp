@@ -1,4 +1,5 @@
 // IEEE binary16 and bfloat16 <-> float32, bit-exact and portable (no F16C), rounding to nearest even.
+#include <algorithm>
 #include <bit>
 #include <cstdint>
 #include <cstring>
@@ -54,6 +55,33 @@ void fp16_to_f32_array(const std::uint8_t* src, std::int64_t n, float* out) {
     std::uint16_t h;
     std::memcpy(&h, src + 2 * i, 2);
     out[i] = table[h];
+  }
+}
+
+std::uint16_t fp16_absmax_bits(const std::uint8_t* src, std::int64_t n) {
+  // Magnitudes of halves order like their low 15 bits; as int16 they are non-negative, so a signed max works
+  // (SSE2 has one for int16, not for uint16).
+  std::int16_t max_bits = 0;
+  for (std::int64_t k = 0; k < n; ++k) {
+    std::uint16_t h;
+    std::memcpy(&h, src + 2 * k, 2);
+    max_bits = std::max(max_bits, static_cast<std::int16_t>(h & 0x7fff));
+  }
+  return static_cast<std::uint16_t>(max_bits);
+}
+
+void fp16_to_int8_scaled(const std::uint8_t* src, std::int64_t n, float inv, std::int8_t* q) {
+  // A finite half's bits shifted into a float's place read as the value times 2^-112 (subnormal halves land on
+  // float subnormals), so one exact multiply by 2^112 decodes it: no table lookup, which would not vectorize.
+  constexpr float kHalfBias = 0x1p112f;
+  // Round half to even by the 1.5 * 2^23 trick; |value * inv| rounds into [-127, 127] for a finite row.
+  constexpr float kMagic = 12582912.0f;
+  for (std::int64_t k = 0; k < n; ++k) {
+    std::uint16_t h;
+    std::memcpy(&h, src + 2 * k, 2);
+    const std::uint32_t bits = static_cast<std::uint32_t>(h & 0x8000) << 16 | static_cast<std::uint32_t>(h & 0x7fff) << 13;
+    const float value = std::bit_cast<float>(bits) * kHalfBias;
+    q[k] = static_cast<std::int8_t>(static_cast<int>((value * inv + kMagic) - kMagic));
   }
 }
 

@@ -12,6 +12,7 @@
 #include "bitrun/log.hpp"
 #include "bitrun/model.hpp"
 #include "bitrun/tokenizer.hpp"
+#include "parallel_slices.hpp"
 
 namespace bitrun {
 namespace {
@@ -114,6 +115,7 @@ class Loader {
       TernaryMatrixView view{rows, cols, nullptr, scales.data(), [&](std::int64_t r, std::int8_t* out) {
                                decode_ternary_rows(t.type, data, t.bytes, cols, rows, r, 1, out);
                              }};
+      if (t.type == GgmlType::I2_S) view.i2s = data;   // backends with a 2-bit layout repack it without decoding
       lin.ternary = backend_.pack_ternary(view);
       file_.release(t);
     } else if (arch_.ternary_projections && options_.ternarize_float_weights) {
@@ -169,39 +171,44 @@ Linear output_projection(const GgufFile& file, const GgufTensorInfo& t, const Ba
   }
   const std::uint64_t row_bytes = tensor_bytes(t.type, lin.cols, 1);
   const std::uint8_t* data = file.tensor_data(t);
-  std::vector<float> scale(static_cast<std::size_t>(lin.rows));
-  auto row_values = [&](std::int64_t r, float* values) {
-    dequantize(t.type, data + static_cast<std::uint64_t>(r) * row_bytes, row_bytes, lin.cols, 1, values);
-  };
-  std::vector<float> values(static_cast<std::size_t>(lin.cols));
-  for (std::int64_t r = 0; r < lin.rows; ++r) {
-    float absmax = 0.0f;
-    if (t.type == GgmlType::F16) {
-      // Magnitudes of finite halves order like their low 15 bits: one integer pass, no decoding.
-      std::uint16_t max_bits = 0;
-      for (std::int64_t k = 0; k < lin.cols; ++k) {
-        std::uint16_t h;
-        std::memcpy(&h, data + r * static_cast<std::int64_t>(row_bytes) + 2 * k, 2);
-        max_bits = std::max<std::uint16_t>(max_bits, h & 0x7fff);
+  const bool f16 = t.type == GgmlType::F16;
+  auto row_data = [&](std::int64_t r) { return data + static_cast<std::uint64_t>(r) * row_bytes; };
+  auto row_values = [&](std::int64_t r, float* values) { dequantize(t.type, row_data(r), row_bytes, lin.cols, 1, values); };
+  // Every row's absmax on the backend's threads (the first touch of the tensor's pages happens here too).
+  std::vector<float> absmax(static_cast<std::size_t>(lin.rows));
+  parallel_slices(lin.rows, backend.threads(), [&](std::int64_t begin, std::int64_t end) {
+    std::vector<float> values(f16 ? 0 : static_cast<std::size_t>(lin.cols));
+    for (std::int64_t r = begin; r < end; ++r) {
+      float m = 0.0f;
+      if (f16) {
+        m = fp16_to_f32(fp16_absmax_bits(row_data(r), lin.cols));   // inf or NaN if the row holds one
+      } else {
+        row_values(r, values.data());
+        for (float v : values) m = std::max(m, std::isnan(v) ? INFINITY : std::fabs(v));
       }
-      absmax = fp16_to_f32(max_bits);
-    } else {
-      row_values(r, values.data());
-      for (float v : values) absmax = std::max(absmax, std::isnan(v) ? INFINITY : std::fabs(v));   // NaN fails below
+      absmax[static_cast<std::size_t>(r)] = m;
     }
-    if (!std::isfinite(absmax))
+  });
+  std::vector<float> scale(static_cast<std::size_t>(lin.rows));
+  for (std::int64_t r = 0; r < lin.rows; ++r) {
+    const float m = absmax[static_cast<std::size_t>(r)];
+    if (!std::isfinite(m))
       throw FormatError(file.path().string() + ": " + t.name + " row " + std::to_string(r) + " holds inf or NaN");
     // A row too small to scale (or zero) quantizes to zeros.
-    scale[static_cast<std::size_t>(r)] = absmax >= 127.0f * FLT_MIN ? absmax / 127.0f : 0.0f;
+    scale[static_cast<std::size_t>(r)] = m >= 127.0f * FLT_MIN ? m / 127.0f : 0.0f;
   }
   TernaryMatrixView view{lin.rows, lin.cols, nullptr, scale.data(), [&](std::int64_t r, std::int8_t* out) {
+                           const float s = scale[static_cast<std::size_t>(r)];
+                           const float inv = s > 0.0f ? 1.0f / s : 0.0f;
+                           if (f16) {
+                             fp16_to_int8_scaled(row_data(r), lin.cols, inv, out);
+                             return;
+                           }
                            thread_local std::vector<float> values;
                            values.resize(static_cast<std::size_t>(lin.cols));
                            row_values(r, values.data());
-                           const float s = scale[static_cast<std::size_t>(r)];
-                           const float inv = s > 0.0f ? 1.0f / s : 0.0f;
-                           // Round half to even by the 1.5 * 2^23 trick (it vectorizes). |v * inv| is at most
-                           // 127 plus a few ulps (the row is finite, checked above), so it rounds into [-127, 127].
+                           // Round half to even by the 1.5 * 2^23 trick, as fp16_to_int8_scaled: |v * inv| is at
+                           // most 127 plus a few ulps (the row is finite, checked above).
                            constexpr float kMagic = 12582912.0f;
                            for (std::int64_t k = 0; k < lin.cols; ++k)
                              out[k] = static_cast<std::int8_t>(

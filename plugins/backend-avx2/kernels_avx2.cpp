@@ -11,6 +11,7 @@
 #include "bitrun/error.hpp"
 #include "bitrun/packed_matmul.hpp"
 #include "bitrun/ternary_pack.hpp"
+#include "elementwise_avx2.hpp"
 
 namespace bitrun::avx2 {
 namespace {
@@ -169,7 +170,7 @@ class Avx2Backend final : public Backend {
     packed->data.resize(static_cast<std::size_t>(packed->row_bytes * w.rows));
     packed->row_scale.assign(w.row_scale, w.row_scale + w.rows);
     for_each_row_parallel(w.rows, w.cols, threads(), [&](std::int64_t m, std::int8_t* buffer) {
-      pack_ternary_row_2bit(w.row(m, buffer), w.cols, kGroupBytes, packed->data.data() + m * packed->row_bytes);
+      pack_view_row_2bit(w, m, kGroupBytes, buffer, packed->data.data() + m * packed->row_bytes);
     });
     return packed;
   }
@@ -210,6 +211,15 @@ class Avx2Backend final : public Backend {
                  std::int64_t n_heads, std::int64_t n_kv_heads, std::int64_t head_dim, float* out) const override {
     attention_kernel<8, half_to_float, int8_to_float>(threads(), q, rows, kv, limit, n_heads, n_kv_heads, head_dim,
                                                         out);
+  }
+
+  void gated_activation(float* gate, const float* up, std::int64_t n, bool relu_squared) const override {
+    avx2::gated_activation(threads(), gate, up, n, relu_squared);
+  }
+
+  void rope(float* x, std::int64_t rows, std::int64_t n_heads, std::int64_t head_dim, std::int64_t rope_dims,
+            const std::int32_t* positions, float freq_base, bool neox) const override {
+    avx2::rope(threads(), x, rows, n_heads, head_dim, rope_dims, positions, freq_base, neox);
   }
 
   void rms_norm(const float* x, const float* weight, std::int64_t rows, std::int64_t cols, float eps,

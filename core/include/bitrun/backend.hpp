@@ -31,6 +31,9 @@ struct TernaryMatrixView {
   const std::int8_t* codes = nullptr;    // values in {-1, 0, +1} (pack_int8: [-127, 127]); or null, see read_row
   const float* row_scale = nullptr;      // one per row (a per-tensor scale is repeated)
   RowReader read_row;
+  // Optional, besides codes / read_row: the same rows as stored in bitnet.cpp's I2_S layout (cols / 4 bytes per
+  // row, cols a multiple of 128), for backends whose layout is a reordering of it (see ternary_pack.hpp).
+  const std::uint8_t* i2s = nullptr;
 
   // Row m's codes: a pointer into `codes`, or `buffer` (cols bytes) filled by read_row.
   const std::int8_t* row(std::int64_t m, std::int8_t* buffer) const {
@@ -84,6 +87,11 @@ struct BackendOptions {
   int threads = 1;        // OpenMP threads a kernel may use
   CpuInfo cpu;            // features the host decided are usable (after any `cpu.disable`)
 };
+
+// Bound on a backend's SiLU gating against the reference (see Backend::gated_activation): about 8 ulps, and an
+// absolute term for results the reference flushes to -0 because expf(-g) overflowed one rounding step earlier.
+inline constexpr float kSiluRelativeError = 1e-6f;
+inline constexpr float kSiluAbsoluteError = 1e-30f;
 
 class Backend {
  public:
@@ -140,6 +148,8 @@ class Backend {
                          std::int64_t n_heads, std::int64_t n_kv_heads, std::int64_t head_dim, float* out) const;
 
   // Gated FFN activation in place: gate[i] = act(gate[i]) * up[i]; act = SiLU, or ReLU^2 when relu_squared.
+  // ReLU^2 is exact everywhere; a backend's SiLU (a vectorized exp) may differ from this reference by
+  // kSiluRelativeError * |reference| + kSiluAbsoluteError.
   virtual void gated_activation(float* gate, const float* up, std::int64_t n, bool relu_squared) const;
 
  private:

@@ -16,6 +16,19 @@ namespace bitrun {
 // Positions past `cols` are packed as code 0.
 void pack_ternary_row_2bit(const std::int8_t* codes, std::int64_t cols, std::int64_t group_bytes, std::uint8_t* out);
 
+// The same row taken from bitnet.cpp's I2_S layout (`cols` a multiple of 128, cols / 4 bytes) without decoding it to
+// codes: an I2_S block of 128 weights is 32 bytes whose byte m holds weights m, m+32, m+64, m+96 as code+1 from the
+// high bits down, so the 2-bit layout is a reordering of the same fields (G = 32: each byte's fields reversed;
+// G = 64: fields of two I2_S blocks interleaved). Supports group_bytes 32 and 64. Returns false if a field holds
+// the invalid code 3; `out` is then unspecified.
+bool repack_i2s_row_2bit(const std::uint8_t* i2s, std::int64_t cols, std::int64_t group_bytes, std::uint8_t* out);
+
+// Row m of a matrix view in the 2-bit layout: repacked from the view's I2_S bytes when it has them, else packed
+// from its codes (`buffer`: cols bytes for TernaryMatrixView::row). A row with an invalid I2_S code goes the
+// second way, so the decoder reports it with its position.
+void pack_view_row_2bit(const TernaryMatrixView& w, std::int64_t m, std::int64_t group_bytes, std::int8_t* buffer,
+                        std::uint8_t* out);
+
 // Bytes one packed row occupies.
 constexpr std::int64_t packed_row_bytes_2bit(std::int64_t cols, std::int64_t group_bytes) {
   const std::int64_t block = 4 * group_bytes;
