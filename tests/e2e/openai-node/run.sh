@@ -18,7 +18,9 @@ done
 mkdir -p "$work"
 cp "$here/package.json" "$here/package-lock.json" "$here/test.mjs" "$work/"
 log="$work/server.log"
-"$bitrun" serve --model "$model" --port 0 --set 'server.api_keys=[e2e-key]' --set log.level=info >"$log" 2>&1 &
+# One compute thread: ctest runs other tests beside this one, and two OpenMP threads that busy-wait on shared
+# cores can slow this tiny model's decoding enough for the client to time out (see threads_wait in the README).
+"$bitrun" serve --model "$model" --port 0 --threads 1 --set 'server.api_keys=[e2e-key]' --set log.level=info >"$log" 2>&1 &
 pid=$!
 cleanup() { kill -9 "$pid" 2>/dev/null || true; }
 trap cleanup EXIT
