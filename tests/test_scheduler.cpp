@@ -181,6 +181,30 @@ TEST_F(SchedulerTest, AWaitingRequestCancelsAtOnce) {
   EXPECT_FALSE(waiting.wait(u, Clock::now() + 50ms));
 }
 
+// A caller that has what it wanted (a stop string in the text) ends the request with stop(): it finishes as Stop
+// and counts as finished, while cancel() counts as cancelled - running or still waiting.
+TEST_F(SchedulerTest, StoppingARequestCountsItAsFinishedNotCancelled) {
+  Scheduler scheduler(*model_, SchedulerOptions{1, 4});
+  Scheduler::Handle running = scheduler.submit(std::make_unique<FixedSession>(0), 64, 1);
+  Scheduler::Handle waiting = scheduler.submit(std::make_unique<FixedSession>(0), 64, 1);
+  Scheduler::Handle cancelled = scheduler.submit(std::make_unique<FixedSession>(0), 64, 1);
+  Scheduler::Update first;
+  ASSERT_TRUE(running.wait(first, Clock::now() + 10s));
+  running.stop();
+  running.stop();     // idempotent
+  running.cancel();   // after stop() (a handle's destructor does this): still a stop
+  Scheduler::Update u = drain(running);
+  EXPECT_EQ(u.finish, FinishReason::Stop);
+  waiting.stop();
+  EXPECT_EQ(drain(waiting).finish, FinishReason::Stop);
+  ASSERT_TRUE(cancelled.wait(first, Clock::now() + 10s));   // admitted in the freed slot, decoding
+  cancelled.cancel();
+  EXPECT_EQ(drain(cancelled).finish, FinishReason::Cancelled);
+  const SchedulerStats stats = scheduler.stats();
+  EXPECT_EQ(stats.finished, 2u);
+  EXPECT_EQ(stats.cancelled, 1u);
+}
+
 TEST_F(SchedulerTest, ShutdownEndsEverythingAndRefusesNewRequests) {
   auto scheduler = std::make_unique<Scheduler>(*model_, SchedulerOptions{1, 2});
   Scheduler::Handle running = scheduler->submit(std::make_unique<FixedSession>(0), 64, 1);

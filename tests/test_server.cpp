@@ -474,6 +474,11 @@ TEST_F(ServerTest, StopStringsEndTheTextBeforeThem) {
     }
   }
   EXPECT_EQ(text, "Once upon a time, there was a little girl ");
+  // A request a stop string ended ran to its end: finished, not cancelled, in the metrics (which the scheduler
+  // updates at its next step, after the response may have gone out).
+  EXPECT_TRUE(eventually([&] { return metric(s, "bitrun_requests_running") == 0; }));
+  EXPECT_EQ(metric(s, "bitrun_requests_finished_total"), 2);
+  EXPECT_EQ(metric(s, "bitrun_requests_cancelled_total"), 0);
   // The config's generation.stop applies when the request has none.
   TestServer configured({"generation.stop=[\"little\"]"});
   r = configured.post("/v1/completions", R"({"prompt":[1],"max_tokens":60})");

@@ -41,6 +41,8 @@ struct Scheduler::Channel {
   std::unique_ptr<DecodeSession> session;   // until admitted
   std::int64_t context_size = 0;
   Engine::SequenceId id = 0;
+  bool end_requested = false;                                // by the caller's cancel() or stop()
+  FinishReason ended_by_caller = FinishReason::Cancelled;   // Stop after the caller's stop()
   // Guarded by mu.
   std::mutex mu;
   std::condition_variable cv;
@@ -78,7 +80,9 @@ void sweep(Scheduler::State& st) {
       continue;
     }
     st.engine->forget(it->first);
-    finish_channel(st, *it->second, reason, {});
+    // The engine's Cancelled can only come from a caller's cancel() or stop() here.
+    Scheduler::Channel& ch = *it->second;
+    finish_channel(st, ch, reason == FinishReason::Cancelled ? ch.ended_by_caller : reason, {});
     it = st.running.erase(it);
   }
 }
@@ -198,7 +202,11 @@ bool Scheduler::Handle::wait(Update& out, Clock::time_point deadline) {
   return true;
 }
 
-void Scheduler::Handle::cancel() {
+void Scheduler::Handle::cancel() { end(FinishReason::Cancelled); }
+
+void Scheduler::Handle::stop() { end(FinishReason::Stop); }
+
+void Scheduler::Handle::end(FinishReason reason) {
   if (!channel_) return;
   State& st = *channel_->state;
   std::lock_guard lock(st.mu);
@@ -210,9 +218,13 @@ void Scheduler::Handle::cancel() {
           st.waiting.erase(it);
           break;
         }
-      finish_channel(st, *channel_, FinishReason::Cancelled, {});
+      finish_channel(st, *channel_, reason, {});
       return;
     case Channel::Where::Running:
+      // The first request to end it decides how: the handle's destructor cancels after a stop() is not a cancel.
+      if (channel_->end_requested) return;
+      channel_->end_requested = true;
+      channel_->ended_by_caller = reason;
       st.cancels.push_back(channel_);
       st.cv.notify_all();
       return;

@@ -16,7 +16,10 @@ Generation::Generation(Scheduler::Handle handle, const Tokenizer& tokenizer, std
 void Generation::end(Outcome outcome, const char* reason) {
   outcome_ = outcome;
   finish_reason_ = reason;
-  handle_.cancel();   // no-op when the scheduler already finished it
+  // No-ops when the scheduler already finished it. A request we end because it is complete (a stop string)
+  // counts as finished in the metrics; anything else as cancelled.
+  if (outcome == Outcome::Finished) handle_.stop();
+  else handle_.cancel();
 }
 
 void Generation::client_gone() {

@@ -62,7 +62,7 @@ std::string render_metrics(const SchedulerStats& s, const std::map<int, std::uin
   metric(out, "bitrun_requests_finished_total", "counter", "Requests that ran to their end.", double(s.finished),
          model);
   metric(out, "bitrun_requests_cancelled_total", "counter",
-         "Requests cancelled (client gone, timeout, stop string, shutdown).", double(s.cancelled), model);
+         "Requests cancelled (client gone, timeout, shutdown).", double(s.cancelled), model);
   metric(out, "bitrun_requests_failed_total", "counter", "Requests ended by an engine error.", double(s.failed),
          model);
   metric(out, "bitrun_prompt_tokens_total", "counter", "Prompt tokens of admitted requests.",

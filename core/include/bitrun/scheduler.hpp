@@ -78,10 +78,14 @@ class Scheduler {
     bool wait(Update& out, std::chrono::steady_clock::time_point deadline);
     // Asks for the request to end; a Cancelled finish follows unless it already finished. Thread-safe, idempotent.
     void cancel();
+    // Ends the request because the caller has what it asked for (a stop string matched in the text): like cancel(),
+    // but the finish is Stop and the request counts as finished, not cancelled. Thread-safe, idempotent.
+    void stop();
     bool finished() const;
     explicit operator bool() const { return channel_ != nullptr; }
 
    private:
+    void end(FinishReason reason);
     std::shared_ptr<Channel> channel_;
   };
 
