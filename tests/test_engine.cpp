@@ -202,6 +202,47 @@ TEST_F(EngineTest, MaxTokensIsExactAndCancelFreesOnlyThatSequence) {
   EXPECT_FALSE(engine.step());
 }
 
+// A session that throws from consume() after `ok` steps, wrapping a real one.
+class ThrowsAfter final : public DecodeSession {
+ public:
+  ThrowsAfter(std::unique_ptr<DecodeSession> inner, int ok) : inner_(std::move(inner)), ok_(ok) {}
+  StepRequest next_step() override { return inner_->next_step(); }
+  std::vector<std::int32_t> consume(const StepLogits& l) override {
+    if (ok_-- == 0) throw Error("the decoder broke");
+    return inner_->consume(l);
+  }
+  FinishReason finished() const override { return inner_->finished(); }
+
+ private:
+  std::unique_ptr<DecodeSession> inner_;
+  int ok_;
+};
+
+TEST_F(EngineTest, AFailingSessionEndsAloneAndTheOthersDecodeAsAlone) {
+  Engine engine(*model_);
+  std::map<Engine::SequenceId, std::vector<std::int32_t>> got;
+  auto sink = [&](Engine::SequenceId id, const std::vector<std::int32_t>& t) {
+    got[id].insert(got[id].end(), t.begin(), t.end());
+  };
+  const auto good = engine.add(session("Once upon a time", 20), 256, sink);
+  const auto thrower = engine.add(std::make_unique<ThrowsAfter>(session("The little dog", 20), 3), 256, sink);
+  StepRequest outside;   // rows past the end of its 16-position cache: an invalid step
+  outside.tokens = {1, 2};
+  outside.position = 15;
+  outside.logit_rows = {1};
+  const auto invalid = engine.add(std::make_unique<OneStep>(outside), 16, sink);
+  while (engine.step()) {
+  }
+  EXPECT_EQ(engine.finish_reason(good), FinishReason::Length);
+  EXPECT_EQ(got[good], alone("Once upon a time", 20));
+  EXPECT_TRUE(engine.error(good).empty());
+  EXPECT_EQ(engine.finish_reason(thrower), FinishReason::Error);
+  EXPECT_EQ(engine.error(thrower), "the decoder broke");
+  EXPECT_EQ(got[thrower].size(), 3u);
+  EXPECT_EQ(engine.finish_reason(invalid), FinishReason::Error);
+  EXPECT_NE(engine.error(invalid).find("in a context of 16"), std::string::npos) << engine.error(invalid);
+}
+
 TEST_F(EngineTest, APromptPrefixIsReusedAndGivesTheSameTokens) {
   Engine engine(*model_);
   std::map<Engine::SequenceId, std::vector<std::int32_t>> got;
@@ -345,16 +386,21 @@ TEST_F(EngineTest, BlockCausalRowsSeeTheirWholeBlockAndEarlierBlocksOnly) {
   no_block.tokens = tokens;
   no_block.attention = StepAttention::BlockCausal;
   no_block.logit_rows = {7};
-  engine.add(std::make_unique<OneStep>(no_block), 64, nullptr);
-  EXPECT_NE(test::error_message<Error>([&] { engine.step(); }).find("needs a block size"), std::string::npos);
+  // An invalid step ends that sequence with the reason (step() itself goes on).
+  const auto bad = engine.add(std::make_unique<OneStep>(no_block), 64, nullptr);
+  engine.step();
+  EXPECT_EQ(engine.finish_reason(bad), FinishReason::Error);
+  EXPECT_NE(engine.error(bad).find("needs a block size"), std::string::npos) << engine.error(bad);
   StepRequest stale;
   stale.tokens = tokens;
   stale.attention = StepAttention::Bidirectional;
   stale.cached_until = 20;   // nothing is cached yet
   stale.logit_rows = {0};
   Engine engine2(*model_);
-  engine2.add(std::make_unique<OneStep>(stale), 64, nullptr);
-  EXPECT_NE(test::error_message<Error>([&] { engine2.step(); }).find("cached_until 20"), std::string::npos);
+  const auto stale_id = engine2.add(std::make_unique<OneStep>(stale), 64, nullptr);
+  engine2.step();
+  EXPECT_EQ(engine2.finish_reason(stale_id), FinishReason::Error);
+  EXPECT_NE(engine2.error(stale_id).find("cached_until 20"), std::string::npos) << engine2.error(stale_id);
 }
 
 TEST_F(EngineTest, ASubBlockStepAttendsToTheCachedRestOfItsBlock) {

@@ -222,16 +222,19 @@ TEST_F(SchedulerTest, ShutdownEndsEverythingAndRefusesNewRequests) {
   running.cancel();
 }
 
-TEST_F(SchedulerTest, AnEngineFailureEndsTheRunningRequestsWithItsMessage) {
+TEST_F(SchedulerTest, AFailingRequestEndsAloneWithItsMessage) {
   Scheduler scheduler(*model_, SchedulerOptions{2, 2});
-  Scheduler::Handle good = scheduler.submit(std::make_unique<FixedSession>(0), 64, 1);
+  Scheduler::Handle good = scheduler.submit(std::make_unique<FixedSession>(3), 64, 1);
   Scheduler::Handle bad = scheduler.submit(std::make_unique<FixedSession>(0, /*bad_step=*/true), 64, 1);
-  for (auto* h : {&good, &bad}) {
-    Scheduler::Update u = drain(*h);
-    EXPECT_EQ(u.finish, FinishReason::Error);
-    EXPECT_NE(u.error.find("in a context of 64"), std::string::npos) << u.error;
-  }
-  EXPECT_EQ(scheduler.stats().failed, 2u);
+  Scheduler::Update u = drain(bad);
+  EXPECT_EQ(u.finish, FinishReason::Error);
+  EXPECT_NE(u.error.find("in a context of 64"), std::string::npos) << u.error;
+  // The request batched with it is not affected.
+  u = drain(good);
+  EXPECT_EQ(u.finish, FinishReason::Length);
+  EXPECT_EQ(u.tokens, (std::vector<std::int32_t>{5, 5, 5}));
+  EXPECT_EQ(scheduler.stats().failed, 1u);
+  EXPECT_EQ(scheduler.stats().finished, 1u);
   // The scheduler keeps serving.
   Scheduler::Handle after = scheduler.submit(std::make_unique<FixedSession>(2), 64, 1);
   EXPECT_EQ(drain(after).finish, FinishReason::Length);

@@ -167,20 +167,22 @@ double concurrent_decode_tps(const Model& model, Decoder& decoder, int sequences
   std::mt19937 rng(static_cast<std::uint32_t>(sequences));
   std::uniform_int_distribution<std::int32_t> id(3, static_cast<std::int32_t>(model.hparams().n_vocab - 1));
   std::int64_t tokens = 0;
+  std::vector<Engine::SequenceId> ids;
   for (int s = 0; s < sequences; ++s) {
     DecodeRequest r;
     for (int i = 0; i < 16; ++i) r.prompt.push_back(id(rng));
     r.max_tokens = static_cast<std::int32_t>(gen);
     r.context_size = static_cast<std::int32_t>(16 + gen + 1);
-    engine.add(decoder.start(r), r.context_size, [&](Engine::SequenceId, const std::vector<std::int32_t>& t) {
+    ids.push_back(engine.add(decoder.start(r), r.context_size, [&](Engine::SequenceId, const std::vector<std::int32_t>& t) {
       tokens += static_cast<std::int64_t>(t.size());
-    });
+    }));
   }
   engine.step();   // the prompts (not timed)
   const std::int64_t after_prefill = tokens;
   const auto start = Clock::now();
   while (engine.step()) {
   }
+  for (Engine::SequenceId seq : ids) throw_if_failed(engine, seq);
   return static_cast<double>(tokens - after_prefill) / seconds_since(start);
 }
 
@@ -211,6 +213,7 @@ DecodeSpeed engine_decode_speed(const Model& model, Decoder& decoder, const std:
     while (engine.step()) {
     }
     times.push_back(seconds_since(start));
+    throw_if_failed(engine, seq);
     const SequenceStats& st = engine.stats(seq);
     if (st.tokens != gen) throw Error("bench: " + label + " decoded " + std::to_string(st.tokens) + " tokens, not " +
                                       std::to_string(gen));

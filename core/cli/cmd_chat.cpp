@@ -86,6 +86,7 @@ int run_chat(const Args& args, char** envp) {
     while (engine.step()) {
       if (g_interrupted) engine.cancel(id);
     }
+    throw_if_failed(engine, id);
     if (!g_interrupted) {
       const std::string tail = text.finish();
       answer += tail;

@@ -60,6 +60,7 @@ int run_generate(const Args& args, char** envp) {
                   });
   while (engine.step()) {
   }
+  throw_if_failed(engine, id);
   std::cout << text.finish() << std::endl;
   const auto end = std::chrono::steady_clock::now();
   if (cl.has_flag("--ids")) {

@@ -64,6 +64,10 @@ void load_model(Runtime& rt, const Config& config, const std::filesystem::path& 
                       kv_cache_type_name(options.kv_cache), KvCache(*rt.model, 1).bytes_per_position());
 }
 
+void throw_if_failed(const Engine& engine, Engine::SequenceId id) {
+  if (engine.finish_reason(id) == FinishReason::Error) throw Error(engine.error(id));
+}
+
 Runtime load_runtime(const Config& config, const std::filesystem::path& model_file) {
   Runtime rt;
   rt.host = open_plugins(config);

@@ -7,6 +7,7 @@
 #include "bitrun/backend.hpp"
 #include "bitrun/config.hpp"
 #include "bitrun/decoder.hpp"
+#include "bitrun/engine.hpp"
 #include "bitrun/model.hpp"
 #include "bitrun/plugin_host.hpp"
 #include "bitrun/decode_request.hpp"
@@ -37,6 +38,10 @@ Runtime load_runtime(const Config& config, const std::filesystem::path& model_fi
 std::unique_ptr<PluginHost> open_plugins(const Config& config);
 // Chooses the backend and loads the model into `rt` (whose host is open).
 void load_model(Runtime& rt, const Config& config, const std::filesystem::path& model_file);
+
+// The engine ends a sequence whose decoder failed with FinishReason::Error instead of throwing; a command that
+// drives the engine calls this after the steps so it still exits with that message.
+void throw_if_failed(const Engine& engine, Engine::SequenceId id);
 
 // Requests are built with make_decode_request() (bitrun/decode_request.hpp), as the HTTP server builds them.
 

@@ -87,6 +87,12 @@ FinishReason Engine::finish_reason(SequenceId id) const {
   return it->second.finish;
 }
 
+const std::string& Engine::error(SequenceId id) const {
+  auto it = sequences_.find(id);
+  if (it == sequences_.end()) throw Error("engine: unknown sequence " + std::to_string(id));
+  return it->second.error;
+}
+
 const SequenceStats& Engine::stats(SequenceId id) const {
   auto it = sequences_.find(id);
   if (it == sequences_.end()) throw Error("engine: unknown sequence " + std::to_string(id));
@@ -172,14 +178,24 @@ bool Engine::step() {
   std::vector<Planned> plan;
   rows_.clear();
   logit_rows_.clear();
+  // A session's own failure ends that sequence only.
+  auto fail = [this](Sequence& seq, const char* what) {
+    seq.error = what;
+    retire(seq, FinishReason::Error);
+  };
   for (auto& [id, seq] : sequences_) {
     if (seq.finish != FinishReason::None) continue;
-    StepRequest req = seq.session->next_step();
-    const auto base = static_cast<std::int32_t>(rows_.size());
-    plan_rows(id, seq, req);
-    const std::size_t first = logit_rows_.size();
-    for (std::int32_t r : req.logit_rows) logit_rows_.push_back(base + r);
-    plan.push_back({&seq, id, first, req.logit_rows.size()});
+    const std::size_t base = rows_.size();
+    try {
+      StepRequest req = seq.session->next_step();
+      plan_rows(id, seq, req);
+      const std::size_t first = logit_rows_.size();
+      for (std::int32_t r : req.logit_rows) logit_rows_.push_back(static_cast<std::int32_t>(base) + r);
+      plan.push_back({&seq, id, first, req.logit_rows.size()});
+    } catch (const std::exception& e) {
+      rows_.resize(base);   // plan_rows validates before it appends, but be sure nothing of it is computed
+      fail(seq, e.what());
+    }
   }
   last_rows_ = static_cast<std::int64_t>(rows_.size());
   if (plan.empty()) return false;
@@ -190,9 +206,15 @@ bool Engine::step() {
 
   for (Planned& p : plan) {
     const std::span<const float> mine(logits_.data() + p.first_logit * vocab, p.logit_count * vocab);
-    std::vector<std::int32_t> tokens = p.seq->session->consume(StepLogits{static_cast<std::int32_t>(vocab), mine});
+    std::vector<std::int32_t> tokens;
+    try {
+      tokens = p.seq->session->consume(StepLogits{static_cast<std::int32_t>(vocab), mine});
+      sink_logprobs_ = p.seq->session->take_logprobs();
+    } catch (const std::exception& e) {
+      fail(*p.seq, e.what());
+      continue;
+    }
     p.seq->stats.tokens += static_cast<std::int64_t>(tokens.size());
-    sink_logprobs_ = p.seq->session->take_logprobs();
     if (!tokens.empty() && p.seq->sink) p.seq->sink(p.id, tokens);
     if (p.seq->finish != FinishReason::None) continue;   // the sink cancelled it
     if (p.seq->session->finished() != FinishReason::None) retire(*p.seq, p.seq->session->finished());

@@ -79,10 +79,12 @@ void sweep(Scheduler::State& st) {
       ++it;
       continue;
     }
-    st.engine->forget(it->first);
     // The engine's Cancelled can only come from a caller's cancel() or stop() here.
     Scheduler::Channel& ch = *it->second;
-    finish_channel(st, ch, reason == FinishReason::Cancelled ? ch.ended_by_caller : reason, {});
+    const std::string& error = st.engine->error(it->first);
+    finish_channel(st, ch, reason == FinishReason::Cancelled ? ch.ended_by_caller : reason,
+                   error.empty() ? error : "generation failed: " + error);
+    st.engine->forget(it->first);
     it = st.running.erase(it);
   }
 }

@@ -13,6 +13,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "bitrun/decoder.hpp"
@@ -45,10 +46,14 @@ class Engine {
   // May be called from a TokenSink (e.g. when a stop string appears).
   void cancel(SequenceId id);
   // One merged forward for every active sequence. Returns false when none was active. A sequence that finished
-  // in this step stays queryable through finish_reason() until forgotten.
+  // in this step stays queryable through finish_reason() until forgotten. A session that throws, or asks for an
+  // invalid step, finishes alone with FinishReason::Error (its message in error()); the others go on. Only a
+  // failure of the shared forward itself leaves step() as an exception.
   bool step();
   // FinishReason::None while running; the reason once finished or cancelled. Error for an unknown id.
   FinishReason finish_reason(SequenceId id) const;
+  // Why a sequence finished with FinishReason::Error; empty otherwise. Error for an unknown id.
+  const std::string& error(SequenceId id) const;
   // Forwards, rows and tokens of a sequence so far (also after it finished). Error for an unknown id.
   const SequenceStats& stats(SequenceId id) const;
   // The K/V cache of a running sequence, for inspection (tests, debugging). Error once it finished.
@@ -73,6 +78,7 @@ class Engine {
     std::vector<std::int32_t> tokens; // the token fed at each cached position
     TokenSink sink;
     FinishReason finish = FinishReason::None;
+    std::string error;                // set with FinishReason::Error
     bool started = false;
     std::int32_t contract = kNoContract;
     // Leading positions whose K/V equal a fresh forward of `tokens` under `contract`: what may be pooled.
