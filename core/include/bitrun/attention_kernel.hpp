@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <vector>
 
 #include "bitrun/kv_layer_view.hpp"
@@ -163,11 +164,12 @@ void attention_kernel(int threads, const float* q, std::int64_t rows, const KvLa
   const std::int64_t chunks = (max_limit + kPosChunk - 1) / kPosChunk;
   const std::int64_t chunks_per_split = (chunks + splits - 1) / splits;
   const std::int64_t tasks = base_tasks * splits;
-  const std::int64_t vectors_per_task = kRowBlock * group;
+  const std::int64_t vectors_per_task = std::min(rows, kRowBlock) * group;
 
   // With splits, each task leaves its partial states here for the merge; without, tasks write `out` directly.
-  std::vector<SoftmaxState> partial_state(splits > 1 ? static_cast<std::size_t>(tasks * vectors_per_task) : 0);
-  std::vector<float> partial_acc(splits > 1 ? static_cast<std::size_t>(tasks * vectors_per_task * head_dim) : 0);
+  // (Not zero-filled: every task initializes its own part. Decoding calls this once per layer per token.)
+  std::unique_ptr<SoftmaxState[]> partial_state(splits > 1 ? new SoftmaxState[tasks * vectors_per_task] : nullptr);
+  std::unique_ptr<float[]> partial_acc(splits > 1 ? new float[tasks * vectors_per_task * head_dim] : nullptr);
 
 #pragma omp parallel num_threads(threads) if (tasks > 1)
   {
@@ -190,8 +192,8 @@ void attention_kernel(int threads, const float* q, std::int64_t rows, const KvLa
       for (std::int64_t r = r0; r < r1; ++r) block_limit = std::max<std::int64_t>(block_limit, limit[r]);
       p_end = std::min(p_end, block_limit);
 
-      SoftmaxState* state = splits > 1 ? partial_state.data() + task * vectors_per_task : own_state.data();
-      float* acc = splits > 1 ? partial_acc.data() + task * vectors_per_task * head_dim : own_acc.data();
+      SoftmaxState* state = splits > 1 ? partial_state.get() + task * vectors_per_task : own_state.data();
+      float* acc = splits > 1 ? partial_acc.get() + task * vectors_per_task * head_dim : own_acc.data();
       std::fill(state, state + n_vec, SoftmaxState{});
       std::fill(acc, acc + n_vec * head_dim, 0.0f);
       // Query vector i: row r0 + i / group, query head kvh * group + i % group (consecutive in memory per row).
@@ -250,17 +252,17 @@ void attention_kernel(int threads, const float* q, std::int64_t rows, const KvLa
         for (std::int64_t i = 0; i < (r1 - r0) * group; ++i) {
           float merged_max = -std::numeric_limits<float>::infinity();
           for (std::int64_t s = 0; s < splits; ++s)
-            merged_max = std::max(merged_max, partial_state[static_cast<std::size_t>((base * splits + s) * vectors_per_task + i)].max);
+            merged_max = std::max(merged_max, partial_state[(base * splits + s) * vectors_per_task + i].max);
           float* o = out + ((r0 + i / group) * n_heads + kvh * group + i % group) * head_dim;
           std::fill(o, o + head_dim, 0.0f);
           float sum = 0.0f;
           for (std::int64_t s = 0; s < splits; ++s) {
             const std::int64_t t = base * splits + s;
-            const SoftmaxState& st = partial_state[static_cast<std::size_t>(t * vectors_per_task + i)];
+            const SoftmaxState& st = partial_state[t * vectors_per_task + i];
             if (st.sum == 0.0f) continue;   // this split saw none of the row's positions
             const float factor = std::exp(st.max - merged_max);
             sum += st.sum * factor;
-            const float* a = partial_acc.data() + (t * vectors_per_task + i) * head_dim;
+            const float* a = partial_acc.get() + (t * vectors_per_task + i) * head_dim;
             for (std::int64_t d = 0; d < head_dim; ++d) o[d] += a[d] * factor;
           }
           const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
