@@ -41,8 +41,7 @@ struct Scheduler::Channel {
   std::unique_ptr<DecodeSession> session;   // until admitted
   std::int64_t context_size = 0;
   Engine::SequenceId id = 0;
-  bool end_requested = false;                                // by the caller's cancel() or stop()
-  FinishReason ended_by_caller = FinishReason::Cancelled;   // Stop after the caller's stop()
+  FinishReason ended_by_caller = FinishReason::None;   // Cancelled or Stop once the caller's cancel() or stop() asked
   // Guarded by mu.
   std::mutex mu;
   std::condition_variable cv;
@@ -79,11 +78,11 @@ void sweep(Scheduler::State& st) {
       ++it;
       continue;
     }
-    // The engine's Cancelled can only come from a caller's cancel() or stop() here.
+    // The engine's Cancelled comes from a caller's cancel() or stop(), which said how it ends.
     Scheduler::Channel& ch = *it->second;
+    const bool caller_ended = reason == FinishReason::Cancelled && ch.ended_by_caller != FinishReason::None;
     const std::string& error = st.engine->error(it->first);
-    finish_channel(st, ch, reason == FinishReason::Cancelled ? ch.ended_by_caller : reason,
-                   error.empty() ? error : "generation failed: " + error);
+    finish_channel(st, ch, caller_ended ? ch.ended_by_caller : reason, error.empty() ? error : "generation failed: " + error);
     st.engine->forget(it->first);
     it = st.running.erase(it);
   }
@@ -224,8 +223,7 @@ void Scheduler::Handle::end(FinishReason reason) {
       return;
     case Channel::Where::Running:
       // The first request to end it decides how: the handle's destructor cancels after a stop() is not a cancel.
-      if (channel_->end_requested) return;
-      channel_->end_requested = true;
+      if (channel_->ended_by_caller != FinishReason::None) return;
       channel_->ended_by_caller = reason;
       st.cancels.push_back(channel_);
       st.cv.notify_all();
