@@ -3,6 +3,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -12,13 +13,13 @@
 #include <map>
 #include <random>
 #include <sstream>
-#include <thread>
 #include <vector>
 
 #include "bitrun/decode_request.hpp"
 #include "bitrun/engine.hpp"
 #include "bitrun/error.hpp"
 #include "bitrun/log.hpp"
+#include "bitrun/parallel_slices.hpp"
 #include "bitrun/kv_cache.hpp"
 #include "bitrun/synthetic_model.hpp"
 #include "bitrun/transformer.hpp"
@@ -47,34 +48,25 @@ double peak_rss_bytes() {
   return static_cast<double>(u.ru_maxrss) * 1024.0;
 }
 
-// Read bandwidth with `threads` threads over a buffer far larger than the caches (best of 3). Plain threads, not
-// OpenMP: the executable must not load libgomp before the plugin host has set its wait policy.
+// Read bandwidth with `threads` threads over a buffer far larger than the caches (best of 3).
 double read_bandwidth_gbs(int threads) {
   const std::size_t n = std::size_t{256} << 20 >> 3;   // 256 MiB of uint64
   std::vector<std::uint64_t> buf(n, 1);
   double best = 0.0;
   for (int rep = 0; rep < 3; ++rep) {
-    std::vector<std::uint64_t> totals(static_cast<std::size_t>(threads), 0);
+    std::atomic<std::uint64_t> total{0};
     const auto start = Clock::now();
-    {
-      std::vector<std::jthread> workers;
-      for (int t = 0; t < threads; ++t)
-        workers.emplace_back([&, t] {
-          const std::size_t begin = n / 8 * static_cast<std::size_t>(t) / static_cast<std::size_t>(threads) * 8,
-                            end = n / 8 * static_cast<std::size_t>(t + 1) / static_cast<std::size_t>(threads) * 8;
-          std::uint64_t total = 0;
-          // Eight independent sums so the loop is bound by memory, not by one dependency chain.
-          for (std::size_t i = begin; i < end; i += 8) {
-            std::uint64_t s[8];
-            for (int j = 0; j < 8; ++j) s[j] = buf[i + static_cast<std::size_t>(j)];
-            total += ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
-          }
-          totals[static_cast<std::size_t>(t)] = total;
-        });
-    }
+    // Slices of whole groups of eight: independent sums, so the loop is bound by memory, not by one dependency chain.
+    parallel_slices(static_cast<std::int64_t>(n / 8), threads, [&](std::int64_t begin, std::int64_t end) {
+      std::uint64_t sum = 0;
+      for (auto i = static_cast<std::size_t>(begin) * 8; i < static_cast<std::size_t>(end) * 8; i += 8) {
+        std::uint64_t s[8];
+        for (int j = 0; j < 8; ++j) s[j] = buf[i + static_cast<std::size_t>(j)];
+        sum += ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+      }
+      total += sum;
+    });
     const double s = seconds_since(start);
-    std::uint64_t total = 0;
-    for (std::uint64_t t : totals) total += t;
     if (total != n) throw Error("bandwidth probe: wrong sum");
     best = std::max(best, static_cast<double>(n * 8) / s / 1e9);
   }

@@ -12,7 +12,7 @@
 #include "bitrun/log.hpp"
 #include "bitrun/model.hpp"
 #include "bitrun/tokenizer.hpp"
-#include "parallel_slices.hpp"
+#include "bitrun/parallel_slices.hpp"
 
 namespace bitrun {
 namespace {

@@ -1,5 +1,6 @@
-// A parallel loop for the core, which does not link OpenMP (the plugins do): the load-time passes over large
-// tensors use it to keep every backend thread busy.
+// A parallel loop for code outside the backend plugins, which must not load OpenMP itself (libgomp is loaded by
+// the first backend plugin, after its wait policy is set: thread_wait.hpp): the model loader's passes over large
+// tensors and bench's bandwidth probe.
 #pragma once
 
 #include <algorithm>
