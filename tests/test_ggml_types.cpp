@@ -143,6 +143,24 @@ TEST(Fp16, DecodesSpecialValues) {
   EXPECT_TRUE(std::isnan(fp16_to_f32(0x7c01)));   // signalling NaN stays NaN
 }
 
+TEST(Fp16, ArrayEncodingEqualsTheScalarOneOnEveryKindOfValueAndTail) {
+  std::vector<float> x = {0.0f, -0.0f, 1.0f, 65504.0f, 65519.0f, 65520.0f, 1e10f, -1e10f, 1e-8f, -3e-6f, 6.1e-5f,
+                          1.0f + std::ldexp(1.0f, -11), 1.0f + 3 * std::ldexp(1.0f, -11),
+                          std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
+                          std::numeric_limits<float>::quiet_NaN(), std::bit_cast<float>(0x7f800001u),
+                          std::numeric_limits<float>::denorm_min()};
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<std::uint32_t> bits;
+  for (int i = 0; i < 20000; ++i) x.push_back(std::bit_cast<float>(bits(rng)));   // every exponent, NaNs included
+  std::uniform_real_distribution<float> small(-70000.0f, 70000.0f);
+  for (int i = 0; i < 20000; ++i) x.push_back(small(rng) * std::ldexp(1.0f, -static_cast<int>(i % 40)));
+  for (std::size_t n : {x.size(), std::size_t{7}, std::size_t{9}, std::size_t{1}}) {   // whole registers and tails
+    std::vector<std::uint16_t> got(n);
+    f32_to_fp16_array(x.data(), static_cast<std::int64_t>(n), got.data());
+    for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(got[i], f32_to_fp16(x[i])) << "value bits " << std::bit_cast<std::uint32_t>(x[i]);
+  }
+}
+
 TEST(Fp16, EncodesWithRoundToNearestEven) {
   EXPECT_EQ(f32_to_fp16(1.0f), 0x3c00);
   EXPECT_EQ(f32_to_fp16(-0.0f), 0x8000);

@@ -99,8 +99,7 @@ void KvCache::copy_prefix_from(const KvCache& other, std::int64_t n) {
 
 void KvCache::store_row(Rows& rows, std::int64_t pos, const float* x) {
   if (type_ == KvCacheType::F16) {
-    std::uint16_t* dst = rows.f16.data() + pos * row_size_;
-    for (std::int64_t i = 0; i < row_size_; ++i) dst[i] = f32_to_fp16(x[i]);
+    f32_to_fp16_array(x, row_size_, rows.f16.data() + pos * row_size_);
     return;
   }
   // One absmax scale per KV head: heads differ in range, and attention reads a head's row at a time.

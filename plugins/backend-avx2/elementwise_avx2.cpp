@@ -30,6 +30,8 @@ struct Lanes8 {
 
 }  // namespace
 
+float exp_shifted(float* w, std::int64_t n, float shift) { return exp_shifted_kernel<Lanes8>(w, n, shift); }
+
 void gated_activation(int threads, float* gate, const float* up, std::int64_t n, bool relu_squared) {
   gated_activation_kernel<Lanes8>(threads, gate, up, n, relu_squared);
 }

@@ -160,8 +160,8 @@ class Avx512Backend final : public Backend {
 
   void attention(const float* q, std::int64_t rows, const KvLayerView& kv, const std::int32_t* limit,
                  std::int64_t n_heads, std::int64_t n_kv_heads, std::int64_t head_dim, float* out) const override {
-    attention_kernel<16, half_to_float, int8_to_float>(threads(), q, rows, kv, limit, n_heads, n_kv_heads, head_dim,
-                                                        out);
+    attention_kernel<16, half_to_float, int8_to_float, avx512::exp_shifted>(threads(), q, rows, kv, limit, n_heads,
+                                                                        n_kv_heads, head_dim, out);
   }
 
   void gated_activation(float* gate, const float* up, std::int64_t n, bool relu_squared) const override {

@@ -3,6 +3,8 @@
 // (HalfToFloat for F16, Int8ToFloat for int8; see KvRowReader). Same contract as Backend::attention; results differ from the scalar reference only by float
 // summation order (and the online softmax's rescaling).
 //
+// ExpShifted(w, n, max) sets w[i] = e^(w[i] - max) and returns their sum (the plugin's vectorized exp).
+//
 // Work is split into tasks of (KV head, block of up to kRowBlock query rows, range of positions). A task walks its
 // positions in chunks of kPosChunk with an online softmax (running max, running sum, rescaled accumulators), so
 // each cached K and V row is converted to float once per task and then used by every query vector of the task:
@@ -23,6 +25,7 @@
 #include <vector>
 
 #include "bitrun/kv_layer_view.hpp"
+#include "bitrun/parallel_for.hpp"
 
 namespace bitrun {
 namespace attention_detail {
@@ -59,43 +62,19 @@ inline void store(float* p, FloatVec<Lanes> v) {
   std::memcpy(p, &v, sizeof v);
 }
 
+// Scores of one query vector against a chunk of kPosChunk keys stored transposed (k_t[d * kPosChunk + p]):
+// out[p] = q . k_p. Each key dimension is one broadcast and kPosChunk / Lanes fused multiply-adds, with no
+// horizontal sum (which would cost more than the products for short heads).
 template <int Lanes>
-inline float sum_lanes(FloatVec<Lanes> v) {
-  float lanes[Lanes];
-  std::memcpy(lanes, &v, sizeof v);
-  float s = 0.0f;
-  for (int j = 0; j < Lanes; ++j) s += lanes[j];
-  return s;
-}
-
-// Dots of one query vector with four key rows `stride` apart: four independent vector sums.
-template <int Lanes>
-inline void dot4(const float* q, const float* k0, std::int64_t stride, std::int64_t n, float* out) {
+inline void chunk_scores(const float* q, const float* k_t, std::int64_t head_dim, float* out) {
   using V = FloatVec<Lanes>;
-  V a0 = {}, a1 = {}, a2 = {}, a3 = {};
-  std::int64_t i = 0;
-  for (; i + Lanes <= n; i += Lanes) {
-    const V qv = load<Lanes>(q + i);
-    a0 += qv * load<Lanes>(k0 + i);
-    a1 += qv * load<Lanes>(k0 + stride + i);
-    a2 += qv * load<Lanes>(k0 + 2 * stride + i);
-    a3 += qv * load<Lanes>(k0 + 3 * stride + i);
+  constexpr int kVecs = static_cast<int>(kPosChunk) / Lanes;
+  V acc[kVecs] = {};
+  for (std::int64_t d = 0; d < head_dim; ++d) {
+    const V qd = V{} + q[d];
+    for (int j = 0; j < kVecs; ++j) acc[j] += qd * load<Lanes>(k_t + d * kPosChunk + j * Lanes);
   }
-  float s[4] = {sum_lanes<Lanes>(a0), sum_lanes<Lanes>(a1), sum_lanes<Lanes>(a2), sum_lanes<Lanes>(a3)};
-  for (; i < n; ++i)
-    for (int j = 0; j < 4; ++j) s[j] += q[i] * k0[j * stride + i];
-  for (int j = 0; j < 4; ++j) out[j] = s[j];
-}
-
-template <int Lanes>
-inline float dot1(const float* a, const float* b, std::int64_t n) {
-  using V = FloatVec<Lanes>;
-  V acc = {};
-  std::int64_t i = 0;
-  for (; i + Lanes <= n; i += Lanes) acc += load<Lanes>(a + i) * load<Lanes>(b + i);
-  float sum = sum_lanes<Lanes>(acc);
-  for (; i < n; ++i) sum += a[i] * b[i];
-  return sum;
+  for (int j = 0; j < kVecs; ++j) store<Lanes>(out + j * Lanes, acc[j]);
 }
 
 // acc[0..n) += sum_p w[p] * v[p*n ..]: blocks of four vectors of outputs accumulate in registers over all
@@ -141,7 +120,7 @@ struct SoftmaxState {
 
 }  // namespace attention_detail
 
-template <int Lanes, auto HalfToFloat, auto Int8ToFloat>
+template <int Lanes, auto HalfToFloat, auto Int8ToFloat, auto ExpShifted>
 void attention_kernel(int threads, const float* q, std::int64_t rows, const KvLayerView& kv,
                       const std::int32_t* limit, std::int64_t n_heads, std::int64_t n_kv_heads,
                       std::int64_t head_dim, float* out) {
@@ -154,6 +133,8 @@ void attention_kernel(int threads, const float* q, std::int64_t rows, const KvLa
   std::int64_t max_limit = 0;
   for (std::int64_t r = 0; r < rows; ++r) max_limit = std::max<std::int64_t>(max_limit, limit[r]);
 
+  // A small attention (few rows, short context) runs on the calling thread: see parallel_for.hpp.
+  threads = threads_for_work(rows * max_limit * n_heads * head_dim * 2, threads);
   // Position splits: enough tasks for every thread (dynamic scheduling evens out the rest), each split long enough
   // to pay for merging. Split boundaries are whole chunks.
   const std::int64_t base_tasks = n_kv_heads * row_blocks;
@@ -171,104 +152,125 @@ void attention_kernel(int threads, const float* q, std::int64_t rows, const KvLa
   std::unique_ptr<SoftmaxState[]> partial_state(splits > 1 ? new SoftmaxState[tasks * vectors_per_task] : nullptr);
   std::unique_ptr<float[]> partial_acc(splits > 1 ? new float[tasks * vectors_per_task * head_dim] : nullptr);
 
-#pragma omp parallel num_threads(threads) if (tasks > 1)
-  {
-    std::vector<float> k_rows(static_cast<std::size_t>(kPosChunk * head_dim)),
-        v_rows(static_cast<std::size_t>(kPosChunk * head_dim)),
-        weights(static_cast<std::size_t>(vectors_per_task * kPosChunk)),
-        own_acc(static_cast<std::size_t>(vectors_per_task * head_dim));
-    std::vector<SoftmaxState> own_state(static_cast<std::size_t>(vectors_per_task));
-    std::vector<std::int64_t> visible(static_cast<std::size_t>(vectors_per_task));
+  // One thread's buffers, kept across calls (a forward calls this once per layer).
+  struct Scratch {
+    std::vector<float> k_rows, k_t, v_rows, weights, acc;
+    std::vector<SoftmaxState> state;
+    std::vector<std::int64_t> visible;
+    void size_for(std::int64_t dim, std::int64_t vectors) {
+      k_rows.resize(static_cast<std::size_t>(dim));
+      k_t.resize(static_cast<std::size_t>(kPosChunk * dim));
+      v_rows.resize(k_t.size());
+      weights.resize(static_cast<std::size_t>(vectors * kPosChunk));
+      acc.resize(static_cast<std::size_t>(vectors * dim));
+      state.resize(static_cast<std::size_t>(vectors));
+      visible.resize(static_cast<std::size_t>(vectors));
+    }
+  };
+  auto run_task = [&](Scratch& scratch, std::int64_t task) {
+    const std::int64_t split = task % splits, base = task / splits;
+    const std::int64_t kvh = base % n_kv_heads, block = base / n_kv_heads;
+    const std::int64_t r0 = block * kRowBlock, r1 = std::min(rows, r0 + kRowBlock);
+    const std::int64_t n_vec = (r1 - r0) * group;
+    const std::int64_t p_begin = split * chunks_per_split * kPosChunk;
+    std::int64_t p_end = std::min(max_limit, p_begin + chunks_per_split * kPosChunk);
+    std::int64_t block_limit = 0;
+    for (std::int64_t r = r0; r < r1; ++r) block_limit = std::max<std::int64_t>(block_limit, limit[r]);
+    p_end = std::min(p_end, block_limit);
 
-#pragma omp for schedule(dynamic, 1)
-    for (std::int64_t task = 0; task < tasks; ++task) {
-      const std::int64_t split = task % splits, base = task / splits;
-      const std::int64_t kvh = base % n_kv_heads, block = base / n_kv_heads;
-      const std::int64_t r0 = block * kRowBlock, r1 = std::min(rows, r0 + kRowBlock);
-      const std::int64_t n_vec = (r1 - r0) * group;
-      const std::int64_t p_begin = split * chunks_per_split * kPosChunk;
-      std::int64_t p_end = std::min(max_limit, p_begin + chunks_per_split * kPosChunk);
-      std::int64_t block_limit = 0;
-      for (std::int64_t r = r0; r < r1; ++r) block_limit = std::max<std::int64_t>(block_limit, limit[r]);
-      p_end = std::min(p_end, block_limit);
+    SoftmaxState* state = splits > 1 ? partial_state.get() + task * vectors_per_task : scratch.state.data();
+    float* acc = splits > 1 ? partial_acc.get() + task * vectors_per_task * head_dim : scratch.acc.data();
+    std::fill(state, state + n_vec, SoftmaxState{});
+    std::fill(acc, acc + n_vec * head_dim, 0.0f);
+    float* k_rows = scratch.k_rows.data();   // one key row
+    float* k_t = scratch.k_t.data();
+    float* v_rows = scratch.v_rows.data();
+    // Query vector i: row r0 + i / group, query head kvh * group + i % group (consecutive in memory per row).
+    auto query = [&](std::int64_t i) { return q + ((r0 + i / group) * n_heads + kvh * group + i % group) * head_dim; };
 
-      SoftmaxState* state = splits > 1 ? partial_state.get() + task * vectors_per_task : own_state.data();
-      float* acc = splits > 1 ? partial_acc.get() + task * vectors_per_task * head_dim : own_acc.data();
-      std::fill(state, state + n_vec, SoftmaxState{});
-      std::fill(acc, acc + n_vec * head_dim, 0.0f);
-      // Query vector i: row r0 + i / group, query head kvh * group + i % group (consecutive in memory per row).
-      auto query = [&](std::int64_t i) { return q + ((r0 + i / group) * n_heads + kvh * group + i % group) * head_dim; };
-
-      for (std::int64_t c0 = p_begin; c0 < p_end; c0 += kPosChunk) {
-        const std::int64_t n_pos = std::min(kPosChunk, p_end - c0);
-        for (std::int64_t p = 0; p < n_pos; ++p)
-          cached.key(c0 + p, kvh, k_rows.data() + p * head_dim);
-        // Scores and the online softmax update; each vector sees positions below its row's limit.
-        for (std::int64_t i = 0; i < n_vec; ++i) {
-          const std::int64_t seen = std::clamp<std::int64_t>(limit[r0 + i / group] - c0, 0, n_pos);
-          visible[static_cast<std::size_t>(i)] = seen;
-          float* w = weights.data() + i * kPosChunk;
-          if (seen == 0) continue;
-          const float* qi = query(i);
-          std::int64_t p = 0;
-          for (; p + 4 <= seen; p += 4) dot4<Lanes>(qi, k_rows.data() + p * head_dim, head_dim, head_dim, w + p);
-          for (; p < seen; ++p) w[p] = dot1<Lanes>(qi, k_rows.data() + p * head_dim, head_dim);
-          float chunk_max = -std::numeric_limits<float>::infinity();
-          for (p = 0; p < seen; ++p) chunk_max = std::max(chunk_max, w[p] *= scale);
-          SoftmaxState& s = state[i];
-          const float new_max = std::max(s.max, chunk_max);
-          const float rescale = std::exp(s.max - new_max);   // 0 on the first chunk (max was -inf)
-          float sum = 0.0f;
-          for (p = 0; p < seen; ++p) sum += w[p] = std::exp(w[p] - new_max);
-          s.sum = s.sum * rescale + sum;
-          s.max = new_max;
-          if (rescale != 1.0f) {
-            float* a = acc + i * head_dim;
-            for (std::int64_t d = 0; d < head_dim; ++d) a[d] *= rescale;
-          }
-        }
-        for (std::int64_t p = 0; p < n_pos; ++p)
-          cached.value(c0 + p, kvh, v_rows.data() + p * head_dim);
-        for (std::int64_t i = 0; i < n_vec; ++i)
-          weighted_sum<Lanes>(weights.data() + i * kPosChunk, v_rows.data(), visible[static_cast<std::size_t>(i)],
-                              head_dim, acc + i * head_dim);
+    for (std::int64_t c0 = p_begin; c0 < p_end; c0 += kPosChunk) {
+      const std::int64_t n_pos = std::min(kPosChunk, p_end - c0);
+      // The chunk's keys, transposed for chunk_scores; positions past n_pos are zero, their scores unused.
+      for (std::int64_t p = 0; p < n_pos; ++p) {
+        cached.key(c0 + p, kvh, k_rows);
+        for (std::int64_t d = 0; d < head_dim; ++d) k_t[d * kPosChunk + p] = k_rows[d];
       }
-      if (splits == 1) {
-        for (std::int64_t i = 0; i < n_vec; ++i) {
-          // A row that sees no position (limit 0) gets zeros, as in the reference.
-          const float inv = state[i].sum > 0.0f ? 1.0f / state[i].sum : 0.0f;
-          float* o = out + ((r0 + i / group) * n_heads + kvh * group + i % group) * head_dim;
-          for (std::int64_t d = 0; d < head_dim; ++d) o[d] = acc[i * head_dim + d] * inv;
+      if (n_pos < kPosChunk)
+        for (std::int64_t d = 0; d < head_dim; ++d)
+          std::fill(k_t + d * kPosChunk + n_pos, k_t + (d + 1) * kPosChunk, 0.0f);
+      // Scores and the online softmax update; each vector sees positions below its row's limit.
+      for (std::int64_t i = 0; i < n_vec; ++i) {
+        const std::int64_t seen = std::clamp<std::int64_t>(limit[r0 + i / group] - c0, 0, n_pos);
+        scratch.visible[static_cast<std::size_t>(i)] = seen;
+        float* w = scratch.weights.data() + i * kPosChunk;
+        if (seen == 0) continue;
+        chunk_scores<Lanes>(query(i), k_t, head_dim, w);
+        float chunk_max = -std::numeric_limits<float>::infinity();
+        for (std::int64_t p = 0; p < seen; ++p) chunk_max = std::max(chunk_max, w[p] *= scale);
+        SoftmaxState& st = state[i];
+        const float new_max = std::max(st.max, chunk_max);
+        const float rescale = std::exp(st.max - new_max);   // 0 on the first chunk (max was -inf)
+        st.sum = st.sum * rescale + ExpShifted(w, seen, new_max);
+        st.max = new_max;
+        if (rescale != 1.0f) {
+          float* a = acc + i * head_dim;
+          for (std::int64_t d = 0; d < head_dim; ++d) a[d] *= rescale;
         }
+      }
+      for (std::int64_t p = 0; p < n_pos; ++p) cached.value(c0 + p, kvh, v_rows + p * head_dim);
+      for (std::int64_t i = 0; i < n_vec; ++i)
+        weighted_sum<Lanes>(scratch.weights.data() + i * kPosChunk, v_rows,
+                            scratch.visible[static_cast<std::size_t>(i)], head_dim, acc + i * head_dim);
+    }
+    if (splits == 1) {
+      for (std::int64_t i = 0; i < n_vec; ++i) {
+        // A row that sees no position (limit 0) gets zeros, as in the reference.
+        const float inv = state[i].sum > 0.0f ? 1.0f / state[i].sum : 0.0f;
+        float* o = out + ((r0 + i / group) * n_heads + kvh * group + i % group) * head_dim;
+        for (std::int64_t d = 0; d < head_dim; ++d) o[d] = acc[i * head_dim + d] * inv;
       }
     }
-
-    if (splits > 1) {
-      // Merge the splits of each (KV head, row block): rescale every partial to the common max and normalize.
-#pragma omp for schedule(static)
-      for (std::int64_t base = 0; base < base_tasks; ++base) {
-        const std::int64_t kvh = base % n_kv_heads, block = base / n_kv_heads;
-        const std::int64_t r0 = block * kRowBlock, r1 = std::min(rows, r0 + kRowBlock);
-        for (std::int64_t i = 0; i < (r1 - r0) * group; ++i) {
-          float merged_max = -std::numeric_limits<float>::infinity();
-          for (std::int64_t s = 0; s < splits; ++s)
-            merged_max = std::max(merged_max, partial_state[(base * splits + s) * vectors_per_task + i].max);
-          float* o = out + ((r0 + i / group) * n_heads + kvh * group + i % group) * head_dim;
-          std::fill(o, o + head_dim, 0.0f);
-          float sum = 0.0f;
-          for (std::int64_t s = 0; s < splits; ++s) {
-            const std::int64_t t = base * splits + s;
-            const SoftmaxState& st = partial_state[t * vectors_per_task + i];
-            if (st.sum == 0.0f) continue;   // this split saw none of the row's positions
-            const float factor = std::exp(st.max - merged_max);
-            sum += st.sum * factor;
-            const float* a = partial_acc.get() + (t * vectors_per_task + i) * head_dim;
-            for (std::int64_t d = 0; d < head_dim; ++d) o[d] += a[d] * factor;
-          }
-          const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
-          for (std::int64_t d = 0; d < head_dim; ++d) o[d] *= inv;
-        }
+  };
+  // Merges the splits of one (KV head, row block): rescales every partial to the common max and normalizes.
+  auto merge = [&](std::int64_t base) {
+    const std::int64_t kvh = base % n_kv_heads, block = base / n_kv_heads;
+    const std::int64_t r0 = block * kRowBlock, r1 = std::min(rows, r0 + kRowBlock);
+    for (std::int64_t i = 0; i < (r1 - r0) * group; ++i) {
+      float merged_max = -std::numeric_limits<float>::infinity();
+      for (std::int64_t s = 0; s < splits; ++s)
+        merged_max = std::max(merged_max, partial_state[(base * splits + s) * vectors_per_task + i].max);
+      float* o = out + ((r0 + i / group) * n_heads + kvh * group + i % group) * head_dim;
+      std::fill(o, o + head_dim, 0.0f);
+      float sum = 0.0f;
+      for (std::int64_t s = 0; s < splits; ++s) {
+        const std::int64_t t = base * splits + s;
+        const SoftmaxState& st = partial_state[t * vectors_per_task + i];
+        if (st.sum == 0.0f) continue;   // this split saw none of the row's positions
+        const float factor = std::exp(st.max - merged_max);
+        sum += st.sum * factor;
+        const float* a = partial_acc.get() + (t * vectors_per_task + i) * head_dim;
+        for (std::int64_t d = 0; d < head_dim; ++d) o[d] += a[d] * factor;
       }
+      const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+      for (std::int64_t d = 0; d < head_dim; ++d) o[d] *= inv;
+    }
+  };
+
+  if (threads <= 1 || tasks <= 1) {   // then splits == 1: every task writes `out` itself
+    thread_local Scratch scratch;
+    scratch.size_for(head_dim, vectors_per_task);
+    for (std::int64_t task = 0; task < tasks; ++task) run_task(scratch, task);
+    return;
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    thread_local Scratch scratch;
+    scratch.size_for(head_dim, vectors_per_task);
+#pragma omp for schedule(dynamic, 1)
+    for (std::int64_t task = 0; task < tasks; ++task) run_task(scratch, task);
+    if (splits > 1) {
+#pragma omp for schedule(static)
+      for (std::int64_t base = 0; base < base_tasks; ++base) merge(base);
     }
   }
 }

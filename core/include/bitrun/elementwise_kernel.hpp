@@ -16,9 +16,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <stdexcept>
 #include <vector>
 
 #include "bitrun/backend.hpp"
+#include "bitrun/parallel_for.hpp"
 
 namespace bitrun {
 
@@ -39,6 +41,30 @@ inline typename V::F exp_lanes(typename V::F x) {
   for (int k = 1; k < 8; ++k) p = V::fmadd(p, r, V::set1(kInverseFactorial[k]));
   const typename V::F n_low = V::floor(V::mul(n, V::set1(0.5f)));
   return V::mul(V::mul(p, V::pow2(n_low)), V::pow2(V::sub(n, n_low)));
+}
+
+// w[i] = e^(w[i] - shift) for i < n (attention's softmax numerators, shift their max); returns their sum.
+template <typename V>
+float exp_shifted_kernel(float* w, std::int64_t n, float shift) {
+  const typename V::F vshift = V::set1(shift);
+  typename V::F acc = V::set1(0.0f);
+  std::int64_t i = 0;
+  for (; i + V::kLanes <= n; i += V::kLanes) {
+    const typename V::F e = exp_lanes<V>(V::sub(V::load(w + i), vshift));
+    V::store(w + i, e);
+    acc = V::add(acc, e);
+  }
+  float lanes[V::kLanes];
+  V::store(lanes, acc);
+  float sum = 0.0f;
+  for (float v : lanes) sum += v;
+  if (i < n) {
+    float tail[V::kLanes] = {};
+    std::copy(w + i, w + n, tail);
+    V::store(tail, exp_lanes<V>(V::sub(V::load(tail), vshift)));
+    for (std::int64_t j = 0; j < n - i; ++j) sum += w[i + j] = tail[j];
+  }
+  return sum;
 }
 
 namespace detail {
@@ -65,8 +91,7 @@ void gated_activation_kernel(int threads, float* gate, const float* up, std::int
   constexpr std::int64_t kChunk = 8192;   // a multiple of every lane count; small enough to balance 2 threads
   const std::int64_t chunks = (n + kChunk - 1) / kChunk;
   const typename V::F zero = V::set1(0.0f), one = V::set1(1.0f);
-#pragma omp parallel for num_threads(threads) schedule(static) if (chunks > 4)
-  for (std::int64_t c = 0; c < chunks; ++c) {
+  parallel_for(chunks, chunks > 4 ? threads : 1, [&](std::int64_t c) {
     const std::int64_t begin = c * kChunk, end = std::min(n, begin + kChunk);
     if (relu_squared) {
       // max(g, 0) is +0 for g <= 0 and for NaN, as the reference's (g > 0 ? g * g : 0).
@@ -80,74 +105,113 @@ void gated_activation_kernel(int threads, float* gate, const float* up, std::int
         return V::mul(V::div(g, V::add(one, e)), u);
       });
     }
-  }
+  });
 }
 
-// Backend::rope. Each row's cos / sin come from the reference's double-precision formula (the frequencies once per
-// call), so only the rotation is vectorized and the results are the reference's bit for bit.
+namespace detail {
+
+// cos / sin of the positions a thread has rotated so far, for one (freq_base, rope_dims, pair layout): every layer
+// rotates Q and K at the same positions, so a position's table is computed once, not twice per layer and forward.
+// Per position: neox rotates (i, i + half) with cos[i], sin[i]; adjacent pairs (2i, 2i+1) use cos[i] twice and
+// -sin[i], +sin[i], so x * cos + swap_pairs(x) * sin gives both outputs of a pair. Each row is padded by `pad`
+// floats, so a vector load over a partial last register stays inside it.
+class RopeTables {
+ public:
+  void configure(float freq_base, std::int64_t rope_dims, bool neox, std::int64_t pad) {
+    if (freq_base == freq_base_ && rope_dims == dims_ && neox == neox_ && pad == pad_) return;
+    freq_base_ = freq_base, dims_ = rope_dims, neox_ = neox, pad_ = pad;
+    width_ = (neox ? rope_dims / 2 : rope_dims) + pad;
+    inv_freq_.resize(static_cast<std::size_t>(rope_dims / 2));
+    for (std::int64_t i = 0; i < rope_dims / 2; ++i)
+      inv_freq_[static_cast<std::size_t>(i)] = std::pow(static_cast<double>(freq_base), -2.0 * i / rope_dims);
+    cos_.clear(), sin_.clear(), filled_.clear();
+  }
+  // The table of `position` (the reference's double-precision formula, so rotations match it bit for bit).
+  void at(std::int32_t position, const float** cos_row, const float** sin_row) {
+    const auto p = static_cast<std::size_t>(position);
+    if (p >= filled_.size()) {
+      const std::size_t n = std::max(p + 1, filled_.size() * 2);
+      filled_.resize(n, 0);
+      cos_.resize(n * static_cast<std::size_t>(width_), 0.0f);
+      sin_.resize(cos_.size(), 0.0f);
+    }
+    float* c = cos_.data() + p * static_cast<std::size_t>(width_);
+    float* s = sin_.data() + p * static_cast<std::size_t>(width_);
+    if (!filled_[p]) {
+      for (std::int64_t i = 0; i < dims_ / 2; ++i) {
+        const double theta = position * inv_freq_[static_cast<std::size_t>(i)];
+        const float cv = static_cast<float>(std::cos(theta)), sv = static_cast<float>(std::sin(theta));
+        if (neox_) {
+          c[i] = cv, s[i] = sv;
+        } else {
+          c[2 * i] = c[2 * i + 1] = cv;
+          s[2 * i] = -sv, s[2 * i + 1] = sv;
+        }
+      }
+      filled_[p] = 1;
+    }
+    *cos_row = c, *sin_row = s;
+  }
+
+ private:
+  float freq_base_ = 0.0f;
+  std::int64_t dims_ = -1, width_ = 0, pad_ = 0;
+  bool neox_ = false;
+  std::vector<double> inv_freq_;
+  std::vector<float> cos_, sin_;
+  std::vector<std::uint8_t> filled_;
+};
+
+}  // namespace detail
+
+// Backend::rope: only the rotation is vectorized; cos / sin come from detail::RopeTables (the reference's values).
 template <typename V>
 void rope_kernel(int threads, float* x, std::int64_t rows, std::int64_t n_heads, std::int64_t head_dim,
                  std::int64_t rope_dims, const std::int32_t* positions, float freq_base, bool neox) {
   const std::int64_t half = rope_dims / 2;
-  std::vector<double> inv_freq(static_cast<std::size_t>(half));
-  for (std::int64_t i = 0; i < half; ++i)
-    inv_freq[static_cast<std::size_t>(i)] = std::pow(static_cast<double>(freq_base), -2.0 * i / rope_dims);
-#pragma omp parallel num_threads(threads) if (rows > 1)
-  {
-    // Per element of a rotated span: neox rotates (i, i + half) with cos[i], sin[i]; adjacent pairs (2i, 2i+1)
-    // use cos[i] twice and -sin[i], +sin[i], so x * cos + swap_pairs(x) * sin gives both outputs of a pair.
-    const std::int64_t table = neox ? half : rope_dims;
-    std::vector<float> cos_t(static_cast<std::size_t>(table) + V::kLanes), sin_t(cos_t.size());
-#pragma omp for schedule(static)
-    for (std::int64_t r = 0; r < rows; ++r) {
-      for (std::int64_t i = 0; i < half; ++i) {
-        const double theta = positions[r] * inv_freq[static_cast<std::size_t>(i)];
-        const float c = static_cast<float>(std::cos(theta)), s = static_cast<float>(std::sin(theta));
-        if (neox) {
-          cos_t[static_cast<std::size_t>(i)] = c;
-          sin_t[static_cast<std::size_t>(i)] = s;
-        } else {
-          cos_t[static_cast<std::size_t>(2 * i)] = cos_t[static_cast<std::size_t>(2 * i + 1)] = c;
-          sin_t[static_cast<std::size_t>(2 * i)] = -s;
-          sin_t[static_cast<std::size_t>(2 * i + 1)] = s;
+  for (std::int64_t r = 0; r < rows; ++r)
+    if (positions[r] < 0) throw std::invalid_argument("rope: negative position");
+  parallel_for(rows, threads_for_work(rows * n_heads * head_dim * 4, threads), [&](std::int64_t r) {
+    thread_local detail::RopeTables tables;
+    tables.configure(freq_base, rope_dims, neox, V::kLanes);
+    const float* cos_t;
+    const float* sin_t;
+    tables.at(positions[r], &cos_t, &sin_t);
+    for (std::int64_t h = 0; h < n_heads; ++h) {
+      float* head = x + (r * n_heads + h) * head_dim;
+      if (neox) {
+        // a = x0 * c - x1 * s, b = x0 * s + x1 * c on (head[i], head[i + half]).
+        auto rotate = [&](float* x0p, float* x1p, const float* cp, const float* sp) {
+          const typename V::F x0 = V::load(x0p), x1 = V::load(x1p), c = V::load(cp), s = V::load(sp);
+          V::store(x0p, V::sub(V::mul(x0, c), V::mul(x1, s)));
+          V::store(x1p, V::add(V::mul(x0, s), V::mul(x1, c)));
+        };
+        std::int64_t i = 0;
+        for (; i + V::kLanes <= half; i += V::kLanes) rotate(head + i, head + half + i, &cos_t[i], &sin_t[i]);
+        if (i < half) {
+          float x0[V::kLanes] = {}, x1[V::kLanes] = {};
+          std::copy(head + i, head + half, x0);
+          std::copy(head + half + i, head + rope_dims, x1);
+          rotate(x0, x1, &cos_t[i], &sin_t[i]);
+          std::copy(x0, x0 + (half - i), head + i);
+          std::copy(x1, x1 + (half - i), head + half + i);
         }
-      }
-      for (std::int64_t h = 0; h < n_heads; ++h) {
-        float* head = x + (r * n_heads + h) * head_dim;
-        if (neox) {
-          // a = x0 * c - x1 * s, b = x0 * s + x1 * c on (head[i], head[i + half]).
-          auto rotate = [&](float* x0p, float* x1p, const float* cp, const float* sp) {
-            const typename V::F x0 = V::load(x0p), x1 = V::load(x1p), c = V::load(cp), s = V::load(sp);
-            V::store(x0p, V::sub(V::mul(x0, c), V::mul(x1, s)));
-            V::store(x1p, V::add(V::mul(x0, s), V::mul(x1, c)));
-          };
-          std::int64_t i = 0;
-          for (; i + V::kLanes <= half; i += V::kLanes) rotate(head + i, head + half + i, &cos_t[i], &sin_t[i]);
-          if (i < half) {
-            float x0[V::kLanes] = {}, x1[V::kLanes] = {};
-            std::copy(head + i, head + half, x0);
-            std::copy(head + half + i, head + rope_dims, x1);
-            rotate(x0, x1, &cos_t[i], &sin_t[i]);
-            std::copy(x0, x0 + (half - i), head + i);
-            std::copy(x1, x1 + (half - i), head + half + i);
-          }
-        } else {
-          auto rotate = [&](float* xp, const float* cp, const float* sp) {
-            const typename V::F v = V::load(xp);
-            V::store(xp, V::add(V::mul(v, V::load(cp)), V::mul(V::swap_pairs(v), V::load(sp))));
-          };
-          std::int64_t j = 0;
-          for (; j + V::kLanes <= rope_dims; j += V::kLanes) rotate(head + j, &cos_t[j], &sin_t[j]);
-          if (j < rope_dims) {   // rope_dims is even and j a multiple of the lanes: pairs stay whole
-            float v[V::kLanes] = {};
-            std::copy(head + j, head + rope_dims, v);
-            rotate(v, &cos_t[j], &sin_t[j]);
-            std::copy(v, v + (rope_dims - j), head + j);
-          }
+      } else {
+        auto rotate = [&](float* xp, const float* cp, const float* sp) {
+          const typename V::F v = V::load(xp);
+          V::store(xp, V::add(V::mul(v, V::load(cp)), V::mul(V::swap_pairs(v), V::load(sp))));
+        };
+        std::int64_t j = 0;
+        for (; j + V::kLanes <= rope_dims; j += V::kLanes) rotate(head + j, &cos_t[j], &sin_t[j]);
+        if (j < rope_dims) {   // rope_dims is even and j a multiple of the lanes: pairs stay whole
+          float v[V::kLanes] = {};
+          std::copy(head + j, head + rope_dims, v);
+          rotate(v, &cos_t[j], &sin_t[j]);
+          std::copy(v, v + (rope_dims - j), head + j);
         }
       }
     }
-  }
+  });
 }
 
 }  // namespace bitrun

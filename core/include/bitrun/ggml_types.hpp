@@ -86,6 +86,8 @@ float fp16_to_f32(std::uint16_t h);
 // n little-endian halves at src -> out (the bulk path of F16 tensors).
 void fp16_to_f32_array(const std::uint8_t* src, std::int64_t n, float* out);
 std::uint16_t f32_to_fp16(float f);
+// n floats -> halves, the same results as f32_to_fp16 (the KV cache's write path; F16C where the CPU has it).
+void f32_to_fp16_array(const float* src, std::int64_t n, std::uint16_t* out);
 // The two passes that turn an F16 output projection into int8 rows, written so the compiler vectorizes them with
 // the baseline ISA. fp16_absmax_bits: the largest magnitude among n halves as its 15 magnitude bits (0x7c00 or
 // more: the row holds an inf or NaN). fp16_to_int8_scaled: q[k] = round_half_even(half[k] * inv), computed on the

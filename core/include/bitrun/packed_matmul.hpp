@@ -10,19 +10,19 @@
 #include <exception>
 #include <vector>
 
+#include "bitrun/parallel_for.hpp"
 #include "bitrun/ternary_pack.hpp"
 
 namespace bitrun {
 
-// Runs body(m0, m1) over chunks of 16 weight rows spread across `threads` threads. Inside a chunk the caller loops
+// Runs body(m0, m1) over chunks of 16 weight rows spread across `threads` threads (see parallel_for). Inside a chunk the caller loops
 // over token tiles outermost, so the chunk's weights and one tile's activations stay in L1: activations are read
 // rows/16 times per matmul instead of once per row, which is what makes prompt processing compute-bound.
 template <typename Body>
 void for_row_chunks(std::int64_t rows, int threads, Body body) {
   constexpr std::int64_t kRowChunk = 16;
   const std::int64_t chunks = (rows + kRowChunk - 1) / kRowChunk;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (std::int64_t c = 0; c < chunks; ++c) body(c * kRowChunk, std::min(rows, (c + 1) * kRowChunk));
+  parallel_for(chunks, threads, [&](std::int64_t c) { body(c * kRowChunk, std::min(rows, (c + 1) * kRowChunk)); });
 }
 
 // Runs fn(m, buffer) for rows m in [0, rows) across `threads` threads, each with its own buffer of `cols` bytes
@@ -59,7 +59,7 @@ template <int Tile, auto DotsTile, auto Dots1, std::int64_t BlockWeights, std::i
 void packed_matmul(const Packed& p, std::int64_t blocks, const QuantizedActivations& x, float* y,
                    std::int64_t y_stride, int threads) {
   const std::int64_t n = x.rows;
-  for_row_chunks(p.rows(), threads, [&](std::int64_t m0, std::int64_t m1) {
+  for_row_chunks(p.rows(), threads_for_work(p.rows() * p.cols() * n, threads), [&](std::int64_t m0, std::int64_t m1) {
     std::int64_t t = 0;
     for (; t + Tile <= n; t += Tile)
       for (std::int64_t m = m0; m < m1; ++m)
