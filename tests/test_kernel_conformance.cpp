@@ -106,6 +106,29 @@ TEST_P(KernelConformance, TernaryMatmulMatchesReferenceExactly) {
   }
 }
 
+// The small-batch path (tiles of several weight rows and tokens reduced together): every token count a block
+// diffusion step or a small batch gives, with row counts that leave partial row tiles.
+TEST_P(KernelConformance, TernaryMatmulSmallBatchesMatchReferenceExactly) {
+  for (std::int64_t cols : {128, 383, 2560}) {
+    for (std::int64_t rows : {5, 20}) {
+      auto codes = random_codes(static_cast<std::size_t>(rows * cols));
+      auto scales = random_floats(static_cast<std::size_t>(rows), 1.0f);
+      TernaryMatrixView w{rows, cols, codes.data(), scales.data()};
+      auto packed = backend_->pack_ternary(w);
+      auto packed_ref = reference_->pack_ternary(w);
+      for (std::int64_t tokens = 1; tokens <= 33; ++tokens) {
+        auto x = random_floats(static_cast<std::size_t>(tokens * cols), 1.0f);
+        QuantizedActivations q;
+        reference_->quantize_activations(x.data(), tokens, cols, cols, q);
+        std::vector<float> got(static_cast<std::size_t>(tokens * rows), -1.0f), want = got;
+        backend_->ternary_matmul(*packed, q, got.data(), rows);
+        reference_->ternary_matmul(*packed_ref, q, want.data(), rows);
+        ASSERT_EQ(got, want) << "rows " << rows << " cols " << cols << " tokens " << tokens;
+      }
+    }
+  }
+}
+
 TEST_P(KernelConformance, TernaryMatmulLongRowsDoNotOverflow) {
   // Worst case for int16 intermediates: every weight +1 and every activation at +127 over a 6912-wide row.
   const std::int64_t rows = 5, cols = 6912;

@@ -23,6 +23,7 @@
 #include "bitrun/kv_cache.hpp"
 #include "bitrun/synthetic_model.hpp"
 #include "bitrun/transformer.hpp"
+#include "bench_decoders.hpp"
 #include "commands.hpp"
 #include "options.hpp"
 #include "runtime.hpp"
@@ -87,9 +88,19 @@ double weight_bytes_per_token(const Model& m) {
   return bytes;
 }
 
+// Rows per forward whose cost bench compares with one row's: a diffusion step of a sub-block or a block, or that
+// many batched sequences.
+constexpr std::int64_t kRowCounts[] = {1, 2, 4, 8, 16, 32};
+
 struct Measurement {
   int threads = 1;
-  double prefill_tps = 0, decode_tps = 0, ratio8 = 0, ratio32 = 0, decode_gbs = 0;
+  double prefill_tps = 0, decode_tps = 0, decode_gbs = 0;
+  std::vector<double> row_cost;   // t(n rows) / t(1 row) for each of kRowCounts
+  double ratio(std::int64_t rows) const {
+    for (std::size_t i = 0; i < std::size(kRowCounts); ++i)
+      if (kRowCounts[i] == rows) return row_cost[i];
+    return 0.0;
+  }
 };
 
 class Bench {
@@ -116,7 +127,8 @@ class Bench {
     const_cast<Backend&>(model_.backend()).set_threads(threads);
     Measurement r;
     r.threads = threads;
-    std::vector<double> prefill, decode, t1, t8, t32;
+    std::vector<double> prefill, decode;
+    std::vector<std::vector<double>> row_times(std::size(kRowCounts));
     for (int rep = 0; rep < reps_; ++rep) {
       KvCache cache(model_, prompt_ + gen_ + 64);
       auto start = Clock::now();
@@ -126,19 +138,20 @@ class Bench {
       for (std::int64_t i = 0; i < gen_; ++i) run(cache, prompt_ + i, 1);
       decode.push_back(seconds_since(start));
       // Cost of R rows in one forward (a diffusion block, or R batched sequences) against one row, after a
-      // 64-token prefix.
-      for (auto [rows, out] : {std::pair{1, &t1}, {8, &t8}, {32, &t32}}) {
+      // 64-token prefix; each timed 8 times per repetition (one forward of a small model is microseconds).
+      for (std::size_t i = 0; i < std::size(kRowCounts); ++i) {
         KvCache c(model_, 64 + 32);
         run(c, 0, 64);
-        start = Clock::now();
-        run(c, 64, rows);
-        out->push_back(seconds_since(start));
+        for (int k = 0; k < 8; ++k) {
+          start = Clock::now();
+          run(c, 64, kRowCounts[i]);
+          row_times[i].push_back(seconds_since(start));
+        }
       }
     }
     r.prefill_tps = static_cast<double>(prompt_) / median(prefill);
     r.decode_tps = static_cast<double>(gen_) / median(decode);
-    r.ratio8 = median(t8) / median(t1);
-    r.ratio32 = median(t32) / median(t1);
+    for (const auto& times : row_times) r.row_cost.push_back(median(times) / median(row_times[0]));
     r.decode_gbs = weight_bytes_per_token(model_) * r.decode_tps / 1e9;
     return r;
   }
@@ -178,42 +191,24 @@ double concurrent_decode_tps(const Model& model, Decoder& decoder, int sequences
   return static_cast<double>(tokens - after_prefill) / seconds_since(start);
 }
 
-struct DecodeSpeed {
-  std::string decoder;   // "ar" or the diffusion mode
-  double tok_s = 0, tokens_per_forward = 0, rows_per_forward = 0;
-};
+}  // namespace
 
-// One request through the engine: a 16-token prompt, then exactly `gen` greedy tokens (no end token), timed as a
-// whole; the median over `reps`. `options` are the request's decoder options (the diffusion mode).
-DecodeSpeed engine_decode_speed(const Model& model, Decoder& decoder, const std::string& label,
-                                std::map<std::string, std::string> options, std::int64_t gen, int reps) {
-  DecodeRequest r;
-  r.model = model_facts(model);
-  std::mt19937 rng(7);
-  std::uniform_int_distribution<std::int32_t> id(3, static_cast<std::int32_t>(model.hparams().n_vocab - 1));
-  while (r.prompt.size() < 16)
-    if (const std::int32_t t = id(rng); t != r.model.mask_token) r.prompt.push_back(t);
-  r.max_tokens = static_cast<std::int32_t>(gen);
-  r.context_size = static_cast<std::int32_t>(16 + gen + 64);   // room for a whole last block
-  r.decoder_options = std::move(options);
-  DecodeSpeed speed{label};
-  std::vector<double> times;
-  for (int rep = 0; rep < reps; ++rep) {
-    Engine engine(model, 0);   // no prefix pool: every repetition computes its prompt
-    const auto seq = engine.add(decoder.start(r), r.context_size, nullptr);
-    const auto start = Clock::now();
-    while (engine.step()) {
+namespace {
+
+// A JSON string literal (the file and model names come from the user).
+std::string json_string(const std::string& text) {
+  std::string out = "\"";
+  for (const char c : text) {
+    if (c == '"' || c == '\\') out += '\\', out += c;
+    else if (static_cast<unsigned char>(c) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(static_cast<unsigned char>(c)));
+      out += buf;
+    } else {
+      out += c;
     }
-    times.push_back(seconds_since(start));
-    throw_if_failed(engine, seq);
-    const SequenceStats& st = engine.stats(seq);
-    if (st.tokens != gen) throw Error("bench: " + label + " decoded " + std::to_string(st.tokens) + " tokens, not " +
-                                      std::to_string(gen));
-    speed.tokens_per_forward = st.tokens_per_forward();
-    speed.rows_per_forward = static_cast<double>(st.rows) / static_cast<double>(st.forwards);
   }
-  speed.tok_s = static_cast<double>(gen) / median(times);
-  return speed;
+  return out + "\"";
 }
 
 }  // namespace
@@ -221,20 +216,27 @@ DecodeSpeed engine_decode_speed(const Model& model, Decoder& decoder, const std:
 int run_bench(const Args& args, char** envp) {
   CommandLine cl = parse_command_line(args, {}, envp,
                                       {{"--preset", ""}, {"--reps", ""}, {"--prompt-tokens", ""},
-                                       {"--gen-tokens", ""}, {"--json", ""}, {"--diffusion-tokens", ""}});
+                                       {"--gen-tokens", ""}, {"--json", ""}, {"--diffusion-tokens", ""},
+                                       {"--prompts", ""}, {"--judge", ""}});
   if (cl.help || !cl.positional.empty()) {
     std::cout << "usage: bitrun bench [-m MODEL.gguf | --preset NAME] [--reps N] [--prompt-tokens N]\n"
-                 "                    [--gen-tokens N] [--diffusion-tokens N] [--json FILE] [options]\n"
+                 "                    [--gen-tokens N] [--diffusion-tokens N] [--prompts FILE [--judge MODEL.gguf]]\n"
+                 "                    [--json FILE] [options]\n"
                  "Measures load time, peak RSS, prefill (default 512-token prompt) and decode (default 128\n"
-                 "tokens) speed, the cost of 8 and 32 rows per forward against 1, and the decode bandwidth\n"
-                 "against this machine's measured read bandwidth, with 1 thread and with --threads (default:\n"
-                 "all CPUs), and the aggregate decode speed of 1, 4 and 16 concurrent sequences through the\n"
-                 "engine (at most 64 tokens each). On a model with a mask token, one request decoded by AR and\n"
-                 "by each diffusion mode (greedy, iterative, adaptive, factor, eb; the other decoder.* settings\n"
-                 "from the config): tok/s, tokens and rows per forward for --diffusion-tokens tokens (default 64,\n"
-                 "0 skips it). Timings are medians of --reps (default 3). --preset writes\n"
-                 "(once, to the temp directory) and uses a synthetic model, e.g. bitnet-2b-4t. --json writes the\n"
-                 "results as JSON.\n\n"
+                 "tokens) speed, the cost of a forward of 2, 4, 8, 16 and 32 rows against one row, and the decode\n"
+                 "bandwidth against this machine's measured read bandwidth, with 1 thread and with --threads\n"
+                 "(default: all CPUs), and the aggregate decode speed of 1, 4 and 16 concurrent sequences through\n"
+                 "the engine (at most 64 tokens each).\n"
+                 "On a model with a mask token it compares decoders, with 1 thread and with --threads: AR and each\n"
+                 "diffusion mode (greedy, iterative, adaptive, factor, eb; the other decoder.* settings from the\n"
+                 "config) decode the same greedy requests one at a time: tok/s, tokens and rows per forward, the\n"
+                 "ratio to AR, and the tokens per forward a mode needs to break even with AR. The requests: each\n"
+                 "line of --prompts FILE, ending at the model's end tokens or after --diffusion-tokens (default\n"
+                 "64; 0 skips the comparison); without --prompts, one random 16-token prompt and exactly\n"
+                 "--diffusion-tokens tokens. --judge MODEL scores each decoder's text (with --prompts): the\n"
+                 "judge's perplexity of the continuations and their distinct word 3-grams.\n"
+                 "Timings are medians of --reps (default 3). --preset writes (once, to the temp directory) and\n"
+                 "uses a synthetic model, e.g. bitnet-2b-4t. --json writes the results as JSON.\n\n"
               << common_options_help();
     return cl.help ? 0 : 2;
   }
@@ -256,6 +258,8 @@ int run_bench(const Args& args, char** envp) {
   if (reps < 1 || prompt < 1 || gen < 1) throw ConfigError("--reps, --prompt-tokens and --gen-tokens must be >= 1");
   const std::int64_t diffusion_tokens = cl.int_value("--diffusion-tokens", 64);
   if (diffusion_tokens < 0) throw ConfigError("--diffusion-tokens must be >= 0");
+  const std::string prompts_file = cl.value("--prompts"), judge_file = cl.value("--judge");
+  if (!judge_file.empty() && prompts_file.empty()) throw ConfigError("--judge needs --prompts (text to judge)");
 
   const auto load_start = Clock::now();
   Runtime rt = load_runtime(cl.config, model_file);
@@ -265,27 +269,34 @@ int run_bench(const Args& args, char** envp) {
   if (prompt + gen + 64 > rt.model->hparams().n_ctx_train)
     logger("bench")->warn("prompt + generated tokens exceed the model's training context");
   const int threads_n = rt.backend->threads();
+  const std::vector<int> thread_counts = threads_n > 1 ? std::vector<int>{1, threads_n} : std::vector<int>{1};
 
   Bench bench(*rt.model, reps, prompt, gen);
   std::vector<Measurement> results;
-  for (int t : threads_n > 1 ? std::vector<int>{1, threads_n} : std::vector<int>{1}) results.push_back(bench.measure(t));
+  for (int t : thread_counts) results.push_back(bench.measure(t));
   // Continuous batching: 1, 4 and 16 concurrent sequences, all threads.
   std::unique_ptr<Decoder> decoder = rt.host->create_decoder("ar", cl.config);
   rt.backend->set_threads(threads_n);
   std::vector<std::pair<int, double>> concurrent;
   for (int n : {1, 4, 16})
     concurrent.emplace_back(n, concurrent_decode_tps(*rt.model, *decoder, n, std::min<std::int64_t>(gen, 64)));
-  // Block diffusion against AR on the same request, all threads.
-  std::vector<DecodeSpeed> decode_speeds;
+  // Block diffusion against AR on the same requests, per thread count.
+  std::vector<std::vector<DecoderRun>> decoder_runs;
   std::string diffusion_skipped;
   if (diffusion_tokens == 0) diffusion_skipped = "--diffusion-tokens 0";
   else if (model_facts(*rt.model).mask_token < 0) diffusion_skipped = "the model has no mask token";
+  std::vector<BenchPrompt> prompts;
   if (diffusion_skipped.empty()) {
-    decode_speeds.push_back(engine_decode_speed(*rt.model, *decoder, "ar", {}, diffusion_tokens, reps));
-    std::unique_ptr<Decoder> diffusion = rt.host->create_decoder("diffusion", cl.config);
-    for (const char* mode : {"greedy", "iterative", "adaptive", "factor", "eb"})
-      decode_speeds.push_back(
-          engine_decode_speed(*rt.model, *diffusion, mode, {{"mode", mode}}, diffusion_tokens, reps));
+    prompts = prompts_file.empty() ? std::vector<BenchPrompt>{random_bench_prompt(*rt.model)}
+                                   : read_bench_prompts(prompts_file, *rt.model);
+    for (int t : thread_counts)
+      decoder_runs.push_back(compare_decoders(*rt.model, *rt.host, cl.config, prompts, diffusion_tokens,
+                                              /*stop_at_end=*/!prompts_file.empty(), reps, t));
+    if (!judge_file.empty()) {
+      Runtime judge = load_runtime(cl.config, judge_file);
+      for (auto& runs : decoder_runs) judge_decoder_runs(*rt.model, *judge.model, prompts, runs);
+    }
+    rt.backend->set_threads(threads_n);
   }
   const double peak = peak_rss_bytes();
   std::vector<double> bandwidth;
@@ -298,35 +309,55 @@ int run_bench(const Args& args, char** envp) {
   const std::int64_t kv_bytes = KvCache(*rt.model, 1).bytes_per_position();
   const char* kv_type = kv_cache_type_name(rt.model->kv_cache_type());
   std::printf("KV cache %s: %lld bytes per position (kv_cache.type)\n", kv_type, static_cast<long long>(kv_bytes));
-  std::printf("%-8s %14s %13s %10s %11s %12s %12s\n", "threads", "prefill tok/s", "decode tok/s", "t(8)/t(1)",
-              "t(32)/t(1)", "decode GB/s", "read GB/s");
+  std::printf("%-8s %14s %13s %12s %12s\n", "threads", "prefill tok/s", "decode tok/s", "decode GB/s", "read GB/s");
   for (std::size_t i = 0; i < results.size(); ++i) {
     const auto& r = results[i];
-    std::printf("%-8d %14.1f %13.1f %10.2f %11.2f %12.1f %12.1f\n", r.threads, r.prefill_tps, r.decode_tps, r.ratio8,
-                r.ratio32, r.decode_gbs, bandwidth[i]);
+    std::printf("%-8d %14.1f %13.1f %12.1f %12.1f\n", r.threads, r.prefill_tps, r.decode_tps, r.decode_gbs,
+                bandwidth[i]);
+  }
+  std::printf("cost of a forward of n rows against one row, t(n)/t(1), after a 64-token prefix:\n%-8s", "threads");
+  for (std::int64_t n : kRowCounts) std::printf(" %7s", ("n=" + std::to_string(n)).c_str());
+  std::printf("\n");
+  for (const auto& r : results) {
+    std::printf("%-8d", r.threads);
+    for (double c : r.row_cost) std::printf(" %7.2f", c);
+    std::printf("\n");
   }
   std::printf("concurrent greedy decode, %d threads (aggregate tok/s):", threads_n);
   for (const auto& [n, tps] : concurrent) std::printf("  %d seq %.1f", n, tps);
   std::printf("\n");
+  const bool judged = !judge_file.empty();
   if (!diffusion_skipped.empty()) {
-    std::printf("diffusion: skipped (%s)\n", diffusion_skipped.c_str());
+    std::printf("decoders: skipped (%s)\n", diffusion_skipped.c_str());
   } else {
-    std::printf("one request, 16-token prompt + %lld tokens, %d threads (decoder.* from the config: block %lld "
-                "(0 = the model's), sub-block %lld, threshold %.2f, sub-block cache %s):\n",
-                static_cast<long long>(diffusion_tokens), threads_n,
+    if (prompts_file.empty())
+      std::printf("decoders: one random 16-token prompt + %lld tokens", static_cast<long long>(diffusion_tokens));
+    else
+      std::printf("decoders: %zu prompts from %s, up to %lld tokens each, ending at end tokens", prompts.size(),
+                  prompts_file.c_str(), static_cast<long long>(diffusion_tokens));
+    std::printf("; greedy (decoder.* from the config: block %lld (0 = the model's), sub-block %lld, threshold %.2f, "
+                "sub-block cache %s):\n",
                 static_cast<long long>(cl.config.get_int("decoder.block_size")),
                 static_cast<long long>(cl.config.get_int("decoder.sub_block_size")),
                 cl.config.get_float("decoder.threshold"), cl.config.get_bool("decoder.sub_block_cache") ? "on" : "off");
-    std::printf("%-10s %10s %15s %14s %8s\n", "decoder", "tok/s", "tokens/forward", "rows/forward", "vs ar");
-    for (const DecodeSpeed& d : decode_speeds)
-      std::printf("%-10s %10.1f %15.2f %14.1f %7.2fx\n", d.decoder.c_str(), d.tok_s, d.tokens_per_forward,
-                  d.rows_per_forward, d.tok_s / decode_speeds[0].tok_s);
+    std::printf("%-8s %-10s %9s %7s %9s %9s %8s %11s", "threads", "decoder", "tok/s", "tokens", "tok/fwd", "rows/fwd",
+                "vs ar", "break-even");
+    if (judged) std::printf(" %10s %10s", "judge ppl", "distinct-3");
+    std::printf("\n");
+    for (const auto& runs : decoder_runs)
+      for (const DecoderRun& d : runs) {
+        std::printf("%-8d %-10s %9.1f %7lld %9.2f %9.1f %7.2fx %11.2f", d.threads, d.decoder.c_str(), d.tok_s(),
+                    static_cast<long long>(d.tokens), d.tokens_per_forward(), d.rows_per_forward(),
+                    d.tok_s() / runs[0].tok_s(), d.break_even_tokens_per_forward(runs[0]));
+        if (judged) std::printf(" %10.3f %10.3f", d.judge_perplexity, d.distinct_3grams);
+        std::printf("\n");
+      }
   }
   const std::string json_path = cl.value("--json");
   if (!json_path.empty()) {
     std::ostringstream j;
-    j << "{\n  \"model\": \"" << model_file.string() << "\",\n  \"backend\": \"" << rt.backend->name()
-      << "\",\n  \"prompt_tokens\": " << prompt << ",\n  \"gen_tokens\": " << gen << ",\n  \"reps\": " << reps
+    j << "{\n  \"model\": " << json_string(model_file.string()) << ",\n  \"backend\": " << json_string(rt.backend->name())
+      << ",\n  \"prompt_tokens\": " << prompt << ",\n  \"gen_tokens\": " << gen << ",\n  \"reps\": " << reps
       << ",\n  \"file_bytes\": " << static_cast<std::uint64_t>(file_bytes) << ",\n  \"load_s\": " << load_s
       << ",\n  \"peak_rss_after_load_bytes\": " << static_cast<std::uint64_t>(rss_after_load)
       << ",\n  \"peak_rss_bytes\": " << static_cast<std::uint64_t>(peak) << ",\n  \"kv_cache_type\": \"" << kv_type
@@ -334,21 +365,30 @@ int run_bench(const Args& args, char** envp) {
     for (std::size_t i = 0; i < results.size(); ++i) {
       const auto& r = results[i];
       j << (i ? "," : "") << "\n    {\"threads\": " << r.threads << ", \"prefill_tok_s\": " << r.prefill_tps
-        << ", \"decode_tok_s\": " << r.decode_tps << ", \"ratio_8_rows\": " << r.ratio8
-        << ", \"ratio_32_rows\": " << r.ratio32 << ", \"decode_gb_s\": " << r.decode_gbs
-        << ", \"read_bandwidth_gb_s\": " << bandwidth[i] << "}";
+        << ", \"decode_tok_s\": " << r.decode_tps << ", \"ratio_8_rows\": " << r.ratio(8)
+        << ", \"ratio_32_rows\": " << r.ratio(32) << ", \"row_cost\": [";
+      for (std::size_t k = 0; k < r.row_cost.size(); ++k)
+        j << (k ? ", " : "") << "{\"rows\": " << kRowCounts[k] << ", \"ratio\": " << r.row_cost[k] << "}";
+      j << "], \"decode_gb_s\": " << r.decode_gbs << ", \"read_bandwidth_gb_s\": " << bandwidth[i] << "}";
     }
     j << "\n  ],\n  \"concurrent_decode\": [";
     for (std::size_t i = 0; i < concurrent.size(); ++i)
       j << (i ? ", " : "") << "{\"sequences\": " << concurrent[i].first << ", \"tok_s\": " << concurrent[i].second << "}";
-    j << "],\n  \"engine_decode\": [";
-    for (std::size_t i = 0; i < decode_speeds.size(); ++i) {
-      const DecodeSpeed& d = decode_speeds[i];
-      j << (i ? ", " : "") << "{\"decoder\": \"" << d.decoder << "\", \"tok_s\": " << d.tok_s
-        << ", \"tokens_per_forward\": " << d.tokens_per_forward << ", \"rows_per_forward\": " << d.rows_per_forward
-        << "}";
-    }
-    j << "]\n}\n";
+    j << "],\n  \"decoder_prompts\": " << (prompts_file.empty() ? std::string("null") : json_string(prompts_file))
+      << ",\n  \"decoder_prompt_count\": " << prompts.size() << ",\n  \"decoders\": [";
+    bool first = true;
+    for (const auto& runs : decoder_runs)
+      for (const DecoderRun& d : runs) {
+        j << (first ? "" : ",") << "\n    {\"threads\": " << d.threads << ", \"decoder\": " << json_string(d.decoder)
+          << ", \"tok_s\": " << d.tok_s() << ", \"tokens\": " << d.tokens << ", \"forwards\": " << d.forwards
+          << ", \"tokens_per_forward\": " << d.tokens_per_forward() << ", \"rows_per_forward\": "
+          << d.rows_per_forward() << ", \"vs_ar\": " << d.tok_s() / runs[0].tok_s()
+          << ", \"break_even_tokens_per_forward\": " << d.break_even_tokens_per_forward(runs[0]);
+        if (judged) j << ", \"judge_perplexity\": " << d.judge_perplexity << ", \"distinct_3grams\": " << d.distinct_3grams;
+        j << "}";
+        first = false;
+      }
+    j << "\n  ]\n}\n";
     if (json_path == "-") {
       std::cout << j.str();
     } else {

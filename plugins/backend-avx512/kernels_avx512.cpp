@@ -49,6 +49,44 @@ inline void row_dots(const std::uint8_t* w, std::int64_t blocks, const std::int8
   for (int j = 0; j < NT; ++j) out[j] = _mm512_reduce_add_epi32(acc[j]);
 }
 
+// The sums of 16 int32 vectors, in order, in one vector: a transpose tree of about 45 instructions where 16
+// separate reductions take about 130.
+inline __m512i reduce16(const __m512i* v) {
+  __m512i u[8], w[4];
+  for (int i = 0; i < 8; ++i)   // per 128-bit lane: [a0+a2, b0+b2, a1+a3, b1+b3]
+    u[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]));
+  for (int i = 0; i < 4; ++i)   // per 128-bit lane: the lane's part of the sums of v[4i .. 4i+3]
+    w[i] = _mm512_add_epi32(_mm512_unpacklo_epi64(u[2 * i], u[2 * i + 1]), _mm512_unpackhi_epi64(u[2 * i], u[2 * i + 1]));
+  // Add the four 128-bit lanes: pairs of lanes first, then the pairs.
+  const __m512i x0 = _mm512_add_epi32(_mm512_shuffle_i32x4(w[0], w[1], 0x88), _mm512_shuffle_i32x4(w[0], w[1], 0xDD));
+  const __m512i x1 = _mm512_add_epi32(_mm512_shuffle_i32x4(w[2], w[3], 0x88), _mm512_shuffle_i32x4(w[2], w[3], 0xDD));
+  return _mm512_add_epi32(_mm512_shuffle_i32x4(x0, x1, 0x88), _mm512_shuffle_i32x4(x0, x1, 0xDD));
+}
+
+// Dots of 4 packed weight rows with 4 token rows (packed_row_tile): each row's codes are decoded once per group
+// for the four tokens, each token's activations loaded once per group for the four rows, and the 16 sums come out
+// of one reduce16. out[r * 4 + j] = row r . token j.
+inline void rows_dots_4x4(const std::uint8_t* const* w, std::int64_t blocks, const std::int8_t* const* q,
+                          std::int32_t* out) {
+  const __m512i mask = _mm512_set1_epi8(3);
+  __m512i acc[16];
+  for (auto& a : acc) a = _mm512_setzero_si512();
+  for (std::int64_t blk = 0; blk < blocks; ++blk) {
+    __m512i packed[4];
+    for (int r = 0; r < 4; ++r) packed[r] = _mm512_load_si512(w[r] + blk * kGroupBytes);
+    for (int g = 0; g < 4; ++g) {
+      const std::int64_t k = blk * kBlockWeights + g * kGroupBytes;
+      __m512i a[4];
+      for (int j = 0; j < 4; ++j) a[j] = _mm512_load_si512(q[j] + k);
+      for (int r = 0; r < 4; ++r) {
+        const __m512i codes = _mm512_and_si512(_mm512_srli_epi16(packed[r], 2 * g), mask);
+        for (int j = 0; j < 4; ++j) acc[r * 4 + j] = _mm512_dpbusd_epi32(acc[r * 4 + j], codes, a[j]);
+      }
+    }
+  }
+  _mm512_store_si512(out, reduce16(acc));
+}
+
 // Dot products of one int8 weight row (blocks of 64, stored as w + 128 so vpdpbusd sees unsigned bytes) with NT
 // token rows; the caller subtracts 128 * sum(a).
 template <int NT>
@@ -129,7 +167,7 @@ class Avx512Backend final : public Backend {
     if (!p || p->int8) throw Error("ternary_matmul: matrix was not packed by this backend's pack_ternary");
     if (x.cols != w.cols()) throw Error("ternary_matmul: activation width does not match the matrix");
     const std::int64_t blocks = p->row_bytes / kGroupBytes;
-    packed_matmul<kTokenTile, row_dots<kTokenTile>, row_dots<1>, kBlockWeights, kGroupBytes, 1>(
+    packed_matmul<kTokenTile, row_dots<kTokenTile>, row_dots<1>, kBlockWeights, kGroupBytes, 1, 4, rows_dots_4x4>(
         *p, blocks, x, y, y_stride, threads());
   }
 
