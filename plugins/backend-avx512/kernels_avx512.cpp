@@ -53,8 +53,10 @@ inline void row_dots(const std::uint8_t* w, std::int64_t blocks, const std::int8
 // separate reductions take about 130.
 inline __m512i reduce16(const __m512i* v) {
   __m512i u[8], w[4];
+#pragma GCC unroll 8
   for (int i = 0; i < 8; ++i)   // per 128-bit lane: [a0+a2, b0+b2, a1+a3, b1+b3]
     u[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]));
+#pragma GCC unroll 4
   for (int i = 0; i < 4; ++i)   // per 128-bit lane: the lane's part of the sums of v[4i .. 4i+3]
     w[i] = _mm512_add_epi32(_mm512_unpacklo_epi64(u[2 * i], u[2 * i + 1]), _mm512_unpackhi_epi64(u[2 * i], u[2 * i + 1]));
   // Add the four 128-bit lanes: pairs of lanes first, then the pairs.
@@ -63,28 +65,68 @@ inline __m512i reduce16(const __m512i* v) {
   return _mm512_add_epi32(_mm512_shuffle_i32x4(x0, x1, 0x88), _mm512_shuffle_i32x4(x0, x1, 0xDD));
 }
 
-// Dots of 4 packed weight rows with 4 token rows (packed_row_tile): each row's codes are decoded once per group
-// for the four tokens, each token's activations loaded once per group for the four rows, and the 16 sums come out
-// of one reduce16. out[r * 4 + j] = row r . token j.
-inline void rows_dots_4x4(const std::uint8_t* const* w, std::int64_t blocks, const std::int8_t* const* q,
-                          std::int32_t* out) {
-  const __m512i mask = _mm512_set1_epi8(3);
+// The codes of weight field g (0..3) of a packed block: one shift and one mask.
+inline __m512i field_codes(__m512i packed, int g) {
+  return _mm512_and_si512(_mm512_srli_epi16(packed, 2 * g), _mm512_set1_epi8(3));
+}
+
+// The integer dots of an R x T tile (R * T == 16; lane R * j + r holds row r with token j) over rows of `cols`
+// weights, as one reduce16. The loop runs over the fields of 64 weights that hold weights, so a short row's padding
+// (the rest of its last block, where the activations are zero) is skipped; its body has constant bounds, so the 16
+// accumulators stay in registers.
+template <int R, int T>
+inline __m512i tile_dots(const std::uint8_t* const* w, std::int64_t cols, const std::int8_t* const* q) {
+  static_assert(R * T == 16);
   __m512i acc[16];
-  for (auto& a : acc) a = _mm512_setzero_si512();
-  for (std::int64_t blk = 0; blk < blocks; ++blk) {
-    __m512i packed[4];
-    for (int r = 0; r < 4; ++r) packed[r] = _mm512_load_si512(w[r] + blk * kGroupBytes);
-    for (int g = 0; g < 4; ++g) {
-      const std::int64_t k = blk * kBlockWeights + g * kGroupBytes;
-      __m512i a[4];
-      for (int j = 0; j < 4; ++j) a[j] = _mm512_load_si512(q[j] + k);
-      for (int r = 0; r < 4; ++r) {
-        const __m512i codes = _mm512_and_si512(_mm512_srli_epi16(packed[r], 2 * g), mask);
-        for (int j = 0; j < 4; ++j) acc[r * 4 + j] = _mm512_dpbusd_epi32(acc[r * 4 + j], codes, a[j]);
-      }
+#pragma GCC unroll 16
+  for (int i = 0; i < 16; ++i) acc[i] = _mm512_setzero_si512();
+  const std::int64_t fields = (cols + kGroupBytes - 1) / kGroupBytes;
+  const __m512i mask = _mm512_set1_epi8(3);
+  for (std::int64_t f = 0; f < fields; ++f) {
+    const std::int64_t block_offset = f / 4 * kGroupBytes;
+    const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(2 * (f % 4)));
+    __m512i a[T];
+#pragma GCC unroll 16
+    for (int j = 0; j < T; ++j) a[j] = _mm512_load_si512(q[j] + f * kGroupBytes);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const __m512i codes = _mm512_and_si512(_mm512_srl_epi16(_mm512_load_si512(w[r] + block_offset), shift), mask);
+#pragma GCC unroll 16
+      for (int j = 0; j < T; ++j) acc[R * j + r] = _mm512_dpbusd_epi32(acc[R * j + r], codes, a[j]);
     }
   }
-  _mm512_store_si512(out, reduce16(acc));
+  return reduce16(acc);
+}
+
+// A 4-row x 4-token tile (packed_rows_tile, one activation scale per token): each row's codes are decoded once
+// per field for the four tokens, each token's activations loaded once per field for the four rows; lane 4 * j + r
+// of the sums is token j, row r, and the float side runs on all 16 lanes at once.
+inline void rows_tile_4x4(const std::uint8_t* const* w, std::int64_t cols, const std::int8_t* const* q,
+                          const std::int32_t* sum, const float* scale, const float* row_scale, float* y,
+                          std::int64_t y_stride) {
+  const __m512i dots = tile_dots<4, 4>(w, cols, q);
+  const __m512i token_of_lane = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+  const __m512i sums = _mm512_permutexvar_epi32(
+      token_of_lane, _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sum))));
+  const __m512 scales = _mm512_permutexvar_ps(token_of_lane, _mm512_castps128_ps512(_mm_loadu_ps(scale)));
+  const __m512 row_scales = _mm512_broadcast_f32x4(_mm_loadu_ps(row_scale));
+  const __m512 v = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(dots, sums)), scales), row_scales);
+  _mm_storeu_ps(y, _mm512_castps512_ps128(v));
+  _mm_storeu_ps(y + y_stride, _mm512_extractf32x4_ps(v, 1));
+  _mm_storeu_ps(y + 2 * y_stride, _mm512_extractf32x4_ps(v, 2));
+  _mm_storeu_ps(y + 3 * y_stride, _mm512_extractf32x4_ps(v, 3));
+}
+
+// A 16-row x 1-token tile (a decode step, or the tokens left after the 4-token tiles): one activation load per
+// field for 16 rows, and 16 contiguous outputs.
+inline void rows_tile_16x1(const std::uint8_t* const* w, std::int64_t cols, const std::int8_t* const* q,
+                           const std::int32_t* sum, const float* scale, const float* row_scale, float* y,
+                           std::int64_t /*y_stride*/) {
+  const __m512i dots = tile_dots<16, 1>(w, cols, q);
+  const __m512 v = _mm512_mul_ps(
+      _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(dots, _mm512_set1_epi32(sum[0]))), _mm512_set1_ps(scale[0])),
+      _mm512_loadu_ps(row_scale));
+  _mm512_storeu_ps(y, v);
 }
 
 // Dot products of one int8 weight row (blocks of 64, stored as w + 128 so vpdpbusd sees unsigned bytes) with NT
@@ -167,7 +209,7 @@ class Avx512Backend final : public Backend {
     if (!p || p->int8) throw Error("ternary_matmul: matrix was not packed by this backend's pack_ternary");
     if (x.cols != w.cols()) throw Error("ternary_matmul: activation width does not match the matrix");
     const std::int64_t blocks = p->row_bytes / kGroupBytes;
-    packed_matmul<kTokenTile, row_dots<kTokenTile>, row_dots<1>, kBlockWeights, kGroupBytes, 1, 4, rows_dots_4x4>(
+    packed_matmul<kTokenTile, row_dots<kTokenTile>, row_dots<1>, kBlockWeights, kGroupBytes, 1, rows_tile_4x4, rows_tile_16x1>(
         *p, blocks, x, y, y_stride, threads());
   }
 

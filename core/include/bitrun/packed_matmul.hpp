@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdint>
 #include <exception>
+#include <type_traits>
 #include <vector>
 
 #include "bitrun/parallel_for.hpp"
@@ -52,61 +53,65 @@ void for_each_row_parallel(std::int64_t rows, std::int64_t cols, int threads, Fn
   if (error) std::rethrow_exception(error);
 }
 
-// The float side of a tile of RowTile weight rows x TokenTile tokens whose integer dots TileDots computed
-// together (TileDots(rows, packed blocks, activation rows, out), out[r * TokenTile + j] the dot of row m + r with
-// token t + j): for activations with one scale group per token, the same operations in the same order as
-// ternary_row_tile, so both paths give identical results.
-template <int RowTile, int TokenTile, auto TileDots, int SumMultiplier, typename Packed>
-inline void packed_row_tile(const Packed& p, std::int64_t blocks, const QuantizedActivations& x, std::int64_t t,
-                            std::int64_t m, float* y, std::int64_t y_stride) {
-  const std::uint8_t* rows[RowTile];
-  const std::int8_t* q[TokenTile];
-  alignas(64) std::int32_t dots[RowTile * TokenTile];
-  for (int r = 0; r < RowTile; ++r) rows[r] = p.row(m + r);
-  for (int j = 0; j < TokenTile; ++j) q[j] = x.row(t + j);
-  TileDots(rows, blocks, q, dots);
-  for (int r = 0; r < RowTile; ++r)
-    for (int j = 0; j < TokenTile; ++j) {
-      const auto dot = static_cast<std::int32_t>(static_cast<std::uint32_t>(dots[r * TokenTile + j]) -
-                                                 static_cast<std::uint32_t>(SumMultiplier) *
-                                                     static_cast<std::uint32_t>(x.sum[static_cast<std::size_t>(t + j)]));
-      y[(t + j) * y_stride + m + r] = static_cast<float>(dot) * x.scale[static_cast<std::size_t>(t + j)] * p.row_scale[m + r];
-    }
+// The small-batch tiles a backend may provide for activations with one scale group per token. Each computes the
+// integer dots of several weight rows with several tokens, reduces all their sums at once and applies the float
+// side itself, in ternary_row_tile's order for one group (float(dot - SumMultiplier * sum_t) * scale_t) *
+// row_scale_m, so every path gives identical results. Signature: (weight rows, cols, activation rows, their sums,
+// their scales, the rows' scales, y at (first token, first row), y_stride).
+//   RowsByTokens: 4 rows x 4 tokens.   Rows16: 16 rows x 1 token.
+template <int Rows, int Tokens, auto RowsTile, typename Packed>
+inline void packed_rows_tile(const Packed& p, const QuantizedActivations& x, std::int64_t t, std::int64_t m, float* y,
+                             std::int64_t y_stride) {
+  const std::uint8_t* rows[Rows];
+  const std::int8_t* q[Tokens];
+  for (int r = 0; r < Rows; ++r) rows[r] = p.row(m + r);
+  for (int j = 0; j < Tokens; ++j) q[j] = x.row(t + j);
+  RowsTile(rows, p.cols(), q, x.sum.data() + t, x.scale.data() + t, p.row_scale.data() + m, y + t * y_stride + m,
+           y_stride);
 }
 
-// y = W x over a backend's packed matrix (anything with rows(), row(m) and row_scale): tiles of Tile tokens
+// y = W x over a backend's packed matrix (anything with rows(), cols(), row(m) and row_scale): tiles of Tile tokens
 // through DotsTile, the remaining tokens one at a time through Dots1; see ternary_row_tile for the arithmetic.
-// With RowTile > 1 (the backend's RowsDots computes RowTile rows x Tile tokens and reduces all their sums at
-// once) and one activation scale per token, whole tiles of rows and tokens go through RowsDots: a row as short as
-// a small model's is a few packed blocks, and reducing each (row, token) dot on its own would cost more than the
-// dot.
+// With the backend's small-batch tiles (RowsByTokens, Rows16; nullptr for none) and one activation scale per
+// token, tiles of 4 rows x 4 tokens and then 16 rows x 1 token go through them instead: a row as short as a small
+// model's is a few packed blocks, and reducing each (row, token) dot on its own costs more than the dot.
 template <int Tile, auto DotsTile, auto Dots1, std::int64_t BlockWeights, std::int64_t GroupBytes, int SumMultiplier,
-          int RowTile = 1, auto RowsDots = nullptr, typename Packed>
+          auto RowsByTokens = nullptr, auto Rows16 = nullptr, typename Packed>
 void packed_matmul(const Packed& p, std::int64_t blocks, const QuantizedActivations& x, float* y,
                    std::int64_t y_stride, int threads) {
   const std::int64_t n = x.rows;
+  auto row_tile = [&](std::int64_t t, std::int64_t m) {
+    ternary_row_tile<Tile, DotsTile, BlockWeights, GroupBytes, SumMultiplier>(p.row(m), blocks, x, t, p.row_scale[m],
+                                                                            y, y_stride, m);
+  };
+  auto row_one = [&](std::int64_t t, std::int64_t m) {
+    ternary_row_tile<1, Dots1, BlockWeights, GroupBytes, SumMultiplier>(p.row(m), blocks, x, t, p.row_scale[m], y,
+                                                                      y_stride, m);
+  };
   for_row_chunks(p.rows(), threads_for_work(p.rows() * p.cols() * n, threads), [&](std::int64_t m0, std::int64_t m1) {
     std::int64_t t = 0;
-    if constexpr (RowTile > 1) {
+    if constexpr (!std::is_same_v<decltype(RowsByTokens), std::nullptr_t>) {
+      static_assert(Tile == 4, "RowsByTokens tiles are 4 rows x 4 tokens");
       if (x.groups() == 1) {
         for (; t + Tile <= n; t += Tile) {
           std::int64_t m = m0;
-          for (; m + RowTile <= m1; m += RowTile)
-            packed_row_tile<RowTile, Tile, RowsDots, SumMultiplier>(p, blocks, x, t, m, y, y_stride);
-          for (; m < m1; ++m)
-            ternary_row_tile<Tile, DotsTile, BlockWeights, GroupBytes, SumMultiplier>(p.row(m), blocks, x, t,
-                                                                                    p.row_scale[m], y, y_stride, m);
+          for (; m + 4 <= m1; m += 4) packed_rows_tile<4, 4, RowsByTokens>(p, x, t, m, y, y_stride);
+          for (; m < m1; ++m) row_tile(t, m);
         }
+        for (; t < n; ++t) {
+          if (m1 - m0 == 16) {
+            packed_rows_tile<16, 1, Rows16>(p, x, t, m0, y, y_stride);
+          } else {
+            for (std::int64_t m = m0; m < m1; ++m) row_one(t, m);
+          }
+        }
+        return;
       }
     }
     for (; t + Tile <= n; t += Tile)
-      for (std::int64_t m = m0; m < m1; ++m)
-        ternary_row_tile<Tile, DotsTile, BlockWeights, GroupBytes, SumMultiplier>(p.row(m), blocks, x, t,
-                                                                                p.row_scale[m], y, y_stride, m);
+      for (std::int64_t m = m0; m < m1; ++m) row_tile(t, m);
     for (; t < n; ++t)
-      for (std::int64_t m = m0; m < m1; ++m)
-        ternary_row_tile<1, Dots1, BlockWeights, GroupBytes, SumMultiplier>(p.row(m), blocks, x, t, p.row_scale[m], y,
-                                                                          y_stride, m);
+      for (std::int64_t m = m0; m < m1; ++m) row_one(t, m);
   });
 }
 
