@@ -63,8 +63,7 @@ inline void store(float* p, FloatVec<Lanes> v) {
 }
 
 // Scores of one query vector against a chunk of kPosChunk keys stored transposed (k_t[d * kPosChunk + p]):
-// out[p] = q . k_p. Each key dimension is one broadcast and kPosChunk / Lanes fused multiply-adds, with no
-// horizontal sum (which would cost more than the products for short heads).
+// out[p] = q . k_p, a broadcast of each query element times registers of keys (no horizontal sum).
 template <int Lanes>
 inline void chunk_scores(const float* q, const float* k_t, std::int64_t head_dim, float* out) {
   using V = FloatVec<Lanes>;
@@ -77,10 +76,11 @@ inline void chunk_scores(const float* q, const float* k_t, std::int64_t head_dim
   for (int j = 0; j < kVecs; ++j) store<Lanes>(out + j * Lanes, acc[j]);
 }
 
-// acc[0..n) += sum_p w[p] * v[p*n ..]: blocks of four vectors of outputs accumulate in registers over all
+// acc[0..n) += sum_p w[p * w_stride] * v[p*n ..]: blocks of four vectors of outputs accumulate in registers over all
 // positions before being stored, so the accumulator is not read and written once per position.
 template <int Lanes>
-inline void weighted_sum(const float* w, const float* v, std::int64_t positions, std::int64_t n, float* acc) {
+inline void weighted_sum(const float* w, std::int64_t w_stride, const float* v, std::int64_t positions, std::int64_t n,
+                         float* acc) {
   using V = FloatVec<Lanes>;
   std::int64_t d = 0;
   for (; d + 4 * Lanes <= n; d += 4 * Lanes) {
@@ -88,7 +88,7 @@ inline void weighted_sum(const float* w, const float* v, std::int64_t positions,
       r3 = load<Lanes>(acc + d + 3 * Lanes);
     for (std::int64_t p = 0; p < positions; ++p) {
       const float* vp = v + p * n + d;
-      const V wp = V{} + w[p];
+      const V wp = V{} + w[p * w_stride];
       r0 += wp * load<Lanes>(vp);
       r1 += wp * load<Lanes>(vp + Lanes);
       r2 += wp * load<Lanes>(vp + 2 * Lanes);
@@ -101,12 +101,12 @@ inline void weighted_sum(const float* w, const float* v, std::int64_t positions,
   }
   for (; d + Lanes <= n; d += Lanes) {
     V r = load<Lanes>(acc + d);
-    for (std::int64_t p = 0; p < positions; ++p) r += (V{} + w[p]) * load<Lanes>(v + p * n + d);
+    for (std::int64_t p = 0; p < positions; ++p) r += (V{} + w[p * w_stride]) * load<Lanes>(v + p * n + d);
     store<Lanes>(acc + d, r);
   }
   for (; d < n; ++d) {
     float r = acc[d];
-    for (std::int64_t p = 0; p < positions; ++p) r += w[p] * v[p * n + d];
+    for (std::int64_t p = 0; p < positions; ++p) r += w[p * w_stride] * v[p * n + d];
     acc[d] = r;
   }
 }
@@ -153,82 +153,135 @@ void attention_kernel(int threads, const float* q, std::int64_t rows, const KvLa
   std::unique_ptr<float[]> partial_acc(splits > 1 ? new float[tasks * vectors_per_task * head_dim] : nullptr);
 
   // One thread's buffers, kept across calls (a forward calls this once per layer).
+  const std::int64_t lane_groups = (vectors_per_task + Lanes - 1) / Lanes;
   struct Scratch {
-    std::vector<float> k_rows, k_t, v_rows, weights, acc;
-    std::vector<SoftmaxState> state;
-    std::vector<std::int64_t> visible;
-    void size_for(std::int64_t dim, std::int64_t vectors) {
-      k_rows.resize(static_cast<std::size_t>(dim));
-      k_t.resize(static_cast<std::size_t>(kPosChunk * dim));
-      v_rows.resize(k_t.size());
-      weights.resize(static_cast<std::size_t>(vectors * kPosChunk));
+    std::vector<float> k_rows, k_t, v_rows, qt, limits, scores, acc, max, sum;
+    void size_for(std::int64_t dim, std::int64_t vectors, std::int64_t groups) {
+      k_rows.resize(static_cast<std::size_t>(kPosChunk * dim));
+      v_rows.resize(k_rows.size());
+      k_t.resize(k_rows.size());
+      qt.resize(static_cast<std::size_t>(groups * dim * Lanes));
+      limits.resize(static_cast<std::size_t>(groups * Lanes));
+      scores.resize(static_cast<std::size_t>((kPosChunk + 1) * Lanes));
       acc.resize(static_cast<std::size_t>(vectors * dim));
-      state.resize(static_cast<std::size_t>(vectors));
-      visible.resize(static_cast<std::size_t>(vectors));
+      max.resize(static_cast<std::size_t>(groups * Lanes));
+      sum.resize(max.size());
     }
   };
+  // A task's query vectors are processed Lanes at a time, one per SIMD lane ("lane group"): a score is then a
+  // broadcast of one key element times a register of query elements, summed over the head dimension, with no
+  // horizontal sum, and the softmax state of Lanes vectors moves together.
   auto run_task = [&](Scratch& scratch, std::int64_t task) {
+    using V = FloatVec<Lanes>;
+    const V minus_inf = V{} - std::numeric_limits<float>::infinity();
     const std::int64_t split = task % splits, base = task / splits;
     const std::int64_t kvh = base % n_kv_heads, block = base / n_kv_heads;
     const std::int64_t r0 = block * kRowBlock, r1 = std::min(rows, r0 + kRowBlock);
-    const std::int64_t n_vec = (r1 - r0) * group;
+    const std::int64_t n_vec = (r1 - r0) * group, n_groups = (n_vec + Lanes - 1) / Lanes;
     const std::int64_t p_begin = split * chunks_per_split * kPosChunk;
     std::int64_t p_end = std::min(max_limit, p_begin + chunks_per_split * kPosChunk);
     std::int64_t block_limit = 0;
     for (std::int64_t r = r0; r < r1; ++r) block_limit = std::max<std::int64_t>(block_limit, limit[r]);
     p_end = std::min(p_end, block_limit);
 
-    SoftmaxState* state = splits > 1 ? partial_state.get() + task * vectors_per_task : scratch.state.data();
     float* acc = splits > 1 ? partial_acc.get() + task * vectors_per_task * head_dim : scratch.acc.data();
-    std::fill(state, state + n_vec, SoftmaxState{});
     std::fill(acc, acc + n_vec * head_dim, 0.0f);
-    float* k_rows = scratch.k_rows.data();   // one key row
-    float* k_t = scratch.k_t.data();
+    float* qt = scratch.qt.data();
+    float* lim = scratch.limits.data();
+    float* max = scratch.max.data();
+    float* sum = scratch.sum.data();
+    // Query vector i: row r0 + i / group, query head kvh * group + i % group (consecutive in memory per row). Its
+    // elements go to lane i % Lanes of lane group i / Lanes, pre-scaled; lanes past n_vec stay 0 and see nothing.
+    for (std::int64_t i = 0; i < n_groups * Lanes; ++i) {
+      const std::int64_t lg = i / Lanes, lane = i % Lanes;
+      const float* qi = q + ((r0 + i / group) * n_heads + kvh * group + i % group) * head_dim;
+      for (std::int64_t d = 0; d < head_dim; ++d) qt[(lg * head_dim + d) * Lanes + lane] = i < n_vec ? qi[d] * scale : 0.0f;
+      lim[i] = i < n_vec ? static_cast<float>(limit[r0 + i / group]) : 0.0f;
+      max[i] = -std::numeric_limits<float>::infinity();
+      sum[i] = 0.0f;
+    }
+    float* k_rows = scratch.k_rows.data();
     float* v_rows = scratch.v_rows.data();
-    // Query vector i: row r0 + i / group, query head kvh * group + i % group (consecutive in memory per row).
-    auto query = [&](std::int64_t i) { return q + ((r0 + i / group) * n_heads + kvh * group + i % group) * head_dim; };
+    float* k_t = scratch.k_t.data();      // the few-vectors path's keys, [dimension][position]
+    float* w = scratch.scores.data();   // [position][lane], then one row for the rescale factors
 
     for (std::int64_t c0 = p_begin; c0 < p_end; c0 += kPosChunk) {
       const std::int64_t n_pos = std::min(kPosChunk, p_end - c0);
-      // The chunk's keys, transposed for chunk_scores; positions past n_pos are zero, their scores unused.
-      for (std::int64_t p = 0; p < n_pos; ++p) {
-        cached.key(c0 + p, kvh, k_rows);
-        for (std::int64_t d = 0; d < head_dim; ++d) k_t[d * kPosChunk + p] = k_rows[d];
-      }
-      if (n_pos < kPosChunk)
-        for (std::int64_t d = 0; d < head_dim; ++d)
-          std::fill(k_t + d * kPosChunk + n_pos, k_t + (d + 1) * kPosChunk, 0.0f);
-      // Scores and the online softmax update; each vector sees positions below its row's limit.
-      for (std::int64_t i = 0; i < n_vec; ++i) {
-        const std::int64_t seen = std::clamp<std::int64_t>(limit[r0 + i / group] - c0, 0, n_pos);
-        scratch.visible[static_cast<std::size_t>(i)] = seen;
-        float* w = scratch.weights.data() + i * kPosChunk;
-        if (seen == 0) continue;
-        chunk_scores<Lanes>(query(i), k_t, head_dim, w);
-        float chunk_max = -std::numeric_limits<float>::infinity();
-        for (std::int64_t p = 0; p < seen; ++p) chunk_max = std::max(chunk_max, w[p] *= scale);
-        SoftmaxState& st = state[i];
-        const float new_max = std::max(st.max, chunk_max);
-        const float rescale = std::exp(st.max - new_max);   // 0 on the first chunk (max was -inf)
-        st.sum = st.sum * rescale + ExpShifted(w, seen, new_max);
-        st.max = new_max;
-        if (rescale != 1.0f) {
+      for (std::int64_t p = 0; p < n_pos; ++p) cached.key(c0 + p, kvh, k_rows + p * head_dim);
+      for (std::int64_t p = 0; p < n_pos; ++p) cached.value(c0 + p, kvh, v_rows + p * head_dim);
+      if (n_vec * 2 < Lanes) {
+        // Too few query vectors to fill half the lanes (decoding one row): the keys transposed once per chunk,
+        // and each vector's scores as registers of positions.
+        for (std::int64_t p = 0; p < n_pos; ++p)
+          for (std::int64_t d = 0; d < head_dim; ++d) k_t[d * kPosChunk + p] = k_rows[p * head_dim + d];
+        if (n_pos < kPosChunk)
+          for (std::int64_t d = 0; d < head_dim; ++d) std::fill(k_t + d * kPosChunk + n_pos, k_t + (d + 1) * kPosChunk, 0.0f);
+        for (std::int64_t i = 0; i < n_vec; ++i) {
+          const std::int64_t seen = std::clamp<std::int64_t>(limit[r0 + i / group] - c0, 0, n_pos);
+          if (seen == 0) continue;
+          chunk_scores<Lanes>(q + ((r0 + i / group) * n_heads + kvh * group + i % group) * head_dim, k_t, head_dim, w);
+          float chunk_max = -std::numeric_limits<float>::infinity();
+          for (std::int64_t p = 0; p < seen; ++p) chunk_max = std::max(chunk_max, w[p] *= scale);
+          const float new_max = std::max(max[i], chunk_max);
+          const float rescale = std::exp(max[i] - new_max);   // 0 on the first chunk (max was -inf)
+          sum[i] = sum[i] * rescale + ExpShifted(w, seen, new_max);
+          max[i] = new_max;
           float* a = acc + i * head_dim;
-          for (std::int64_t d = 0; d < head_dim; ++d) a[d] *= rescale;
+          if (rescale != 1.0f)
+            for (std::int64_t d = 0; d < head_dim; ++d) a[d] *= rescale;
+          weighted_sum<Lanes>(w, 1, v_rows, seen, head_dim, a);
+        }
+        continue;
+      }
+      for (std::int64_t lg = 0; lg < n_groups; ++lg) {
+        const float* qg = qt + lg * head_dim * Lanes;
+        const V limits_v = load<Lanes>(lim + lg * Lanes);
+        // Scores; a position at or past a vector's row limit scores -inf.
+        V chunk_max = minus_inf;
+        for (std::int64_t p = 0; p < n_pos; ++p) {
+          const float* k = k_rows + p * head_dim;
+          V a = {};
+          for (std::int64_t d = 0; d < head_dim; ++d) a += load<Lanes>(qg + d * Lanes) * k[d];
+          a = (V{} + static_cast<float>(c0 + p)) < limits_v ? a : minus_inf;
+          store<Lanes>(w + p * Lanes, a);
+          chunk_max = chunk_max > a ? chunk_max : a;
+        }
+        // Online softmax: exps relative to the new max (0 where a lane has seen nothing yet, so no inf - inf),
+        // and the factor that rescales what the lanes had, exp(old max - new max), computed with them.
+        const V old_max = load<Lanes>(max + lg * Lanes);
+        const V new_max = old_max > chunk_max ? old_max : chunk_max;
+        const V shift = new_max == minus_inf ? V{} : new_max;
+        for (std::int64_t p = 0; p < n_pos; ++p) store<Lanes>(w + p * Lanes, load<Lanes>(w + p * Lanes) - shift);
+        store<Lanes>(w + n_pos * Lanes, old_max - shift);
+        ExpShifted(w, (n_pos + 1) * Lanes, 0.0f);
+        V chunk_sum = {};
+        for (std::int64_t p = 0; p < n_pos; ++p) {   // exactly 0 where not visible (the exp of -inf is not)
+          const V e = (V{} + static_cast<float>(c0 + p)) < limits_v ? load<Lanes>(w + p * Lanes) : V{};
+          store<Lanes>(w + p * Lanes, e);
+          chunk_sum += e;
+        }
+        const V rescale = old_max == minus_inf ? V{} : load<Lanes>(w + n_pos * Lanes);
+        store<Lanes>(sum + lg * Lanes, load<Lanes>(sum + lg * Lanes) * rescale + chunk_sum);
+        store<Lanes>(max + lg * Lanes, new_max);
+        float factors[Lanes];
+        store<Lanes>(factors, rescale);
+        for (std::int64_t lane = 0; lane < Lanes && lg * Lanes + lane < n_vec; ++lane) {
+          float* a = acc + (lg * Lanes + lane) * head_dim;
+          if (factors[lane] != 1.0f)
+            for (std::int64_t d = 0; d < head_dim; ++d) a[d] *= factors[lane];
+          weighted_sum<Lanes>(w + lane, Lanes, v_rows, n_pos, head_dim, a);
         }
       }
-      for (std::int64_t p = 0; p < n_pos; ++p) cached.value(c0 + p, kvh, v_rows + p * head_dim);
-      for (std::int64_t i = 0; i < n_vec; ++i)
-        weighted_sum<Lanes>(scratch.weights.data() + i * kPosChunk, v_rows,
-                            scratch.visible[static_cast<std::size_t>(i)], head_dim, acc + i * head_dim);
     }
-    if (splits == 1) {
-      for (std::int64_t i = 0; i < n_vec; ++i) {
-        // A row that sees no position (limit 0) gets zeros, as in the reference.
-        const float inv = state[i].sum > 0.0f ? 1.0f / state[i].sum : 0.0f;
-        float* o = out + ((r0 + i / group) * n_heads + kvh * group + i % group) * head_dim;
-        for (std::int64_t d = 0; d < head_dim; ++d) o[d] = acc[i * head_dim + d] * inv;
-      }
+    if (splits > 1) {
+      for (std::int64_t i = 0; i < n_vec; ++i) partial_state[task * vectors_per_task + i] = {max[i], sum[i]};
+      return;
+    }
+    for (std::int64_t i = 0; i < n_vec; ++i) {
+      // A row that sees no position (limit 0) gets zeros, as in the reference.
+      const float inv = sum[i] > 0.0f ? 1.0f / sum[i] : 0.0f;
+      float* o = out + ((r0 + i / group) * n_heads + kvh * group + i % group) * head_dim;
+      for (std::int64_t d = 0; d < head_dim; ++d) o[d] = acc[i * head_dim + d] * inv;
     }
   };
   // Merges the splits of one (KV head, row block): rescales every partial to the common max and normalizes.
@@ -258,14 +311,14 @@ void attention_kernel(int threads, const float* q, std::int64_t rows, const KvLa
 
   if (threads <= 1 || tasks <= 1) {   // then splits == 1: every task writes `out` itself
     thread_local Scratch scratch;
-    scratch.size_for(head_dim, vectors_per_task);
+    scratch.size_for(head_dim, vectors_per_task, lane_groups);
     for (std::int64_t task = 0; task < tasks; ++task) run_task(scratch, task);
     return;
   }
 #pragma omp parallel num_threads(threads)
   {
     thread_local Scratch scratch;
-    scratch.size_for(head_dim, vectors_per_task);
+    scratch.size_for(head_dim, vectors_per_task, lane_groups);
 #pragma omp for schedule(dynamic, 1)
     for (std::int64_t task = 0; task < tasks; ++task) run_task(scratch, task);
     if (splits > 1) {
