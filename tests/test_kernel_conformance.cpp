@@ -108,7 +108,7 @@ TEST_P(KernelConformance, TernaryMatmulMatchesReferenceExactly) {
 
 // The small-batch path (tiles of several weight rows and tokens reduced together): every token count a block
 // diffusion step or a small batch gives, with row counts that leave partial row tiles.
-TEST_P(KernelConformance, TernaryMatmulSmallBatchesMatchReferenceExactly) {
+TEST_P(KernelConformance, SmallBatchMatmulsMatchReferenceExactly) {
   for (std::int64_t cols : {128, 383, 2560}) {
     for (std::int64_t rows : {5, 20}) {
       auto codes = random_codes(static_cast<std::size_t>(rows * cols));
@@ -116,6 +116,12 @@ TEST_P(KernelConformance, TernaryMatmulSmallBatchesMatchReferenceExactly) {
       TernaryMatrixView w{rows, cols, codes.data(), scales.data()};
       auto packed = backend_->pack_ternary(w);
       auto packed_ref = reference_->pack_ternary(w);
+      std::vector<std::int8_t> wide(codes.size());
+      std::uniform_int_distribution<int> value(-127, 127);
+      for (auto& v : wide) v = static_cast<std::int8_t>(value(rng_));
+      const TernaryMatrixView w8{rows, cols, wide.data(), scales.data()};
+      auto int8 = backend_->pack_int8(w8);
+      auto int8_ref = reference_->pack_int8(w8);
       for (std::int64_t tokens = 1; tokens <= 33; ++tokens) {
         auto x = random_floats(static_cast<std::size_t>(tokens * cols), 1.0f);
         QuantizedActivations q;
@@ -124,6 +130,12 @@ TEST_P(KernelConformance, TernaryMatmulSmallBatchesMatchReferenceExactly) {
         backend_->ternary_matmul(*packed, q, got.data(), rows);
         reference_->ternary_matmul(*packed_ref, q, want.data(), rows);
         ASSERT_EQ(got, want) << "rows " << rows << " cols " << cols << " tokens " << tokens;
+        // The same rows as int8 weights (the output projection's path).
+        std::fill(got.begin(), got.end(), -1.0f);
+        want = got;
+        backend_->int8_matmul(*int8, q, got.data(), rows);
+        reference_->int8_matmul(*int8_ref, q, want.data(), rows);
+        ASSERT_EQ(got, want) << "int8 rows " << rows << " cols " << cols << " tokens " << tokens;
       }
     }
   }

@@ -74,7 +74,8 @@ inline __m512i field_codes(__m512i packed, int g) {
 // weights, as one reduce16. The loop runs over the fields of 64 weights that hold weights, so a short row's padding
 // (the rest of its last block, where the activations are zero) is skipped; its body has constant bounds, so the 16
 // accumulators stay in registers.
-template <int R, int T>
+// Int8: the rows are pack_int8's bytes (64 weights per field, stored + 128) instead of 2-bit codes.
+template <int R, int T, bool Int8>
 inline __m512i tile_dots(const std::uint8_t* const* w, std::int64_t cols, const std::int8_t* const* q) {
   static_assert(R * T == 16);
   __m512i acc[16];
@@ -90,7 +91,9 @@ inline __m512i tile_dots(const std::uint8_t* const* w, std::int64_t cols, const 
     for (int j = 0; j < T; ++j) a[j] = _mm512_load_si512(q[j] + f * kGroupBytes);
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
-      const __m512i codes = _mm512_and_si512(_mm512_srl_epi16(_mm512_load_si512(w[r] + block_offset), shift), mask);
+      const __m512i codes =
+          Int8 ? _mm512_load_si512(w[r] + f * kGroupBytes)
+               : _mm512_and_si512(_mm512_srl_epi16(_mm512_load_si512(w[r] + block_offset), shift), mask);
 #pragma GCC unroll 16
       for (int j = 0; j < T; ++j) acc[R * j + r] = _mm512_dpbusd_epi32(acc[R * j + r], codes, a[j]);
     }
@@ -101,13 +104,16 @@ inline __m512i tile_dots(const std::uint8_t* const* w, std::int64_t cols, const 
 // A 4-row x 4-token tile (packed_rows_tile, one activation scale per token): each row's codes are decoded once
 // per field for the four tokens, each token's activations loaded once per field for the four rows; lane 4 * j + r
 // of the sums is token j, row r, and the float side runs on all 16 lanes at once.
+template <bool Int8>
 inline void rows_tile_4x4(const std::uint8_t* const* w, std::int64_t cols, const std::int8_t* const* q,
                           const std::int32_t* sum, const float* scale, const float* row_scale, float* y,
                           std::int64_t y_stride) {
-  const __m512i dots = tile_dots<4, 4>(w, cols, q);
+  const __m512i dots = tile_dots<4, 4, Int8>(w, cols, q);
   const __m512i token_of_lane = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
-  const __m512i sums = _mm512_permutexvar_epi32(
-      token_of_lane, _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sum))));
+  const __m512i sums = _mm512_slli_epi32(
+      _mm512_permutexvar_epi32(token_of_lane,
+                               _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sum)))),
+      Int8 ? 7 : 0);   // the offset's multiple of the activation sum: 128 for int8 rows, 1 for codes
   const __m512 scales = _mm512_permutexvar_ps(token_of_lane, _mm512_castps128_ps512(_mm_loadu_ps(scale)));
   const __m512 row_scales = _mm512_broadcast_f32x4(_mm_loadu_ps(row_scale));
   const __m512 v = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(dots, sums)), scales), row_scales);
@@ -119,12 +125,13 @@ inline void rows_tile_4x4(const std::uint8_t* const* w, std::int64_t cols, const
 
 // A 16-row x 1-token tile (a decode step, or the tokens left after the 4-token tiles): one activation load per
 // field for 16 rows, and 16 contiguous outputs.
+template <bool Int8>
 inline void rows_tile_16x1(const std::uint8_t* const* w, std::int64_t cols, const std::int8_t* const* q,
                            const std::int32_t* sum, const float* scale, const float* row_scale, float* y,
                            std::int64_t /*y_stride*/) {
-  const __m512i dots = tile_dots<16, 1>(w, cols, q);
+  const __m512i dots = tile_dots<16, 1, Int8>(w, cols, q);
   const __m512 v = _mm512_mul_ps(
-      _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(dots, _mm512_set1_epi32(sum[0]))), _mm512_set1_ps(scale[0])),
+      _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(dots, _mm512_set1_epi32(static_cast<std::int32_t>(static_cast<std::uint32_t>(sum[0]) * (Int8 ? 128u : 1u))))), _mm512_set1_ps(scale[0])),
       _mm512_loadu_ps(row_scale));
   _mm512_storeu_ps(y, v);
 }
@@ -209,7 +216,8 @@ class Avx512Backend final : public Backend {
     if (!p || p->int8) throw Error("ternary_matmul: matrix was not packed by this backend's pack_ternary");
     if (x.cols != w.cols()) throw Error("ternary_matmul: activation width does not match the matrix");
     const std::int64_t blocks = p->row_bytes / kGroupBytes;
-    packed_matmul<kTokenTile, row_dots<kTokenTile>, row_dots<1>, kBlockWeights, kGroupBytes, 1, rows_tile_4x4, rows_tile_16x1>(
+    packed_matmul<kTokenTile, row_dots<kTokenTile>, row_dots<1>, kBlockWeights, kGroupBytes, 1, rows_tile_4x4<false>,
+                  rows_tile_16x1<false>>(
         *p, blocks, x, y, y_stride, threads());
   }
 
@@ -234,7 +242,8 @@ class Avx512Backend final : public Backend {
     if (!p || !p->int8) throw Error("int8_matmul: matrix was not packed by this backend's pack_int8");
     if (x.cols != w.cols()) throw Error("int8_matmul: activation width does not match the matrix");
     const std::int64_t blocks = p->row_bytes / 64;
-    packed_matmul<kTokenTile, int8_row_dots<kTokenTile>, int8_row_dots<1>, 64, 64, 128>(
+    packed_matmul<kTokenTile, int8_row_dots<kTokenTile>, int8_row_dots<1>, 64, 64, 128, rows_tile_4x4<true>,
+                  rows_tile_16x1<true>>(
         *p, blocks, x, y, y_stride, threads());
   }
 
