@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <vector>
 
@@ -255,13 +256,42 @@ TEST(Cli, GenerateWithAnInt8KvCache) {
   EXPECT_NE(bad.output.find("kv_cache.type"), std::string::npos) << bad.output;
 }
 
-TEST(Cli, BenchComparesDiffusionModesWithAr) {
+// The decoder table has a row per thread count and decoder (AR first), the row-cost table every n, and with a
+// prompt set the requests come from its lines; --judge scores each decoder's text and needs --prompts.
+TEST(Cli, BenchComparesDecodersWithAr) {
   Result r = run("bench --preset bitnet-tiny --reps 1 --prompt-tokens 16 --gen-tokens 8 --diffusion-tokens 16 "
                  "--threads 1 --log-level warn");
   ASSERT_EQ(r.status, 0) << r.output;
-  for (const char* row : {"\nar ", "\ngreedy ", "\niterative ", "\nadaptive ", "\nfactor ", "\neb "})
-    EXPECT_NE(r.output.find(row), std::string::npos) << row << " missing:\n" << r.output;
-  EXPECT_NE(r.output.find("tokens/forward"), std::string::npos) << r.output;
+  for (const char* decoder : {"ar", "greedy", "iterative", "adaptive", "factor", "eb"}) {
+    char row[64];
+    std::snprintf(row, sizeof row, "\n%-8d %-10s", 1, decoder);
+    EXPECT_NE(r.output.find(row), std::string::npos) << decoder << " missing:\n" << r.output;
+  }
+  for (const char* column : {"tok/fwd", "rows/fwd", "break-even", "n=16", "n=32"})
+    EXPECT_NE(r.output.find(column), std::string::npos) << column << " missing:\n" << r.output;
+
+  const std::string prompts = std::string(BITRUN_SOURCE_DIR) + "/tests/data/story-prompts.txt";
+  const std::string json = (std::filesystem::temp_directory_path() / "bitrun-bench-decoders.json").string();
+  Result set = run("bench --reps 1 --prompt-tokens 8 --gen-tokens 4 --diffusion-tokens 8 --threads 1 --log-level warn "
+                   "--prompts " + prompts + " --json " + json);
+  ASSERT_EQ(set.status, 0) << set.output;
+  EXPECT_NE(set.output.find("24 prompts from"), std::string::npos) << set.output;
+  std::ifstream in(json);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (const char* field : {"\"decoder_prompt_count\": 24", "\"decoders\": [", "\"break_even_tokens_per_forward\"",
+                            "\"row_cost\": [", "\"decoder\": \"adaptive\""})
+    EXPECT_NE(text.find(field), std::string::npos) << field << " missing:\n" << text;
+  std::filesystem::remove(json);
+
+  Result lone_judge = run("bench --judge x.gguf --reps 1 --diffusion-tokens 8");
+  EXPECT_EQ(lone_judge.status, 1) << lone_judge.output;
+  EXPECT_NE(lone_judge.output.find("--judge needs --prompts"), std::string::npos) << lone_judge.output;
+
+  if (!std::filesystem::exists(kShared + "models/stories260K.gguf")) GTEST_SKIP() << kShared << " not found";
+  Result judged = run("bench --reps 1 --prompt-tokens 8 --gen-tokens 4 --diffusion-tokens 8 --threads 1 --log-level warn "
+                      "--prompts " + prompts + " --judge " + kShared + "models/stories260K.gguf");
+  ASSERT_EQ(judged.status, 0) << judged.output;
+  EXPECT_NE(judged.output.find("judge ppl"), std::string::npos) << judged.output;
 }
 
 // serve: its options reach the config, bad ones exit 1 naming the key, and an address in use is reported.
