@@ -6,7 +6,6 @@
 #include <fstream>
 #include <map>
 #include <random>
-#include <set>
 #include <sstream>
 
 #include "bitrun/config.hpp"
@@ -154,6 +153,7 @@ void judge_decoder_runs(const Model& model, const Model& judge, const std::vecto
     const auto vocab = static_cast<std::size_t>(judge.hparams().n_vocab);
     score_lines(judge_tf, lines, judge.hparams().n_ctx_train,
                 [&](std::span<const std::int32_t> ids, std::span<const float> logits) {
+                  if (line_index >= prompt_tokens.size()) throw Error("bench: the judge scored more lines than given");
                   const std::size_t skip = prompt_tokens[line_index++];
                   for (std::size_t r = skip ? skip - 1 : 0; r + 1 < ids.size(); ++r) {
                     const float* row = logits.data() + r * vocab;
