@@ -103,3 +103,49 @@ class WindowStream:
                 self._refill()
             rows.append(self.epoch_windows.pop())
         return torch.from_numpy(np.stack(rows))
+
+
+def trajectory_prompts(documents, n, min_len, max_len, seed):
+    """n prompts for self-distillation: the first k tokens (BOS included) of seeded random training documents,
+    k ~ U[min_len, max_len] (clipped to the document), the shape of a user's story opening."""
+    rng = np.random.default_rng(seed)
+    prompts = []
+    for i in rng.integers(0, len(documents), n):
+        doc = documents[int(i)][:-1]                      # never the EOS: a prompt is an unfinished story
+        k = int(rng.integers(min_len, max_len + 1))
+        prompts.append(list(doc[:max(1, min(k, len(doc)))]))
+    return prompts
+
+
+@torch.no_grad()
+def greedy_trajectories(student, prompts, length, eos, batch=256, progress=None):
+    """The student's own greedy (argmax) continuation of each prompt to `length` tokens, one token at a time with
+    a KV cache; prompts of one length are decoded together. After an EOS the row is padded with EOS. Returns
+    (tokens [n, length] in the prompts' order, prompt lengths [n])."""
+    from modeling import KvCache
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    out = torch.full((len(prompts), length), eos, dtype=torch.long)
+    done_count = 0
+    start = 0
+    while start < len(order):
+        plen = len(prompts[order[start]])
+        group = [i for i in order[start:start + batch] if len(prompts[i]) == plen]
+        start += len(group)
+        x = torch.tensor([prompts[i] for i in group])
+        b = len(group)
+        cache = KvCache(student.shape, b, length)
+        logits = student(x, torch.arange(plen), torch.ones(plen, plen, dtype=torch.bool).tril(), cache)
+        seq, ended = x, torch.zeros(b, dtype=torch.bool)
+        for pos in range(plen, length):
+            nxt = logits[:, -1].argmax(-1)
+            nxt[ended] = eos
+            ended |= nxt == eos
+            seq = torch.cat([seq, nxt[:, None]], 1)
+            if pos + 1 == length or bool(ended.all()):
+                break
+            logits = student(nxt[:, None], torch.tensor([pos]), torch.ones(1, pos + 1, dtype=torch.bool), cache)
+        out[group, :seq.shape[1]] = seq
+        done_count += b
+        if progress:
+            progress(done_count, len(prompts))
+    return out, torch.tensor([len(p) for p in prompts])

@@ -80,6 +80,22 @@ def training_batch(windows, block, mask_id, generator):
     return tokens, positions, torch.cat([ta, tb, tc], 1), training_mask(length, block)
 
 
+def trajectory_batch(trajectories, prompt_lengths, block, mask_id, eos, generator):
+    """training_batch over self-distillation windows: trajectories [batch, L + 1] are prompts followed by the
+    model's own greedy continuation, starting at position 0 like a decoded sequence (so blocks sit where the
+    decoder puts them). Only continuation tokens up to the first EOS are targets: they are a deterministic
+    function of what precedes them, so the model can learn to predict them with certainty; prompt tokens are
+    not, and the EOS padding after the end is never decoded."""
+    tokens, positions, targets, mask = training_batch(trajectories, block, mask_id, generator)
+    idx = torch.arange(trajectories.shape[1])[None, :]
+    after_prompt = idx >= prompt_lengths[:, None]
+    is_eos = (trajectories == eos) & after_prompt
+    first_eos = torch.where(is_eos.any(1), is_eos.int().argmax(1), torch.full_like(prompt_lengths, idx.shape[1]))
+    target_ok = (after_prompt & (idx <= first_eos[:, None]))[:, 1:]      # row j-1 predicts token j
+    targets = targets.masked_fill(~target_ok.repeat(1, 3), -100)
+    return tokens, positions, targets, mask
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Decoding, as shared/reference/diffusion.md describes it, over the student's full forward (no cache: the cache
 # of the real decoder holds exactly the block-causal K/V this recomputes).

@@ -237,7 +237,7 @@ class Block(nn.Module):
         self.gate, self.up = TernaryLinear(s.dim, s.n_ff), TernaryLinear(s.dim, s.n_ff)
         self.down = TernaryLinear(s.n_ff, s.dim)
 
-    def forward(self, x, tables, bias, s):
+    def forward(self, x, tables, bias, s, cache=None, layer=0):
         b, t, _ = x.shape
         h = fake_int8_rows(rms_norm(x, self.attn_norm, s.rms_eps))
         q = self.q(h).view(b, t, s.n_head, s.head_dim)
@@ -245,7 +245,10 @@ class Block(nn.Module):
         v = self.v(h).view(b, t, s.n_head_kv, s.head_dim)
         q, k = rope(q, tables, True), rope(k, tables, True)
         k, v = fake_fp16(k), fake_fp16(v)   # bitrun keeps K/V in an fp16 cache
-        a = attention(q, k, v, bias).reshape(b, t, -1)
+        if cache is not None:
+            a = attend(q, *cache.append(layer, k, v), bias).reshape(b, t, -1)
+        else:
+            a = attention(q, k, v, bias).reshape(b, t, -1)
         a = fake_int8_rows(rms_norm(a, self.attn_sub_norm, s.rms_eps))
         x = x + self.o(a)
         h = fake_int8_rows(rms_norm(x, self.ffn_norm, s.rms_eps))
@@ -267,12 +270,16 @@ class Student(nn.Module):
         self.output_norm = nn.Parameter(torch.ones(s.dim))
         self.output = nn.Parameter(torch.randn(s.n_vocab, s.dim) * (1.0 / math.sqrt(s.dim)))
 
-    def forward(self, tokens, positions, mask):
-        """tokens [b, t], positions [t], mask bool [t, t] (True = may attend) -> logits [b, t, vocab]."""
+    def forward(self, tokens, positions, mask, cache=None):
+        """tokens [b, t], positions [t], mask bool [t, t] (True = may attend) -> logits [b, t, vocab]. With a
+        KvCache, tokens continue the cached sequences and mask is [t, cached + t] (used for greedy
+        trajectories, one token at a time)."""
         s = self.shape
         x = self.tok_embd[tokens]
         tables, bias = rope_tables(positions, s.head_dim, s.rope_base), mask_bias(mask)
-        for blk in self.blocks:
-            x = blk(x, tables, bias, s)
+        for layer, blk in enumerate(self.blocks):
+            x = blk(x, tables, bias, s, cache, layer)
+        if cache is not None:
+            cache.length += tokens.shape[1]
         h = fake_int8_rows(rms_norm(x, self.output_norm, s.rms_eps))
         return h @ fake_int8_output_matrix(self.output).T

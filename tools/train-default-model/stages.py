@@ -2,9 +2,10 @@
 
 Stage 1 (AR distillation): the ternary student learns the float teacher's next-token distribution (KL at
 temperature 1, teacher logits computed on the fly on the same windows) plus cross-entropy on the text itself.
-Stage 2 (block diffusion): the same objective under causal attention, so AR decoding stays as good, plus the
-block-diffusion loss of diffusion.training_batch (cross-entropy on masked positions with token shift, and the
-teacher's distribution for the next block's first token at the end of each clean block)."""
+Stage 2 (block diffusion by self-distillation): the same objective under causal attention, so AR decoding stays
+as good, plus certainty forcing on the student's own greedy trajectories under the block-diffusion contract of
+diffusion.trajectory_batch (cross-entropy toward the trajectory on masked positions with token shift and at the
+end of each clean block, entropy minimisation where the student is already right)."""
 
 import math
 
@@ -89,7 +90,21 @@ def run_ar_stage(student, distiller, stream, long_stream, cfg):
     return bar.elapsed()
 
 
-def run_diffusion_stage(student, distiller, stream, cfg, mask_id, block, generator):
+def certainty_forcing(logq, targets):
+    """dParallel's certainty-forcing distillation on self-distillation targets: cross-entropy toward the
+    trajectory on every target row, and the entropy of the rows whose argmax is already the target (pushing a
+    right answer to full confidence, so it passes the decoder's threshold sooner). Returns (ce, entropy)."""
+    rows = targets != -100
+    lq, t = logq[rows], targets[rows]
+    ce = F.nll_loss(lq, t)
+    correct = (lq.argmax(-1) == t).float()
+    entropy = -(lq.exp() * lq).sum(-1)
+    return ce, (entropy * correct).sum() / max(1, int(rows.sum()))
+
+
+def run_diffusion_stage(student, distiller, stream, trajectories, prompt_lengths, cfg, mask_id, block, generator):
+    """Block diffusion by self-distillation: masked positions of the student's own greedy trajectories are
+    the targets (certainty forcing), next to the stage-1 objective on real text under causal attention."""
     opt = make_optimizer(student, cfg["lr"], cfg["weight_decay"])
     bar = Progress("diffusion", cfg["steps"])
     student.train()
@@ -97,24 +112,19 @@ def run_diffusion_stage(student, distiller, stream, cfg, mask_id, block, generat
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg["steps"], cfg["lr"], cfg["warmup"])
         windows = stream.batch(cfg["batch"])
-        ar_loss, kl, ce, (_, p, entropy) = ar_losses(student, distiller, windows, cfg["ce_weight"])
+        ar_loss, kl, ce, _ = ar_losses(student, distiller, windows, cfg["ce_weight"])
 
-        tokens, positions, targets, mask = diffusion.training_batch(windows, block, mask_id, generator)
+        pick = torch.randint(0, trajectories.shape[0], (cfg["batch"],), generator=generator)
+        tokens, positions, targets, mask = diffusion.trajectory_batch(
+            trajectories[pick], prompt_lengths[pick], block, mask_id, distiller.eos, generator)
         logq = student(tokens, positions, mask).log_softmax(-1)
-        n = windows.shape[1] - 1
-        noisy = targets[:, :2 * n]
-        masked_ce = F.nll_loss(logq[:, :2 * n].reshape(-1, logq.shape[-1]), noisy.reshape(-1), ignore_index=-100)
-        # Clean block ends: the teacher's AR distribution is the target (those rows see exactly the AR context).
-        ends = torch.arange(block - 1, n, block)
-        clean = logq[:, 2 * n:][:, ends]
-        rows = windows[:, ends] != distiller.eos
-        commit_kl = _kl(clean, p[:, ends], entropy[:, ends], rows)
-        loss = ar_loss + cfg["diffusion_weight"] * (masked_ce + commit_kl)
+        masked_ce, entropy = certainty_forcing(logq, targets)
+        loss = ar_loss + cfg["diffusion_weight"] * (masked_ce + cfg["entropy_weight"] * entropy)
 
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
         opt.step()
-        bar.update(step + 1, windows.numel() * 4, kl=float(kl), ce=float(ce), masked_ce=float(masked_ce),
-                   commit_kl=float(commit_kl))
+        bar.update(step + 1, windows.numel() + tokens.numel(), kl=float(kl), ce=float(ce),
+                   masked_ce=float(masked_ce), entropy=float(entropy))
     return bar.elapsed()

@@ -34,7 +34,7 @@ from progress import log  # noqa: E402
 from spm_tokenizer import SpmTokenizer  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(HERE))
-ALL_STAGES = ("ar", "diffusion", "export")
+ALL_STAGES = ("ar", "diffusion", "refine", "export")
 SHARED = os.environ.get("BITRUN_SHARED_DIR", os.path.join(os.path.dirname(REPO), "shared"))
 
 
@@ -68,10 +68,18 @@ def parse_args():
     p.add_argument("--ar-long-steps", type=int, default=150, help="last steps in windows of --context tokens")
     # Stage 2.
     p.add_argument("--block-size", type=int, default=16)
-    p.add_argument("--diffusion-steps", type=int, default=900)
+    p.add_argument("--diffusion-steps", type=int, default=2400)
     p.add_argument("--diffusion-batch", type=int, default=8)
-    p.add_argument("--diffusion-seq", type=int, default=128)
+    p.add_argument("--diffusion-seq", type=int, default=128, help="real-text windows of the causal objective")
     p.add_argument("--diffusion-lr", type=float, default=2e-3)
+    p.add_argument("--entropy-weight", type=float, default=1.0, help="certainty forcing's entropy term")
+    p.add_argument("--trajectories", type=int, default=6000, help="self-distillation trajectories")
+    p.add_argument("--trajectory-length", type=int, default=160, help="tokens from position 0, a multiple of "
+                   "--block-size")
+    p.add_argument("--prompt-tokens", default="2,24", help="trajectory prompt lengths (BOS included): min,max")
+    # Stage 3: the same objective again from the stage-2 checkpoint, at a lower learning rate (a second cosine).
+    p.add_argument("--refine-steps", type=int, default=1200)
+    p.add_argument("--refine-lr", type=float, default=1e-3)
     p.add_argument("--ce-weight", type=float, default=0.5, help="weight of text cross-entropy next to the KL")
     p.add_argument("--stages", default=",".join(ALL_STAGES),
                    help="comma-separated subset; a later stage alone starts from the previous one's checkpoint")
@@ -102,6 +110,31 @@ def load_documents(args, tok, teacher, train_lines):
     log("training text: %d TinyStories stories (%d tokens) + %d teacher stories (%d tokens)" % (
         len(docs), sum(map(len, docs)), len(sampled), sum(map(len, sampled))))
     return docs + sampled
+
+
+def load_trajectories(args, student, documents, tok, report):
+    """The stage-1 student's greedy continuations of training-story openings (cached in the work dir, keyed by
+    the arguments that decide them): the self-distillation targets of stage 2."""
+    if args.trajectory_length % args.block_size:
+        sys.exit("train.py: --trajectory-length must be a multiple of --block-size")
+    lo, hi = (int(v) for v in args.prompt_tokens.split(","))
+    cache = os.path.join(args.work, "trajectories-s%d-n%d-l%d-p%d-%d.pt" % (
+        args.seed, args.trajectories, args.trajectory_length, lo, hi))
+    if os.path.exists(cache) and "ar" not in args.stages.split(","):
+        trajectories, prompt_lengths = torch.load(cache)
+    else:
+        log("generating %d greedy trajectories of %d tokens with the stage-1 student" % (
+            args.trajectories, args.trajectory_length))
+        start = time.time()
+        student.eval()
+        prompts = data.trajectory_prompts(documents, args.trajectories, lo, hi, args.seed + 8)
+        trajectories, prompt_lengths = data.greedy_trajectories(
+            student, prompts, args.trajectory_length + 1, tok.eos,
+            progress=lambda done, total: log("  trajectories %d/%d (%.0f s)" % (done, total, time.time() - start)))
+        report["trajectory_seconds"] = time.time() - start
+        torch.save((trajectories, prompt_lengths), cache)
+    student.train()
+    return trajectories, prompt_lengths
 
 
 def main():
@@ -135,8 +168,8 @@ def main():
     report["ternary_parameters"] = sum(b.weight.numel() for blk in student.blocks for b in
                                        (blk.q, blk.k, blk.v, blk.o, blk.gate, blk.up, blk.down))
 
-    documents = None
-    if "ar" in wanted or "diffusion" in wanted:
+    documents = trajectories = None
+    if "ar" in wanted or "diffusion" in wanted or "refine" in wanted:
         documents = load_documents(args, tok, teacher, train_lines)
     if "ar" in wanted:
         seed_everything(args.seed + 2)
@@ -161,12 +194,31 @@ def main():
                "weight_decay": 0.05, "ce_weight": args.ce_weight, "diffusion_weight": 1.0}
         log("stage 2: block diffusion (block %d), %d steps of %d x %d tokens" % (
             args.block_size, args.diffusion_steps, args.diffusion_batch, args.diffusion_seq))
+        cfg["entropy_weight"] = args.entropy_weight
+        trajectories = load_trajectories(args, student, documents, tok, report)
         gen = torch.Generator().manual_seed(args.seed + 6)
-        report["diffusion_seconds"] = stages.run_diffusion_stage(student, distiller, stream, cfg, mask_id,
-                                                                 args.block_size, gen)
+        report["diffusion_seconds"] = stages.run_diffusion_stage(student, distiller, stream, *trajectories, cfg,
+                                                                 mask_id, args.block_size, gen)
         torch.save(student.state_dict(), ckpt_diff)
-    elif "export" in wanted and os.path.exists(ckpt_diff):
+    elif os.path.exists(ckpt_diff) and ("refine" in wanted or "export" in wanted):
         student.load_state_dict(torch.load(ckpt_diff))
+
+    ckpt_refined = os.path.join(args.work, "student-refined.pt")
+    if "refine" in wanted:
+        seed_everything(args.seed + 9)
+        stream = data.WindowStream(documents, args.diffusion_seq, args.seed + 10)
+        cfg = {"steps": args.refine_steps, "batch": args.diffusion_batch, "lr": args.refine_lr, "warmup": 20,
+               "weight_decay": 0.05, "ce_weight": args.ce_weight, "diffusion_weight": 1.0,
+               "entropy_weight": args.entropy_weight}
+        if trajectories is None:   # the stage-1 student's, from the cache (never the stage-2 student's)
+            trajectories = load_trajectories(args, student, documents, tok, report)
+        log("stage 3: refinement, %d more steps at peak lr %g" % (args.refine_steps, args.refine_lr))
+        gen = torch.Generator().manual_seed(args.seed + 11)
+        report["refine_seconds"] = stages.run_diffusion_stage(student, distiller, stream, *trajectories, cfg, mask_id,
+                                                              args.block_size, gen)
+        torch.save(student.state_dict(), ckpt_refined)
+    elif "export" in wanted and os.path.exists(ckpt_refined):
+        student.load_state_dict(torch.load(ckpt_refined))
     student.eval()
 
     teacher_nll, teacher_ppl, n_tok = evaluate.perplexity(evaluate.teacher_logits(teacher), tok, heldout)
