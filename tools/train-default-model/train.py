@@ -68,7 +68,7 @@ def parse_args():
     p.add_argument("--ar-long-steps", type=int, default=150, help="last steps in windows of --context tokens")
     # Stage 2.
     p.add_argument("--block-size", type=int, default=16)
-    p.add_argument("--diffusion-steps", type=int, default=2400)
+    p.add_argument("--diffusion-steps", type=int, default=2000)
     p.add_argument("--diffusion-batch", type=int, default=8)
     p.add_argument("--diffusion-seq", type=int, default=128, help="real-text windows of the causal objective")
     p.add_argument("--diffusion-lr", type=float, default=2e-3)
