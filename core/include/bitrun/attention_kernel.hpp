@@ -76,11 +76,10 @@ inline void chunk_scores(const float* q, const float* k_t, std::int64_t head_dim
   for (int j = 0; j < kVecs; ++j) store<Lanes>(out + j * Lanes, acc[j]);
 }
 
-// acc[0..n) += sum_p w[p * w_stride] * v[p*n ..]: blocks of four vectors of outputs accumulate in registers over all
+// acc[0..n) += sum_p w[p] * v[p*n ..]: blocks of four vectors of outputs accumulate in registers over all
 // positions before being stored, so the accumulator is not read and written once per position.
 template <int Lanes>
-inline void weighted_sum(const float* w, std::int64_t w_stride, const float* v, std::int64_t positions, std::int64_t n,
-                         float* acc) {
+inline void weighted_sum(const float* w, const float* v, std::int64_t positions, std::int64_t n, float* acc) {
   using V = FloatVec<Lanes>;
   std::int64_t d = 0;
   for (; d + 4 * Lanes <= n; d += 4 * Lanes) {
@@ -88,7 +87,7 @@ inline void weighted_sum(const float* w, std::int64_t w_stride, const float* v, 
       r3 = load<Lanes>(acc + d + 3 * Lanes);
     for (std::int64_t p = 0; p < positions; ++p) {
       const float* vp = v + p * n + d;
-      const V wp = V{} + w[p * w_stride];
+      const V wp = V{} + w[p];
       r0 += wp * load<Lanes>(vp);
       r1 += wp * load<Lanes>(vp + Lanes);
       r2 += wp * load<Lanes>(vp + 2 * Lanes);
@@ -101,12 +100,12 @@ inline void weighted_sum(const float* w, std::int64_t w_stride, const float* v, 
   }
   for (; d + Lanes <= n; d += Lanes) {
     V r = load<Lanes>(acc + d);
-    for (std::int64_t p = 0; p < positions; ++p) r += (V{} + w[p * w_stride]) * load<Lanes>(v + p * n + d);
+    for (std::int64_t p = 0; p < positions; ++p) r += (V{} + w[p]) * load<Lanes>(v + p * n + d);
     store<Lanes>(acc + d, r);
   }
   for (; d < n; ++d) {
     float r = acc[d];
-    for (std::int64_t p = 0; p < positions; ++p) r += w[p * w_stride] * v[p * n + d];
+    for (std::int64_t p = 0; p < positions; ++p) r += w[p] * v[p * n + d];
     acc[d] = r;
   }
 }
@@ -155,7 +154,7 @@ void attention_kernel(int threads, const float* q, std::int64_t rows, const KvLa
   // One thread's buffers, kept across calls (a forward calls this once per layer).
   const std::int64_t lane_groups = (vectors_per_task + Lanes - 1) / Lanes;
   struct Scratch {
-    std::vector<float> k_rows, k_t, v_rows, qt, limits, scores, acc, max, sum;
+    std::vector<float> k_rows, k_t, v_rows, qt, limits, scores, acc, acc_t, max, sum;
     void size_for(std::int64_t dim, std::int64_t vectors, std::int64_t groups) {
       k_rows.resize(static_cast<std::size_t>(kPosChunk * dim));
       v_rows.resize(k_rows.size());
@@ -164,6 +163,7 @@ void attention_kernel(int threads, const float* q, std::int64_t rows, const KvLa
       limits.resize(static_cast<std::size_t>(groups * Lanes));
       scores.resize(static_cast<std::size_t>((kPosChunk + 1) * Lanes));
       acc.resize(static_cast<std::size_t>(vectors * dim));
+      acc_t.resize(static_cast<std::size_t>(groups * dim * Lanes));
       max.resize(static_cast<std::size_t>(groups * Lanes));
       sum.resize(max.size());
     }
@@ -186,6 +186,8 @@ void attention_kernel(int threads, const float* q, std::int64_t rows, const KvLa
 
     float* acc = splits > 1 ? partial_acc.get() + task * vectors_per_task * head_dim : scratch.acc.data();
     std::fill(acc, acc + n_vec * head_dim, 0.0f);
+    float* acc_t = scratch.acc_t.data();   // lane groups' accumulators, [group][dimension][lane]
+    std::fill(acc_t, acc_t + n_groups * head_dim * Lanes, 0.0f);
     float* qt = scratch.qt.data();
     float* lim = scratch.limits.data();
     float* max = scratch.max.data();
@@ -229,7 +231,7 @@ void attention_kernel(int threads, const float* q, std::int64_t rows, const KvLa
           float* a = acc + i * head_dim;
           if (rescale != 1.0f)
             for (std::int64_t d = 0; d < head_dim; ++d) a[d] *= rescale;
-          weighted_sum<Lanes>(w, 1, v_rows, seen, head_dim, a);
+          weighted_sum<Lanes>(w, v_rows, seen, head_dim, a);
         }
         continue;
       }
@@ -237,14 +239,20 @@ void attention_kernel(int threads, const float* q, std::int64_t rows, const KvLa
         const float* qg = qt + lg * head_dim * Lanes;
         const V limits_v = load<Lanes>(lim + lg * Lanes);
         // Scores; a position at or past a vector's row limit scores -inf.
+        // Eight positions per pass, so each register of query elements is loaded once for eight keys.
         V chunk_max = minus_inf;
-        for (std::int64_t p = 0; p < n_pos; ++p) {
-          const float* k = k_rows + p * head_dim;
-          V a = {};
-          for (std::int64_t d = 0; d < head_dim; ++d) a += load<Lanes>(qg + d * Lanes) * k[d];
-          a = (V{} + static_cast<float>(c0 + p)) < limits_v ? a : minus_inf;
-          store<Lanes>(w + p * Lanes, a);
-          chunk_max = chunk_max > a ? chunk_max : a;
+        for (std::int64_t p0 = 0; p0 < n_pos; p0 += 8) {
+          V a[8] = {};
+          const float* k = k_rows + p0 * head_dim;   // rows past n_pos hold older (finite) keys; unused
+          for (std::int64_t d = 0; d < head_dim; ++d) {
+            const V qd = load<Lanes>(qg + d * Lanes);
+            for (int j = 0; j < 8; ++j) a[j] += qd * k[j * head_dim + d];
+          }
+          for (std::int64_t j = 0; j < 8 && p0 + j < n_pos; ++j) {
+            const V score = (V{} + static_cast<float>(c0 + p0 + j)) < limits_v ? a[j] : minus_inf;
+            store<Lanes>(w + (p0 + j) * Lanes, score);
+            chunk_max = chunk_max > score ? chunk_max : score;
+          }
         }
         // Online softmax: exps relative to the new max (0 where a lane has seen nothing yet, so no inf - inf),
         // and the factor that rescales what the lanes had, exp(old max - new max), computed with them.
@@ -263,16 +271,30 @@ void attention_kernel(int threads, const float* q, std::int64_t rows, const KvLa
         const V rescale = old_max == minus_inf ? V{} : load<Lanes>(w + n_pos * Lanes);
         store<Lanes>(sum + lg * Lanes, load<Lanes>(sum + lg * Lanes) * rescale + chunk_sum);
         store<Lanes>(max + lg * Lanes, new_max);
-        float factors[Lanes];
-        store<Lanes>(factors, rescale);
-        for (std::int64_t lane = 0; lane < Lanes && lg * Lanes + lane < n_vec; ++lane) {
-          float* a = acc + (lg * Lanes + lane) * head_dim;
-          if (factors[lane] != 1.0f)
-            for (std::int64_t d = 0; d < head_dim; ++d) a[d] *= factors[lane];
-          weighted_sum<Lanes>(w + lane, Lanes, v_rows, n_pos, head_dim, a);
+        // Weighted V rows, also one vector per lane: acc_t[d] (a register over the lane group) += w[p] * V[p][d],
+        // eight dimensions per pass so each weight register is loaded once for eight broadcasts.
+        float* at = acc_t + lg * head_dim * Lanes;
+        std::int64_t d0 = 0;
+        for (; d0 + 8 <= head_dim; d0 += 8) {
+          V r[8];
+          for (int j = 0; j < 8; ++j) r[j] = load<Lanes>(at + (d0 + j) * Lanes) * rescale;
+          for (std::int64_t p = 0; p < n_pos; ++p) {
+            const V wp = load<Lanes>(w + p * Lanes);
+            const float* vp = v_rows + p * head_dim + d0;
+            for (int j = 0; j < 8; ++j) r[j] += wp * vp[j];
+          }
+          for (int j = 0; j < 8; ++j) store<Lanes>(at + (d0 + j) * Lanes, r[j]);
+        }
+        for (; d0 < head_dim; ++d0) {
+          V r = load<Lanes>(at + d0 * Lanes) * rescale;
+          for (std::int64_t p = 0; p < n_pos; ++p) r += load<Lanes>(w + p * Lanes) * v_rows[p * head_dim + d0];
+          store<Lanes>(at + d0 * Lanes, r);
         }
       }
     }
+    if (n_vec * 2 >= Lanes)   // the lane-group accumulators back to one row of head_dim per vector
+      for (std::int64_t i = 0; i < n_vec; ++i)
+        for (std::int64_t d = 0; d < head_dim; ++d) acc[i * head_dim + d] = acc_t[((i / Lanes) * head_dim + d) * Lanes + i % Lanes];
     if (splits > 1) {
       for (std::int64_t i = 0; i < n_vec; ++i) partial_state[task * vectors_per_task + i] = {max[i], sum[i]};
       return;
