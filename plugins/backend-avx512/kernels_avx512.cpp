@@ -76,7 +76,8 @@ inline __m512i field_codes(__m512i packed, int g) {
 // accumulators stay in registers.
 // Int8: the rows are pack_int8's bytes (64 weights per field, stored + 128) instead of 2-bit codes.
 template <int R, int T, bool Int8>
-__attribute__((always_inline)) inline __m512i tile_dots(const std::uint8_t* const* w, std::int64_t cols, const std::int8_t* const* q) {
+__attribute__((always_inline)) inline __m512i tile_dots(const std::uint8_t* const* w, std::int64_t cols,
+                                                        const std::int8_t* const* q) {
   static_assert(R * T == 16);
   __m512i acc[16];
 #pragma GCC unroll 16
@@ -105,7 +106,8 @@ __attribute__((always_inline)) inline __m512i tile_dots(const std::uint8_t* cons
 // per field for the four tokens, each token's activations loaded once per field for the four rows; lane 4 * j + r
 // of the sums is token j, row r, and the float side runs on all 16 lanes at once.
 template <bool Int8>
-__attribute__((always_inline)) inline void rows_tile_4x4(const std::uint8_t* const* w, std::int64_t cols, const std::int8_t* const* q,
+__attribute__((always_inline)) inline void rows_tile_4x4(const std::uint8_t* const* w, std::int64_t cols,
+                                                         const std::int8_t* const* q,
                           const std::int32_t* sum, const float* scale, const float* row_scale, float* y,
                           std::int64_t y_stride) {
   const __m512i dots = tile_dots<4, 4, Int8>(w, cols, q);
@@ -130,8 +132,9 @@ inline void rows_tile_16x1(const std::uint8_t* const* w, std::int64_t cols, cons
                            const std::int32_t* sum, const float* scale, const float* row_scale, float* y,
                            std::int64_t /*y_stride*/) {
   const __m512i dots = tile_dots<16, 1, Int8>(w, cols, q);
+  const auto offset_sum = static_cast<std::int32_t>(static_cast<std::uint32_t>(sum[0]) * (Int8 ? 128u : 1u));
   const __m512 v = _mm512_mul_ps(
-      _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(dots, _mm512_set1_epi32(static_cast<std::int32_t>(static_cast<std::uint32_t>(sum[0]) * (Int8 ? 128u : 1u))))), _mm512_set1_ps(scale[0])),
+      _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(dots, _mm512_set1_epi32(offset_sum))), _mm512_set1_ps(scale[0])),
       _mm512_loadu_ps(row_scale));
   _mm512_storeu_ps(y, v);
 }

@@ -197,7 +197,8 @@ void attention_kernel(int threads, const float* q, std::int64_t rows, const KvLa
     for (std::int64_t i = 0; i < n_groups * Lanes; ++i) {
       const std::int64_t lg = i / Lanes, lane = i % Lanes;
       const float* qi = q + ((r0 + i / group) * n_heads + kvh * group + i % group) * head_dim;
-      for (std::int64_t d = 0; d < head_dim; ++d) qt[(lg * head_dim + d) * Lanes + lane] = i < n_vec ? qi[d] * scale : 0.0f;
+      for (std::int64_t d = 0; d < head_dim; ++d)
+        qt[(lg * head_dim + d) * Lanes + lane] = i < n_vec ? qi[d] * scale : 0.0f;
       lim[i] = i < n_vec ? static_cast<float>(limit[r0 + i / group]) : 0.0f;
       max[i] = -std::numeric_limits<float>::infinity();
       sum[i] = 0.0f;
@@ -217,7 +218,8 @@ void attention_kernel(int threads, const float* q, std::int64_t rows, const KvLa
         for (std::int64_t p = 0; p < n_pos; ++p)
           for (std::int64_t d = 0; d < head_dim; ++d) k_t[d * kPosChunk + p] = k_rows[p * head_dim + d];
         if (n_pos < kPosChunk)
-          for (std::int64_t d = 0; d < head_dim; ++d) std::fill(k_t + d * kPosChunk + n_pos, k_t + (d + 1) * kPosChunk, 0.0f);
+          for (std::int64_t d = 0; d < head_dim; ++d)
+            std::fill(k_t + d * kPosChunk + n_pos, k_t + (d + 1) * kPosChunk, 0.0f);
         for (std::int64_t i = 0; i < n_vec; ++i) {
           const std::int64_t seen = std::clamp<std::int64_t>(limit[r0 + i / group] - c0, 0, n_pos);
           if (seen == 0) continue;
@@ -294,7 +296,8 @@ void attention_kernel(int threads, const float* q, std::int64_t rows, const KvLa
     }
     if (n_vec * 2 >= Lanes)   // the lane-group accumulators back to one row of head_dim per vector
       for (std::int64_t i = 0; i < n_vec; ++i)
-        for (std::int64_t d = 0; d < head_dim; ++d) acc[i * head_dim + d] = acc_t[((i / Lanes) * head_dim + d) * Lanes + i % Lanes];
+        for (std::int64_t d = 0; d < head_dim; ++d)
+          acc[i * head_dim + d] = acc_t[((i / Lanes) * head_dim + d) * Lanes + i % Lanes];
     if (splits > 1) {
       for (std::int64_t i = 0; i < n_vec; ++i) partial_state[task * vectors_per_task + i] = {max[i], sum[i]};
       return;

@@ -16,8 +16,8 @@
 
 namespace bitrun {
 
-// Runs body(m0, m1) over chunks of 16 weight rows spread across `threads` threads (see parallel_for). Inside a chunk the caller loops
-// over token tiles outermost, so the chunk's weights and one tile's activations stay in L1: activations are read
+// Runs body(m0, m1) over chunks of 16 weight rows spread across `threads` threads (see parallel_for). Inside a
+// chunk the caller loops over token tiles outermost, so the chunk's weights and one tile's activations stay in L1: activations are read
 // rows/16 times per matmul instead of once per row, which is what makes prompt processing compute-bound.
 template <typename Body>
 void for_row_chunks(std::int64_t rows, int threads, Body body) {
@@ -73,8 +73,9 @@ inline void packed_rows_tile(const Packed& p, const QuantizedActivations& x, std
 // y = W x over a backend's packed matrix (anything with rows(), cols(), row(m) and row_scale): tiles of Tile tokens
 // through DotsTile, the remaining tokens one at a time through Dots1; see ternary_row_tile for the arithmetic.
 // With the backend's small-batch tiles (RowsByTokens, Rows16; nullptr for none) and one activation scale per
-// token, tiles of 4 rows x 4 tokens and then (short rows only) 16 rows x 1 token go through them instead: a row as short as a small
-// model's is a few packed blocks, and reducing each (row, token) dot on its own costs more than the dot.
+// token, tiles of 4 rows x 4 tokens and then (short rows only) 16 rows x 1 token go through them instead: a row as
+// short as a small model's is a few packed blocks, and reducing each (row, token) dot on its own costs more than
+// the dot.
 template <int Tile, auto DotsTile, auto Dots1, std::int64_t BlockWeights, std::int64_t GroupBytes, int SumMultiplier,
           auto RowsByTokens = nullptr, auto Rows16 = nullptr, typename Packed>
 void packed_matmul(const Packed& p, std::int64_t blocks, const QuantizedActivations& x, float* y,
