@@ -165,10 +165,9 @@ TEST(DefaultModel, DiffusionGreedyTextIsGoldenOnEveryBackend) {
 // What makes block diffusion pay: the committed model is confident in parallel. Decoded greedily by the adaptive
 // policy at threshold 0.9 (the decoder's defaults and the model's metadata otherwise), the fixed story prompts
 // (tests/data/story-prompts.txt, the set docs/default-model.md and `bitrun bench --prompts` measure), 128 tokens
-// each, take 2.85 tokens per forward (the previous default model: 1.01). Greedy choice, so the figure cannot
-// drift; pinned at 2.7 on every backend (their float sums differ in order, and the reference kernels take
-// 2.79). Issue #15 asks for 3.0.
-TEST(DefaultModel, AdaptiveDiffusionUnmasksSeveralTokensPerForward) {
+// each, take at least 3 tokens per forward on every backend (3.36 measured on avx512; the previous default model
+// took 1.01). Greedy choice, so the figure cannot drift.
+TEST(DefaultModel, AdaptiveDiffusionUnmasksAtLeastThreeTokensPerForward) {
   std::ifstream in(std::filesystem::path(BITRUN_SOURCE_DIR) / "tests" / "data" / "story-prompts.txt");
   std::vector<std::string> prompts;
   for (std::string line; std::getline(in, line);)
@@ -194,7 +193,7 @@ TEST(DefaultModel, AdaptiveDiffusionUnmasksSeveralTokensPerForward) {
       tokens += engine.stats(id).tokens;
       forwards += engine.stats(id).forwards;
     }
-    EXPECT_GE(static_cast<double>(tokens) / static_cast<double>(forwards), 2.7)
+    EXPECT_GE(static_cast<double>(tokens) / static_cast<double>(forwards), 3.0)
         << backend->name() << ": " << tokens << " tokens in " << forwards << " forwards";
   }
 }

@@ -34,7 +34,7 @@ from progress import log  # noqa: E402
 from spm_tokenizer import SpmTokenizer  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(HERE))
-ALL_STAGES = ("ar", "diffusion", "refine", "export")
+ALL_STAGES = ("ar", "diffusion", "refine", "redistill", "export")
 SHARED = os.environ.get("BITRUN_SHARED_DIR", os.path.join(os.path.dirname(REPO), "shared"))
 
 
@@ -80,6 +80,8 @@ def parse_args():
     # Stage 3: the same objective again from the stage-2 checkpoint, at a lower learning rate (a second cosine).
     p.add_argument("--refine-steps", type=int, default=1200)
     p.add_argument("--refine-lr", type=float, default=1e-3)
+    # Stage 4: trajectories re-made by the refined student, then the stage-3 objective on them (same steps, lr).
+    p.add_argument("--redistill-steps", type=int, default=1200)
     p.add_argument("--ce-weight", type=float, default=0.5, help="weight of text cross-entropy next to the KL")
     p.add_argument("--stages", default=",".join(ALL_STAGES),
                    help="comma-separated subset; a later stage alone starts from the previous one's checkpoint")
@@ -112,29 +114,42 @@ def load_documents(args, tok, teacher, train_lines):
     return docs + sampled
 
 
-def load_trajectories(args, student, documents, tok, report):
-    """The stage-1 student's greedy continuations of training-story openings (cached in the work dir, keyed by
-    the arguments that decide them): the self-distillation targets of stage 2."""
+def load_trajectories(args, student, documents, tok, report, made_by="stage1", regenerate=None):
+    """The greedy continuations of training-story openings by `student` (the stage-1 student for stage 2, the
+    refined one for stage 4), cached in the work dir, keyed by the arguments that decide them: the
+    self-distillation targets. They are made again when the student that makes them was trained in this run."""
     if args.trajectory_length % args.block_size:
         sys.exit("train.py: --trajectory-length must be a multiple of --block-size")
     lo, hi = (int(v) for v in args.prompt_tokens.split(","))
-    cache = os.path.join(args.work, "trajectories-s%d-n%d-l%d-p%d-%d.pt" % (
-        args.seed, args.trajectories, args.trajectory_length, lo, hi))
-    if os.path.exists(cache) and "ar" not in args.stages.split(","):
+    cache = os.path.join(args.work, "trajectories-s%d-n%d-l%d-p%d-%d%s.pt" % (
+        args.seed, args.trajectories, args.trajectory_length, lo, hi, "" if made_by == "stage1" else "-" + made_by))
+    if regenerate is None:
+        regenerate = "ar" in args.stages.split(",")
+    if os.path.exists(cache) and not regenerate:
         trajectories, prompt_lengths = torch.load(cache)
     else:
-        log("generating %d greedy trajectories of %d tokens with the stage-1 student" % (
-            args.trajectories, args.trajectory_length))
+        log("generating %d greedy trajectories of %d tokens with the %s student" % (
+            args.trajectories, args.trajectory_length, made_by))
         start = time.time()
         student.eval()
         prompts = data.trajectory_prompts(documents, args.trajectories, lo, hi, args.seed + 8)
         trajectories, prompt_lengths = data.greedy_trajectories(
             student, prompts, args.trajectory_length + 1, tok.eos,
             progress=lambda done, total: log("  trajectories %d/%d (%.0f s)" % (done, total, time.time() - start)))
-        report["trajectory_seconds"] = time.time() - start
+        report["trajectory_seconds_" + made_by] = time.time() - start
         torch.save((trajectories, prompt_lengths), cache)
     student.train()
     return trajectories, prompt_lengths
+
+
+def refine(args, student, distiller, documents, trajectories, mask_id, steps, seed):
+    """More steps of the stage-2 objective at --refine-lr (a new warm-up and cosine); returns the seconds."""
+    seed_everything(seed)
+    stream = data.WindowStream(documents, args.diffusion_seq, seed + 1)
+    cfg = {"steps": steps, "batch": args.diffusion_batch, "lr": args.refine_lr, "warmup": 20, "weight_decay": 0.05,
+           "ce_weight": args.ce_weight, "diffusion_weight": 1.0, "entropy_weight": args.entropy_weight}
+    gen = torch.Generator().manual_seed(seed + 2)
+    return stages.run_diffusion_stage(student, distiller, stream, *trajectories, cfg, mask_id, args.block_size, gen)
 
 
 def main():
@@ -169,7 +184,7 @@ def main():
                                        (blk.q, blk.k, blk.v, blk.o, blk.gate, blk.up, blk.down))
 
     documents = trajectories = None
-    if "ar" in wanted or "diffusion" in wanted or "refine" in wanted:
+    if wanted != ("export",):
         documents = load_documents(args, tok, teacher, train_lines)
     if "ar" in wanted:
         seed_everything(args.seed + 2)
@@ -205,20 +220,26 @@ def main():
 
     ckpt_refined = os.path.join(args.work, "student-refined.pt")
     if "refine" in wanted:
-        seed_everything(args.seed + 9)
-        stream = data.WindowStream(documents, args.diffusion_seq, args.seed + 10)
-        cfg = {"steps": args.refine_steps, "batch": args.diffusion_batch, "lr": args.refine_lr, "warmup": 20,
-               "weight_decay": 0.05, "ce_weight": args.ce_weight, "diffusion_weight": 1.0,
-               "entropy_weight": args.entropy_weight}
         if trajectories is None:   # the stage-1 student's, from the cache (never the stage-2 student's)
             trajectories = load_trajectories(args, student, documents, tok, report)
         log("stage 3: refinement, %d more steps at peak lr %g" % (args.refine_steps, args.refine_lr))
-        gen = torch.Generator().manual_seed(args.seed + 11)
-        report["refine_seconds"] = stages.run_diffusion_stage(student, distiller, stream, *trajectories, cfg, mask_id,
-                                                              args.block_size, gen)
+        report["refine_seconds"] = refine(args, student, distiller, documents, trajectories, mask_id,
+                                          args.refine_steps, args.seed + 9)
         torch.save(student.state_dict(), ckpt_refined)
-    elif "export" in wanted and os.path.exists(ckpt_refined):
+    elif os.path.exists(ckpt_refined) and ("redistill" in wanted or "export" in wanted):
         student.load_state_dict(torch.load(ckpt_refined))
+
+    ckpt_redistilled = os.path.join(args.work, "student-redistilled.pt")
+    if "redistill" in wanted:
+        trajectories = load_trajectories(args, student, documents, tok, report, made_by="refined",
+                                         regenerate="refine" in wanted)
+        log("stage 4: self-distillation on the refined student's own trajectories, %d steps at peak lr %g" % (
+            args.redistill_steps, args.refine_lr))
+        report["redistill_seconds"] = refine(args, student, distiller, documents, trajectories, mask_id,
+                                             args.redistill_steps, args.seed + 12)
+        torch.save(student.state_dict(), ckpt_redistilled)
+    elif "export" in wanted and os.path.exists(ckpt_redistilled):
+        student.load_state_dict(torch.load(ckpt_redistilled))
     student.eval()
 
     teacher_nll, teacher_ppl, n_tok = evaluate.perplexity(evaluate.teacher_logits(teacher), tok, heldout)
