@@ -13,6 +13,7 @@
 #include "bitrun/engine.hpp"
 #include "bitrun/error.hpp"
 #include "bitrun/perplexity.hpp"
+#include "bitrun/sampler.hpp"
 #include "bitrun/tokenizer.hpp"
 #include "bitrun/transformer.hpp"
 #include "runtime.hpp"
@@ -22,12 +23,6 @@ namespace {
 
 // The diffusion decoder's modes, each compared with AR.
 constexpr const char* kDiffusionModes[] = {"greedy", "iterative", "adaptive", "factor", "eb"};
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const std::size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 // Every prompt through `decoder` once per repetition, one request at a time, each in a fresh engine (no prefix
 // reuse, so every repetition computes its prompts).
@@ -81,6 +76,12 @@ std::vector<std::string> words(const std::string& text) {
 }
 
 }  // namespace
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
 
 std::vector<BenchPrompt> read_bench_prompts(const std::filesystem::path& file, const Model& model) {
   std::ifstream in(file);
@@ -156,11 +157,8 @@ void judge_decoder_runs(const Model& model, const Model& judge, const std::vecto
                   if (line_index >= prompt_tokens.size()) throw Error("bench: the judge scored more lines than given");
                   const std::size_t skip = prompt_tokens[line_index++];
                   for (std::size_t r = skip ? skip - 1 : 0; r + 1 < ids.size(); ++r) {
-                    const float* row = logits.data() + r * vocab;
-                    const float max = *std::max_element(row, row + vocab);
-                    double sum = 0;
-                    for (std::size_t v = 0; v < vocab; ++v) sum += std::exp(static_cast<double>(row[v] - max));
-                    nll += std::log(sum) + max - row[static_cast<std::size_t>(ids[r + 1])];
+                    const std::span<const float> row = logits.subspan(r * vocab, vocab);
+                    nll += log_sum_exp(row) - row[static_cast<std::size_t>(ids[r + 1])];
                     ++scored;
                   }
                 });

@@ -42,6 +42,9 @@ struct DecoderRun {
   double distinct_3grams = 0;
 };
 
+// The median of bench's timings (the middle value, or the mean of the two middle ones).
+double median(std::vector<double> v);
+
 // Prompts for the comparison: every non-empty line of `file`, tokenized with BOS. ConfigError when there is none.
 std::vector<BenchPrompt> read_bench_prompts(const std::filesystem::path& file, const Model& model);
 // One synthetic 16-token prompt of random ids (never the mask token), for models without a text to prompt with.

@@ -37,12 +37,6 @@ double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const std::size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 double peak_rss_bytes() {
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
@@ -190,10 +184,6 @@ double concurrent_decode_tps(const Model& model, Decoder& decoder, int sequences
   for (Engine::SequenceId seq : ids) throw_if_failed(engine, seq);
   return static_cast<double>(tokens - after_prefill) / seconds_since(start);
 }
-
-}  // namespace
-
-namespace {
 
 // A JSON string literal (the file and model names come from the user).
 std::string json_string(const std::string& text) {

@@ -65,11 +65,6 @@ inline __m512i reduce16(const __m512i* v) {
   return _mm512_add_epi32(_mm512_shuffle_i32x4(x0, x1, 0x88), _mm512_shuffle_i32x4(x0, x1, 0xDD));
 }
 
-// The codes of weight field g (0..3) of a packed block: one shift and one mask.
-inline __m512i field_codes(__m512i packed, int g) {
-  return _mm512_and_si512(_mm512_srli_epi16(packed, 2 * g), _mm512_set1_epi8(3));
-}
-
 // The integer dots of an R x T tile (R * T == 16; lane R * j + r holds row r with token j) over rows of `cols`
 // weights, as one reduce16. The loop runs over the fields of 64 weights that hold weights, so a short row's padding
 // (the rest of its last block, where the activations are zero) is skipped; its body has constant bounds, so the 16
