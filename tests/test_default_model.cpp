@@ -138,26 +138,43 @@ const std::vector<std::int32_t> kDiffusionGoldenIds = {
     432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338, 401, 396, 267, 337, 410, 408, 419, 292, 411, 322,
     265, 282, 295, 433, 426, 385, 328, 432, 358, 263};
 
-TEST(DefaultModel, DiffusionGreedyTextIsGoldenOnEveryBackend) {
+// A decoder configured with greedy sampling and decoder.mode = `mode` (and `threshold` when given).
+std::unique_ptr<Decoder> diffusion_decoder(const char* mode, const char* threshold = nullptr) {
   Config config;
   config.set("sampling.temperature", "0", ConfigSource::CommandLine, "test");
-  config.set("decoder.mode", "greedy", ConfigSource::CommandLine, "test");
-  std::unique_ptr<Decoder> diffusion = plugin_host().create_decoder("diffusion", config);
+  config.set("decoder.mode", mode, ConfigSource::CommandLine, "test");
+  if (threshold) config.set("decoder.threshold", threshold, ConfigSource::CommandLine, "test");
+  return plugin_host().create_decoder("diffusion", config);
+}
+
+// One greedy request for `prompt` decoded through an engine; its tokens go to `out` when given. Fails the test if
+// the sequence ends in an error.
+SequenceStats decode(const Model& model, Decoder& decoder, const std::vector<std::int32_t>& prompt,
+                     std::int64_t max_tokens, std::vector<std::int32_t>* out = nullptr) {
+  Config greedy;
+  greedy.set("sampling.temperature", "0", ConfigSource::CommandLine, "test");
+  const DecodeRequest request = make_decode_request(greedy, model, prompt, max_tokens);
+  Engine engine(model);
+  const Engine::SequenceId id = engine.add(decoder.start(request), request.context_size,
+                                           [&](Engine::SequenceId, const std::vector<std::int32_t>& t) {
+                                             if (out) out->insert(out->end(), t.begin(), t.end());
+                                           });
+  while (engine.step()) {
+  }
+  EXPECT_NE(engine.finish_reason(id), FinishReason::Error) << engine.error(id);
+  return engine.stats(id);
+}
+
+TEST(DefaultModel, DiffusionGreedyTextIsGoldenOnEveryBackend) {
+  std::unique_ptr<Decoder> diffusion = diffusion_decoder("greedy");
   const std::vector<std::unique_ptr<Backend>> backends = runnable_backends();
   for (const auto& backend : backends) {
     auto model = Model::load(kModel, *backend);
     const std::vector<std::int32_t> prompt = model->tokenizer().encode(kPrompt, /*add_bos=*/true, false);
-    const DecodeRequest request = make_decode_request(config, *model, prompt, static_cast<std::int64_t>(kDiffusionGoldenIds.size()));
-    Engine engine(*model);
     std::vector<std::int32_t> got;
-    const Engine::SequenceId id = engine.add(diffusion->start(request), request.context_size,
-                                             [&](Engine::SequenceId, const std::vector<std::int32_t>& t) {
-                                               got.insert(got.end(), t.begin(), t.end());
-                                             });
-    while (engine.step()) {
-    }
+    const SequenceStats stats =
+        decode(*model, *diffusion, prompt, static_cast<std::int64_t>(kDiffusionGoldenIds.size()), &got);
     EXPECT_EQ(got, kDiffusionGoldenIds) << backend->name();
-    const auto stats = engine.stats(id);
     EXPECT_GT(static_cast<double>(stats.tokens) / static_cast<double>(stats.forwards), 4.0) << backend->name();
   }
 }
@@ -173,25 +190,16 @@ TEST(DefaultModel, AdaptiveDiffusionUnmasksAtLeastThreeTokensPerForward) {
   for (std::string line; std::getline(in, line);)
     if (!line.empty()) prompts.push_back(line);
   ASSERT_GE(prompts.size(), 20u);
-  Config config;
-  config.set("sampling.temperature", "0", ConfigSource::CommandLine, "test");
-  config.set("decoder.mode", "adaptive", ConfigSource::CommandLine, "test");
-  config.set("decoder.threshold", "0.9", ConfigSource::CommandLine, "test");
-  std::unique_ptr<Decoder> diffusion = plugin_host().create_decoder("diffusion", config);
+  std::unique_ptr<Decoder> diffusion = diffusion_decoder("adaptive", "0.9");
   const std::vector<std::unique_ptr<Backend>> backends = runnable_backends();
   for (const auto& backend : backends) {
     auto model = Model::load(kModel, *backend);
     std::int64_t tokens = 0, forwards = 0;
     for (const std::string& text : prompts) {
-      const DecodeRequest request =
-          make_decode_request(config, *model, model->tokenizer().encode(text, /*add_bos=*/true, false), 128);
-      Engine engine(*model);
-      const Engine::SequenceId id = engine.add(diffusion->start(request), request.context_size, nullptr);
-      while (engine.step()) {
-      }
-      ASSERT_EQ(engine.finish_reason(id) == FinishReason::Error, false) << engine.error(id);
-      tokens += engine.stats(id).tokens;
-      forwards += engine.stats(id).forwards;
+      const std::vector<std::int32_t> prompt = model->tokenizer().encode(text, /*add_bos=*/true, false);
+      const SequenceStats stats = decode(*model, *diffusion, prompt, 128);
+      tokens += stats.tokens;
+      forwards += stats.forwards;
     }
     EXPECT_GE(static_cast<double>(tokens) / static_cast<double>(forwards), 3.0)
         << backend->name() << ": " << tokens << " tokens in " << forwards << " forwards";
