@@ -1,4 +1,4 @@
-"""The two training stages.
+"""The two training objectives (stages 3 and 4 of train.py run the second again).
 
 Stage 1 (AR distillation): the ternary student learns the float teacher's next-token distribution (KL at
 temperature 1, teacher logits computed on the fly on the same windows) plus cross-entropy on the text itself.

@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """Trains bitrun's built-in default model and writes it with bitrun's converter.
 
-  stories260K.gguf (float teacher) --distillation--> ternary bitnet-b1.58 student --block diffusion--> student
-  with a mask token --> float GGUF (exact ternary values) --bitrun convert --type i2_s--> models/default.gguf
+  stories260K.gguf (float teacher) --distillation--> ternary bitnet-b1.58 student --block diffusion on its own
+  greedy trajectories (stages 2-4)--> student with a mask token --> float GGUF (exact ternary values) --bitrun convert --type i2_s--> models/default.gguf
 
 Every stage is seeded; the result depends only on the arguments (and on the thread count: float reductions
 are ordered differently with more threads). See README.md in this directory."""
