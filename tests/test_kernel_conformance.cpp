@@ -195,26 +195,37 @@ TEST_P(KernelConformance, PackingFromI2sMatchesPackingFromCodes) {
   }
 }
 
-// The direct I2_S repack against decoding to codes and packing those, byte for byte, for both group sizes (so the
-// AVX-512 layout is checked on CPUs that cannot run it): rows of 1..9 I2_S blocks, including half 256-blocks.
-TEST(TernaryPack, I2sRepackEqualsPackingDecodedCodes) {
+// The interleaved packer's two sources, byte for byte, for both group sizes (so the AVX-512 layout is checked on CPUs
+// that cannot run it): the I2_S bytes gathered as they are against codes encoded, on rows of 1..5 I2_S blocks and
+// row counts that leave part of the last group empty; and one weight checked against the layout's definition.
+TEST(TernaryPack, InterleavedGroupFromI2sEqualsFromCodes) {
   std::mt19937 rng(99);
   std::uniform_int_distribution<int> code(-1, 1);
-  for (std::int64_t cols = 128; cols <= 9 * 128; cols += 128) {
-    TernaryTensor t{cols, 1, std::vector<std::int8_t>(static_cast<std::size_t>(cols)), cols, {1.0f}};
-    for (auto& c : t.codes) c = static_cast<std::int8_t>(code(rng));
-    const std::vector<std::uint8_t> i2s = encode_ternary(GgmlType::I2_S, t);
-    for (std::int64_t group_bytes : {32, 64}) {
-      const auto bytes = static_cast<std::size_t>(packed_row_bytes_2bit(cols, group_bytes));
-      std::vector<std::uint8_t> direct(bytes, 0xaa), generic(bytes, 0xbb);
-      ASSERT_TRUE(repack_i2s_row_2bit(i2s.data(), cols, group_bytes, direct.data()));
-      pack_ternary_row_2bit(t.codes.data(), cols, group_bytes, generic.data());
-      ASSERT_EQ(direct, generic) << "cols " << cols << " group " << group_bytes;
+  for (std::int64_t cols = 128; cols <= 5 * 128; cols += 128) {
+    for (std::int64_t rows : {3, 16, 21}) {
+      TernaryTensor t{cols, rows, std::vector<std::int8_t>(static_cast<std::size_t>(rows * cols)), rows * cols, {1.0f}};
+      for (auto& c : t.codes) c = static_cast<std::int8_t>(code(rng));
+      const std::vector<std::uint8_t> i2s = encode_ternary(GgmlType::I2_S, t);
+      std::vector<float> scales(static_cast<std::size_t>(rows), 1.0f);
+      TernaryMatrixView from_codes{rows, cols, t.codes.data(), scales.data()};
+      TernaryMatrixView from_i2s = from_codes;
+      from_i2s.i2s = i2s.data();
+      for (std::int64_t group_rows : {8, 16}) {
+        const auto bytes = static_cast<std::size_t>(interleaved_group_bytes(cols, group_rows, false));
+        std::vector<std::uint8_t> buffer(static_cast<std::size_t>(interleaved_pack_buffer_bytes(cols)));
+        for (std::int64_t first = 0; first < rows; first += group_rows) {
+          std::vector<std::uint8_t> direct(bytes, 0xaa), encoded(bytes, 0xbb);
+          pack_interleaved_group(from_i2s, first, group_rows, false, 0, buffer.data(), direct.data());
+          pack_interleaved_group(from_codes, first, group_rows, false, 0, buffer.data(), encoded.data());
+          ASSERT_EQ(direct, encoded) << "cols " << cols << " rows " << rows << " group " << group_rows;
+          // Weight k of row first + r: block b = k / 128, I2_S byte m = k % 32 in dword d = m / 4, field k % 128 / 32.
+          const std::int64_t r = rows - 1 - first < group_rows ? rows - 1 - first : group_rows - 1, k = cols - 37;
+          const std::int64_t b = k / 128, m = k % 32, f = k % 128 / 32;
+          const std::uint8_t byte = direct[static_cast<std::size_t>((b * 8 + m / 4) * 4 * group_rows + 4 * r + m % 4)];
+          EXPECT_EQ(((byte >> (6 - 2 * f)) & 3) - 1, t.codes[static_cast<std::size_t>((first + r) * cols + k)]);
+        }
+      }
     }
-    std::vector<std::uint8_t> bad(i2s.begin(), i2s.begin() + cols / 4), out(static_cast<std::size_t>(cols));
-    bad.back() |= 0x30;   // the field of weight cols - 97 becomes 3
-    EXPECT_FALSE(repack_i2s_row_2bit(bad.data(), cols, 32, out.data()));
-    EXPECT_FALSE(repack_i2s_row_2bit(bad.data(), cols, 64, out.data()));
   }
 }
 

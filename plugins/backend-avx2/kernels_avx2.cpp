@@ -10,26 +10,10 @@
 #include "bitrun/backend.hpp"
 #include "bitrun/error.hpp"
 #include "bitrun/packed_matmul.hpp"
-#include "bitrun/ternary_pack.hpp"
 #include "elementwise_avx2.hpp"
 
 namespace bitrun::avx2 {
 namespace {
-
-constexpr std::int64_t kGroupBytes = 32;                 // one __m256i of codes per group
-constexpr std::int64_t kBlockWeights = 4 * kGroupBytes;  // 128 weights per packed block
-constexpr int kTokenTile = 4;                            // tokens sharing one decode of the weight codes
-
-class PackedAvx2 final : public PackedMatrix {
- public:
-  PackedAvx2(std::int64_t rows, std::int64_t cols, bool is_int8) : PackedMatrix(rows, cols), int8(is_int8) {}
-  std::size_t bytes() const override { return data.size() + row_scale.size() * sizeof(float); }
-  const bool int8;   // pack_int8 rows (one byte per weight) rather than 2-bit ternary codes
-  std::int64_t row_bytes = 0;
-  AlignedVector<std::uint8_t> data;
-  const std::uint8_t* row(std::int64_t m) const { return data.data() + m * row_bytes; }
-  std::vector<float> row_scale;
-};
 
 inline std::int32_t hsum_epi32(__m256i v) {
   __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
@@ -45,58 +29,50 @@ inline float hsum_ps(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// Dot products of one packed weight row with NT token rows. vpmaddubsw multiplies the unsigned codes (0..2) with
-// signed activations into int16 pair sums (at most 2*2*127 = 508); up to 16 blocks (64 of those) are summed in
-// int16 (at most 32512, no overflow) before one vpmaddwd widens them to int32. The four groups of a block are
-// added as a tree per token, which keeps the dependency chain on each accumulator to one add per block.
-template <int NT>
-inline void row_dots(const std::uint8_t* w, std::int64_t blocks, const std::int8_t* const* q, std::int32_t* out) {
-  constexpr std::int64_t kInt16Blocks = 16;
-  const __m256i mask = _mm256_set1_epi8(3);
-  const __m256i ones = _mm256_set1_epi16(1);
-  __m256i acc[NT];
-  for (int j = 0; j < NT; ++j) acc[j] = _mm256_setzero_si256();
-  for (std::int64_t b0 = 0; b0 < blocks; b0 += kInt16Blocks) {
-    const std::int64_t b1 = std::min(blocks, b0 + kInt16Blocks);
-    __m256i acc16[NT];
-    for (int j = 0; j < NT; ++j) acc16[j] = _mm256_setzero_si256();
-    for (std::int64_t blk = b0; blk < b1; ++blk) {
-      const __m256i packed = _mm256_load_si256(reinterpret_cast<const __m256i*>(w + blk * kGroupBytes));
-      const __m256i c0 = _mm256_and_si256(packed, mask);
-      const __m256i c1 = _mm256_and_si256(_mm256_srli_epi16(packed, 2), mask);
-      const __m256i c2 = _mm256_and_si256(_mm256_srli_epi16(packed, 4), mask);
-      const __m256i c3 = _mm256_and_si256(_mm256_srli_epi16(packed, 6), mask);
-      for (int j = 0; j < NT; ++j) {
-        const auto* a = reinterpret_cast<const __m256i*>(q[j] + blk * kBlockWeights);
-        const __m256i s01 = _mm256_add_epi16(_mm256_maddubs_epi16(c0, _mm256_load_si256(a)),
-                                             _mm256_maddubs_epi16(c1, _mm256_load_si256(a + 1)));
-        const __m256i s23 = _mm256_add_epi16(_mm256_maddubs_epi16(c2, _mm256_load_si256(a + 2)),
-                                             _mm256_maddubs_epi16(c3, _mm256_load_si256(a + 3)));
-        acc16[j] = _mm256_add_epi16(acc16[j], _mm256_add_epi16(s01, s23));
-      }
-    }
-    for (int j = 0; j < NT; ++j) acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(acc16[j], ones));
+// The vector operations of packed_matmul.hpp's interleaved matmul: 8 rows per group. vpmaddubsw multiplies
+// unsigned bytes with signed ones into int16 pair sums, which vpmaddwd widens to int32. Ternary codes (0..2) are
+// unsigned already (a pair sums to at most 2 * 2 * 127); int8 weights are stored as they are and multiplied as
+// |w| times sign(w) * a, whose pairs stay within int16 (2 * 127 * 127).
+struct Avx2Traits {
+  static constexpr std::int64_t kLanes = 8;
+  static constexpr std::int32_t kInt8Offset = 0;
+  using Int = __m256i;
+  using Float = __m256;
+  static Int zero() { return _mm256_setzero_si256(); }
+  static Int load(const std::uint8_t* p) { return _mm256_load_si256(reinterpret_cast<const __m256i*>(p)); }
+  static Int field(Int chunk, int shift) {
+    return _mm256_and_si256(_mm256_srli_epi16(chunk, shift), _mm256_set1_epi8(3));
   }
-  for (int j = 0; j < NT; ++j) out[j] = hsum_epi32(acc[j]);
-}
+  template <bool Int8>
+  static Int dot(Int acc, Int w, const std::int8_t* a) {
+    std::int32_t a4;
+    std::memcpy(&a4, a, 4);
+    const __m256i av = _mm256_set1_epi32(a4);
+    const __m256i pairs = Int8 ? _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(av, w))
+                               : _mm256_maddubs_epi16(w, av);
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+  }
+  static Float scaled(Int dot, std::int32_t offset, float scale) {
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(dot, _mm256_set1_epi32(offset))), _mm256_set1_ps(scale));
+  }
+  static Float add(Float a, Float b) { return _mm256_add_ps(a, b); }
+  static Float mul(Float a, const float* v) { return _mm256_mul_ps(a, _mm256_loadu_ps(v)); }
+  static void store(float* y, Float v, std::int64_t lanes) {
+    if (lanes >= 8) {
+      _mm256_storeu_ps(y, v);
+    } else {
+      const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+      _mm256_maskstore_ps(y, _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(lanes)), lane), v);
+    }
+  }
+};
 
-// Dot products of one int8 weight row (blocks of 32) with NT token rows. vpmaddubsw needs one unsigned operand:
-// |w| times sign(w)*a gives w*a, and a pair of those stays within int16 (2 * 127 * 127).
-template <int NT>
-inline void int8_row_dots(const std::uint8_t* w, std::int64_t blocks, const std::int8_t* const* q, std::int32_t* out) {
-  const __m256i ones = _mm256_set1_epi16(1);
-  __m256i acc[NT];
-  for (int j = 0; j < NT; ++j) acc[j] = _mm256_setzero_si256();
-  for (std::int64_t blk = 0; blk < blocks; ++blk) {
-    const __m256i wv = _mm256_load_si256(reinterpret_cast<const __m256i*>(w + blk * 32));
-    const __m256i aw = _mm256_abs_epi8(wv);
-    for (int j = 0; j < NT; ++j) {
-      const __m256i a = _mm256_load_si256(reinterpret_cast<const __m256i*>(q[j] + blk * 32));
-      acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(a, wv)), ones));
-    }
-  }
-  for (int j = 0; j < NT; ++j) out[j] = hsum_epi32(acc[j]);
-}
+class PackedAvx2 final : public PackedMatrix {
+ public:
+  PackedAvx2(std::int64_t rows, std::int64_t cols) : PackedMatrix(rows, cols) {}
+  std::size_t bytes() const override { return m.bytes(); }
+  InterleavedMatrix m;
+};
 
 // IEEE half -> float with F16C, exact (as the reference's table).
 inline void half_to_float(const std::uint16_t* src, std::int64_t n, float* dst) {
@@ -165,46 +141,32 @@ class Avx2Backend final : public Backend {
 
   std::unique_ptr<PackedMatrix> pack_ternary(const TernaryMatrixView& w) const override {
     if (!w.valid()) throw Error("pack_ternary: empty or incomplete matrix");
-    auto packed = std::make_unique<PackedAvx2>(w.rows, w.cols, false);
-    packed->row_bytes = packed_row_bytes_2bit(w.cols, kGroupBytes);
-    packed->data.resize(static_cast<std::size_t>(packed->row_bytes * w.rows));
-    packed->row_scale.assign(w.row_scale, w.row_scale + w.rows);
-    for_each_row_parallel(w.rows, w.cols, threads(), [&](std::int64_t m, std::int8_t* buffer) {
-      pack_view_row_2bit(w, m, kGroupBytes, buffer, packed->data.data() + m * packed->row_bytes);
-    });
+    auto packed = std::make_unique<PackedAvx2>(w.rows, w.cols);
+    pack_interleaved(w, Avx2Traits::kLanes, false, 0, threads(), packed->m);
     return packed;
   }
 
   void ternary_matmul(const PackedMatrix& w, const QuantizedActivations& x, float* y,
                       std::int64_t y_stride) const override {
     const auto* p = dynamic_cast<const PackedAvx2*>(&w);
-    if (!p || p->int8) throw Error("ternary_matmul: matrix was not packed by this backend's pack_ternary");
+    if (!p || p->m.int8) throw Error("ternary_matmul: matrix was not packed by this backend's pack_ternary");
     if (x.cols != w.cols()) throw Error("ternary_matmul: activation width does not match the matrix");
-    const std::int64_t blocks = p->row_bytes / kGroupBytes;
-    packed_matmul<kTokenTile, row_dots<kTokenTile>, row_dots<1>, kBlockWeights, kGroupBytes, 1>(
-        *p, blocks, x, y, y_stride, threads());
+    interleaved_matmul<Avx2Traits>(p->m, x, y, y_stride, threads());
   }
 
   std::unique_ptr<PackedMatrix> pack_int8(const TernaryMatrixView& w) const override {
     if (!w.valid()) throw Error("pack_int8: empty or incomplete matrix");
-    auto packed = std::make_unique<PackedAvx2>(w.rows, w.cols, true);
-    packed->row_bytes = (w.cols + 31) / 32 * 32;   // zero padding contributes nothing to the dots
-    packed->data.assign(static_cast<std::size_t>(packed->row_bytes * w.rows), 0);
-    packed->row_scale.assign(w.row_scale, w.row_scale + w.rows);
-    for_each_row_parallel(w.rows, w.cols, threads(), [&](std::int64_t m, std::int8_t* buffer) {
-      std::memcpy(packed->data.data() + m * packed->row_bytes, w.row(m, buffer), static_cast<std::size_t>(w.cols));
-    });
+    auto packed = std::make_unique<PackedAvx2>(w.rows, w.cols);
+    pack_interleaved(w, Avx2Traits::kLanes, true, Avx2Traits::kInt8Offset, threads(), packed->m);
     return packed;
   }
 
   void int8_matmul(const PackedMatrix& w, const QuantizedActivations& x, float* y,
                    std::int64_t y_stride) const override {
     const auto* p = dynamic_cast<const PackedAvx2*>(&w);
-    if (!p || !p->int8) throw Error("int8_matmul: matrix was not packed by this backend's pack_int8");
+    if (!p || !p->m.int8) throw Error("int8_matmul: matrix was not packed by this backend's pack_int8");
     if (x.cols != w.cols()) throw Error("int8_matmul: activation width does not match the matrix");
-    const std::int64_t blocks = p->row_bytes / 32;
-    packed_matmul<kTokenTile, int8_row_dots<kTokenTile>, int8_row_dots<1>, 32, 32, 0>(
-        *p, blocks, x, y, y_stride, threads());
+    interleaved_matmul<Avx2Traits>(p->m, x, y, y_stride, threads());
   }
 
   void attention(const float* q, std::int64_t rows, const KvLayerView& kv, const std::int32_t* limit,

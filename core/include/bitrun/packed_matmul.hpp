@@ -1,5 +1,15 @@
-// The loop structure of the SIMD matmuls, shared by the backend plugins (which build with OpenMP): the thread
-// split over weight rows and the token tiling around ternary_row_tile.
+// The SIMD backends' matmul over row-interleaved matrices (ternary_pack.hpp): one loop structure and one float
+// epilogue for every ISA, which brings its vector operations as a Traits type:
+//   kLanes                          int32 lanes of a vector: the rows of a group
+//   kInt8Offset                     what pack_int8 adds to each weight (128 where the multiply-add wants unsigned)
+//   Int, Float                      the integer and float vector types
+//   Int zero(); Int load(const std::uint8_t*)                   (64-byte aligned data)
+//   Int field(Int chunk, int shift)                             each byte's 2-bit field at `shift`
+//   Int dot<Int8>(Int acc, Int w, const std::int8_t* a)         acc + per lane sum_i w.byte[i] * a[i], i < 4
+//   Float scaled(Int dot, std::int32_t offset, float scale)     float(dot - offset) * scale
+//   Float add(Float, Float); Float mul(Float, const float* v)
+//   void store(float* y, Float v, std::int64_t lanes)           the first `lanes` lanes
+// Backends build with OpenMP.
 #pragma once
 
 #include <omp.h>
@@ -8,43 +18,54 @@
 #include <atomic>
 #include <cstdint>
 #include <exception>
-#include <type_traits>
 #include <vector>
 
+#include "bitrun/aligned.hpp"
 #include "bitrun/parallel_for.hpp"
 #include "bitrun/ternary_pack.hpp"
 
 namespace bitrun {
 
-// Runs body(m0, m1) over chunks of 16 weight rows spread across `threads` threads (see parallel_for). Inside a
-// chunk the caller loops over token tiles outermost, so the chunk's weights and one tile's activations stay in L1: activations are read
-// rows/16 times per matmul instead of once per row, which is what makes prompt processing compute-bound.
-template <typename Body>
-void for_row_chunks(std::int64_t rows, int threads, Body body) {
-  constexpr std::int64_t kRowChunk = 16;
-  const std::int64_t chunks = (rows + kRowChunk - 1) / kRowChunk;
-  parallel_for(chunks, threads, [&](std::int64_t c) { body(c * kRowChunk, std::min(rows, (c + 1) * kRowChunk)); });
-}
+// A matrix in a row-interleaved layout, with its row scales padded to whole groups (zeros past the rows).
+struct InterleavedMatrix {
+  bool int8 = false;   // pack_int8 weights, one byte each, rather than 2-bit ternary codes
+  std::int64_t rows = 0, cols = 0, group_rows = 0, group_bytes = 0;
+  AlignedVector<std::uint8_t> data;
+  std::vector<float> row_scale;
 
-// Runs fn(m, buffer) for rows m in [0, rows) across `threads` threads, each with its own buffer of `cols` bytes
-// (for TernaryMatrixView::row). An exception must not leave an OpenMP region (that terminates the process), so
-// the first one thrown is kept, the remaining rows are skipped, and it is rethrown afterwards: a corrupt tensor
-// met while packing is a FormatError, not an abort.
-template <typename Fn>
-void for_each_row_parallel(std::int64_t rows, std::int64_t cols, int threads, Fn fn) {
+  std::int64_t groups() const { return (rows + group_rows - 1) / group_rows; }
+  const std::uint8_t* group(std::int64_t g) const { return data.data() + g * group_bytes; }
+  std::size_t bytes() const { return data.size() + row_scale.size() * sizeof(float); }
+};
+
+// Packs `w` into groups of `group_rows` rows across `threads` threads. An exception must not leave an OpenMP region
+// (that terminates the process), so the first one thrown is kept, the remaining groups are skipped, and it is
+// rethrown afterwards: a corrupt tensor met while packing is a FormatError, not an abort.
+inline void pack_interleaved(const TernaryMatrixView& w, std::int64_t group_rows, bool int8, int int8_offset,
+                             int threads, InterleavedMatrix& out) {
+  out.int8 = int8;
+  out.rows = w.rows;
+  out.cols = w.cols;
+  out.group_rows = group_rows;
+  out.group_bytes = interleaved_group_bytes(w.cols, group_rows, int8);
+  const std::int64_t groups = out.groups();
+  out.data.resize(static_cast<std::size_t>(groups * out.group_bytes));
+  out.row_scale.assign(static_cast<std::size_t>(groups * group_rows), 0.0f);
+  std::copy(w.row_scale, w.row_scale + w.rows, out.row_scale.begin());
   std::exception_ptr error;
   std::atomic<bool> failed{false};
 #pragma omp parallel num_threads(threads)
   {
-    std::vector<std::int8_t> buffer;
+    std::vector<std::uint8_t> buffer;
 #pragma omp for schedule(static)
-    for (std::int64_t m = 0; m < rows; ++m) {
+    for (std::int64_t g = 0; g < groups; ++g) {
       if (failed.load(std::memory_order_relaxed)) continue;
       try {
-        if (buffer.empty()) buffer.resize(static_cast<std::size_t>(cols));
-        fn(m, buffer.data());
+        if (buffer.empty()) buffer.resize(static_cast<std::size_t>(interleaved_pack_buffer_bytes(w.cols)));
+        pack_interleaved_group(w, g * group_rows, group_rows, int8, int8_offset, buffer.data(),
+                               out.data.data() + g * out.group_bytes);
       } catch (...) {
-#pragma omp critical(bitrun_row_error)
+#pragma omp critical(bitrun_pack_error)
         if (!error) error = std::current_exception();
         failed = true;
       }
@@ -53,70 +74,121 @@ void for_each_row_parallel(std::int64_t rows, std::int64_t cols, int threads, Fn
   if (error) std::rethrow_exception(error);
 }
 
-// The small-batch tiles a backend may provide for activations with one scale group per token. Each computes the
-// integer dots of several weight rows with several tokens, reduces all their sums at once and applies the float
-// side itself, in ternary_row_tile's order for one group (float(dot - SumMultiplier * sum_t) * scale_t) *
-// row_scale_m, so every path gives identical results. Signature: (weight rows, cols, activation rows, their sums,
-// their scales, the rows' scales, y at (first token, first row), y_stride).
-//   RowsByTokens: 4 rows x 4 tokens.   Rows16: 16 rows x 1 token.
-template <int Rows, int Tokens, auto RowsTile, typename Packed>
-inline void packed_rows_tile(const Packed& p, const QuantizedActivations& x, std::int64_t t, std::int64_t m, float* y,
-                             std::int64_t y_stride) {
-  const std::uint8_t* rows[Rows];
-  const std::int8_t* q[Tokens];
-  for (int r = 0; r < Rows; ++r) rows[r] = p.row(m + r);
-  for (int j = 0; j < Tokens; ++j) q[j] = x.row(t + j);
-  RowsTile(rows, p.cols(), q, x.sum.data() + t, x.scale.data() + t, p.row_scale.data() + m, y + t * y_stride + m,
-           y_stride);
-}
-
-// y = W x over a backend's packed matrix (anything with rows(), cols(), row(m) and row_scale): tiles of Tile tokens
-// through DotsTile, the remaining tokens one at a time through Dots1; see ternary_row_tile for the arithmetic.
-// With the backend's small-batch tiles (RowsByTokens, Rows16; nullptr for none) and one activation scale per
-// token, tiles of 4 rows x 4 tokens and then (short rows only) 16 rows x 1 token go through them instead: a row as
-// short as a small model's is a few packed blocks, and reducing each (row, token) dot on its own costs more than
-// the dot.
-template <int Tile, auto DotsTile, auto Dots1, std::int64_t BlockWeights, std::int64_t GroupBytes, int SumMultiplier,
-          auto RowsByTokens = nullptr, auto Rows16 = nullptr, typename Packed>
-void packed_matmul(const Packed& p, std::int64_t blocks, const QuantizedActivations& x, float* y,
-                   std::int64_t y_stride, int threads) {
-  const std::int64_t n = x.rows;
-  auto row_tile = [&](std::int64_t t, std::int64_t m) {
-    ternary_row_tile<Tile, DotsTile, BlockWeights, GroupBytes, SumMultiplier>(p.row(m), blocks, x, t, p.row_scale[m],
-                                                                            y, y_stride, m);
-  };
-  auto row_one = [&](std::int64_t t, std::int64_t m) {
-    ternary_row_tile<1, Dots1, BlockWeights, GroupBytes, SumMultiplier>(p.row(m), blocks, x, t, p.row_scale[m], y,
-                                                                      y_stride, m);
-  };
-  for_row_chunks(p.rows(), threads_for_work(p.rows() * p.cols() * n, threads), [&](std::int64_t m0, std::int64_t m1) {
-    std::int64_t t = 0;
-    if constexpr (!std::is_same_v<decltype(RowsByTokens), std::nullptr_t>) {
-      static_assert(Tile == 4, "RowsByTokens tiles are 4 rows x 4 tokens");
-      // Single tokens go through Rows16 only on short rows (at most 4 packed blocks), where reducing each row on
-      // its own dominates. On long rows a decode step streams the weights from memory, and 16 rows read side by
-      // side (16 streams) measured 30% slower on a 2B model than one row after another.
-      const bool short_rows = p.cols() <= 4 * BlockWeights;
-      if (x.groups() == 1) {
-        for (; t + Tile <= n; t += Tile) {
-          std::int64_t m = m0;
-          for (; m + 4 <= m1; m += 4) packed_rows_tile<4, 4, RowsByTokens>(p, x, t, m, y, y_stride);
-          for (; m < m1; ++m) row_tile(t, m);
+// acc[rg * T + t] += the dots of the rows of groups w, w + group_bytes, ... (RG of them) with tokens q[0..T) over
+// weights [k0, k1) (multiples of 128). Every loop bound but the outer one is a constant, so the accumulators stay in
+// registers; each weight load serves all T tokens and each broadcast activation dword all RG groups.
+template <class Tr, bool Int8, int RG, int T>
+__attribute__((always_inline)) inline void interleaved_dots(const std::uint8_t* w, std::int64_t group_bytes,
+                                                            std::int64_t k0, std::int64_t k1,
+                                                            const std::int8_t* const* q, typename Tr::Int* acc) {
+  constexpr std::int64_t L = Tr::kLanes;
+  using Int = typename Tr::Int;
+  if constexpr (Int8) {
+    for (std::int64_t k = k0; k < k1; k += 4) {
+      Int wv[RG];
+#pragma GCC unroll 2
+      for (int rg = 0; rg < RG; ++rg) wv[rg] = Tr::load(w + rg * group_bytes + k * L);
+#pragma GCC unroll 16
+      for (int t = 0; t < T; ++t)
+#pragma GCC unroll 2
+        for (int rg = 0; rg < RG; ++rg) acc[rg * T + t] = Tr::template dot<true>(acc[rg * T + t], wv[rg], q[t] + k);
+    }
+  } else {
+    for (std::int64_t b = k0 / kInterleavedBlock; b < k1 / kInterleavedBlock; ++b) {
+#pragma GCC unroll 8
+      for (int d = 0; d < 8; ++d) {
+        Int chunk[RG];
+#pragma GCC unroll 2
+        for (int rg = 0; rg < RG; ++rg) chunk[rg] = Tr::load(w + rg * group_bytes + (b * 8 + d) * 4 * L);
+#pragma GCC unroll 4
+        for (int f = 0; f < 4; ++f) {
+          const std::int64_t k = b * kInterleavedBlock + 32 * f + 4 * d;
+          Int codes[RG];
+#pragma GCC unroll 2
+          for (int rg = 0; rg < RG; ++rg) codes[rg] = Tr::field(chunk[rg], 6 - 2 * f);
+#pragma GCC unroll 16
+          for (int t = 0; t < T; ++t)
+#pragma GCC unroll 2
+            for (int rg = 0; rg < RG; ++rg)
+              acc[rg * T + t] = Tr::template dot<false>(acc[rg * T + t], codes[rg], q[t] + k);
         }
-        for (; t < n; ++t) {
-          if (m1 - m0 == 16 && short_rows) {
-            packed_rows_tile<16, 1, Rows16>(p, x, t, m0, y, y_stride);
-          } else {
-            for (std::int64_t m = m0; m < m1; ++m) row_one(t, m);
-          }
-        }
-        return;
       }
     }
-    for (; t + Tile <= n; t += Tile)
-      for (std::int64_t m = m0; m < m1; ++m) row_tile(t, m);
-    for (; t < n; ++t)
-      for (std::int64_t m = m0; m < m1; ++m) row_one(t, m);
+  }
+}
+
+// y rows of tokens t0..t0+T-1, columns of row groups g0..g0+RG-1: the dots per activation scale group, then the
+// float side as the reference performs it, in its order: per activation scale group float(dot - kSumMultiplier *
+// sum) * scale (kSumMultiplier undoes the weights' unsigned offset), summed in group order, times the row scale.
+template <class Tr, bool Int8, int RG, int T>
+void interleaved_tile(const InterleavedMatrix& p, const QuantizedActivations& x, std::int64_t g0, std::int64_t t0,
+                      float* y, std::int64_t y_stride) {
+  constexpr std::int64_t L = Tr::kLanes;
+  constexpr std::int32_t kSumMultiplier = Int8 ? Tr::kInt8Offset : 1;
+  using Int = typename Tr::Int;
+  using Float = typename Tr::Float;
+  const std::int8_t* q[T];
+  for (int t = 0; t < T; ++t) q[t] = x.row(t0 + t);
+  const std::int64_t groups = x.groups(), padded = interleaved_cols(p.cols);
+  const std::int64_t block = x.block ? x.block : padded;
+  Float sums[RG * T] = {};
+  for (std::int64_t g = 0; g < groups; ++g) {
+    Int acc[RG * T];
+#pragma GCC unroll 16
+    for (int i = 0; i < RG * T; ++i) acc[i] = Tr::zero();
+    interleaved_dots<Tr, Int8, RG, T>(p.group(g0), p.group_bytes, g * block, std::min(padded, (g + 1) * block), q, acc);
+    for (int t = 0; t < T; ++t) {
+      const auto i = static_cast<std::size_t>((t0 + t) * groups + g);
+      // Modulo 2^32, as the dot itself: the offset dot may wrap on very long rows even when the true dot fits.
+      const auto offset = static_cast<std::int32_t>(static_cast<std::uint32_t>(kSumMultiplier) *
+                                                    static_cast<std::uint32_t>(x.sum[i]));
+      for (int rg = 0; rg < RG; ++rg) {
+        const Float part = Tr::scaled(acc[rg * T + t], offset, x.scale[i]);
+        sums[rg * T + t] = g == 0 ? part : Tr::add(sums[rg * T + t], part);
+      }
+    }
+  }
+  for (int rg = 0; rg < RG; ++rg) {
+    const std::int64_t m = (g0 + rg) * L;
+    for (int t = 0; t < T; ++t)
+      Tr::store(y + (t0 + t) * y_stride + m, Tr::mul(sums[rg * T + t], p.row_scale.data() + m), std::min(L, p.rows - m));
+  }
+}
+
+// All tokens of x against row groups g0..g0+RG-1: tiles of 8 tokens, then one tile of the rest.
+template <class Tr, bool Int8, int RG>
+void interleaved_groups(const InterleavedMatrix& p, const QuantizedActivations& x, std::int64_t g0, float* y,
+                        std::int64_t y_stride) {
+  const std::int64_t n = x.rows;
+  std::int64_t t = 0;
+  for (; t + 8 <= n; t += 8) interleaved_tile<Tr, Int8, RG, 8>(p, x, g0, t, y, y_stride);
+  switch (n - t) {
+    case 1: interleaved_tile<Tr, Int8, RG, 1>(p, x, g0, t, y, y_stride); break;
+    case 2: interleaved_tile<Tr, Int8, RG, 2>(p, x, g0, t, y, y_stride); break;
+    case 3: interleaved_tile<Tr, Int8, RG, 3>(p, x, g0, t, y, y_stride); break;
+    case 4: interleaved_tile<Tr, Int8, RG, 4>(p, x, g0, t, y, y_stride); break;
+    case 5: interleaved_tile<Tr, Int8, RG, 5>(p, x, g0, t, y, y_stride); break;
+    case 6: interleaved_tile<Tr, Int8, RG, 6>(p, x, g0, t, y, y_stride); break;
+    case 7: interleaved_tile<Tr, Int8, RG, 7>(p, x, g0, t, y, y_stride); break;
+    default: break;
+  }
+}
+
+// y (tokens x rows, y_stride floats per token) = W x. Threads split pairs of row groups; a pair's weights stay in
+// L1 while every token tile streams past them, so activations are read rows / (2 * kLanes) times per matmul.
+template <class Tr>
+void interleaved_matmul(const InterleavedMatrix& p, const QuantizedActivations& x, float* y, std::int64_t y_stride,
+                        int threads) {
+  const std::int64_t groups = p.groups(), pairs = (groups + 1) / 2;
+  parallel_for(pairs, threads_for_work(p.rows * p.cols * x.rows, threads), [&](std::int64_t pair) {
+    const std::int64_t g0 = 2 * pair;
+    const bool two = g0 + 1 < groups;
+    if (p.int8) {
+      two ? interleaved_groups<Tr, true, 2>(p, x, g0, y, y_stride) : interleaved_groups<Tr, true, 1>(p, x, g0, y, y_stride);
+    } else {
+      two ? interleaved_groups<Tr, false, 2>(p, x, g0, y, y_stride)
+          : interleaved_groups<Tr, false, 1>(p, x, g0, y, y_stride);
+    }
   });
 }
 

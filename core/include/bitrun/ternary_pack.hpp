@@ -1,8 +1,15 @@
-// Shared 2-bit packing used by the SIMD backends. A block of G*4 consecutive weights becomes G bytes: byte b holds
-// weights b, b+G, b+2G, b+3G in bits 1:0, 3:2, 5:4, 7:6, each stored as code+1 in {0,1,2}. With G = 32 (AVX2) or
-// 64 (AVX-512) one load plus a shift and a mask yields G consecutive codes that line up with G consecutive int8
-// activations. The +1 offset makes codes unsigned, as vpmaddubsw / vpdpbusd need; kernels subtract the
-// activation row sum once at the end.
+// The row-interleaved layouts of the SIMD backends' matrices. Rows come in groups of R (the int32 lanes of the
+// backend's vector: 16 for AVX-512, 8 for AVX2) and one vector load holds 4 bytes of each of the R rows, so a
+// multiply-add against 4 activation bytes broadcast to every lane (vpdpbusd, vpmaddubsw) adds into one int32 lane
+// per row. The R rows accumulate side by side and need no horizontal reduction, and each load of weights serves
+// every token of a tile: what makes a forward of a few rows cost little more than one.
+//   2-bit ternary: a group is, for each 128-weight block b and each dword d in 0..7, R dwords: row r's I2_S bytes
+//     4d..4d+3 of block b (I2_S byte m holds weights m, m+32, m+64, m+96 as code+1 in bits 7:6, 5:4, 3:2, 1:0), so
+//     repacking an I2_S file is a gather of dwords. Field f (shift 6 - 2f) of dword d holds weights 32f + 4d ..
+//     32f + 4d + 3 of the block; the +1 offset makes codes unsigned, and kernels subtract the activation sum.
+//   int8: for each 4 weights k..k+3, R dwords: row r's 4 bytes, stored + offset (128 where the multiply-add wants
+//     unsigned weights, else 0).
+// Columns are padded to a multiple of 128 and rows to a multiple of R, with zero weights.
 #pragma once
 
 #include <algorithm>
@@ -12,57 +19,25 @@
 
 namespace bitrun {
 
-// Packs one row of `cols` codes (values -1/0/+1) into ceil(cols / (4*group_bytes)) blocks of group_bytes bytes.
-// Positions past `cols` are packed as code 0.
-void pack_ternary_row_2bit(const std::int8_t* codes, std::int64_t cols, std::int64_t group_bytes, std::uint8_t* out);
+constexpr std::int64_t kInterleavedBlock = 128;   // weights per I2_S block; columns are padded to a multiple
 
-// The same row taken from bitnet.cpp's I2_S layout (`cols` a multiple of 128, cols / 4 bytes) without decoding it to
-// codes: an I2_S block of 128 weights is 32 bytes whose byte m holds weights m, m+32, m+64, m+96 as code+1 from the
-// high bits down, so the 2-bit layout is a reordering of the same fields (G = 32: each byte's fields reversed;
-// G = 64: fields of two I2_S blocks interleaved). Supports group_bytes 32 and 64. Returns false if a field holds
-// the invalid code 3; `out` is then unspecified.
-bool repack_i2s_row_2bit(const std::uint8_t* i2s, std::int64_t cols, std::int64_t group_bytes, std::uint8_t* out);
-
-// Row m of a matrix view in the 2-bit layout: repacked from the view's I2_S bytes when it has them, else packed
-// from its codes (`buffer`: cols bytes for TernaryMatrixView::row). A row with an invalid I2_S code goes the
-// second way, so the decoder reports it with its position.
-void pack_view_row_2bit(const TernaryMatrixView& w, std::int64_t m, std::int64_t group_bytes, std::int8_t* buffer,
-                        std::uint8_t* out);
-
-// Bytes one packed row occupies.
-constexpr std::int64_t packed_row_bytes_2bit(std::int64_t cols, std::int64_t group_bytes) {
-  const std::int64_t block = 4 * group_bytes;
-  return (cols + block - 1) / block * group_bytes;
+constexpr std::int64_t interleaved_cols(std::int64_t cols) {
+  return (cols + kInterleavedBlock - 1) / kInterleavedBlock * kInterleavedBlock;
 }
 
-// The float side of a SIMD ternary or int8 matmul, shared so every backend performs the reference's operations in
-// the reference's order: for tokens t..t+NT-1 of one packed weight row, the integer dot of each activation scale
-// group (RowDots(weights, packed blocks, activation rows, out) over that group's packed blocks), minus
-// SumMultiplier times the group's activation sum (weights stored with an unsigned offset: +1 for ternary codes,
-// +128 for int8 under vpdpbusd, 0 without), times the group's scale, summed in group order, times the row
-// scale. BlockWeights / GroupBytes: weights and bytes per packed block of the backend's layout.
-template <int NT, auto RowDots, std::int64_t BlockWeights, std::int64_t GroupBytes, int SumMultiplier = 1>
-inline void ternary_row_tile(const std::uint8_t* row, std::int64_t blocks, const QuantizedActivations& x,
-                             std::int64_t t, float row_scale, float* y, std::int64_t y_stride, std::int64_t m) {
-  const std::int64_t groups = x.groups();
-  const std::int64_t blocks_per_group = x.block ? x.block / BlockWeights : blocks;
-  float acc[NT] = {};
-  const std::int8_t* q[NT];
-  std::int32_t dots[NT];
-  for (std::int64_t g = 0; g < groups; ++g) {
-    const std::int64_t first = g * blocks_per_group, count = std::min(blocks_per_group, blocks - first);
-    for (int j = 0; j < NT; ++j) q[j] = x.row(t + j) + first * BlockWeights;
-    RowDots(row + first * GroupBytes, count, q, dots);
-    for (int j = 0; j < NT; ++j) {
-      const auto i = static_cast<std::size_t>((t + j) * groups + g);
-      // Modulo 2^32: the offset dot may wrap on very long rows even when the true dot fits.
-      const auto dot = static_cast<std::int32_t>(static_cast<std::uint32_t>(dots[j]) -
-                                                 static_cast<std::uint32_t>(SumMultiplier) * static_cast<std::uint32_t>(x.sum[i]));
-      const float part = static_cast<float>(dot) * x.scale[i];
-      acc[j] = g == 0 ? part : acc[j] + part;
-    }
-  }
-  for (int j = 0; j < NT; ++j) y[(t + j) * y_stride + m] = acc[j] * row_scale;
+// Bytes of one group of `group_rows` rows.
+constexpr std::int64_t interleaved_group_bytes(std::int64_t cols, std::int64_t group_rows, bool int8) {
+  return interleaved_cols(cols) / (int8 ? 1 : 4) * group_rows;
 }
+
+constexpr std::int64_t interleaved_pack_buffer_bytes(std::int64_t cols) { return interleaved_cols(cols) * 5 / 4; }
+
+// Packs rows [first_row, first_row + group_rows) of `w` (rows past w.rows are zero weights) into one group at `out`
+// (interleaved_group_bytes bytes). 2-bit rows come from the view's I2_S bytes when it has them, else from its codes;
+// a row whose I2_S bytes hold the invalid code 3 is taken from the codes, so the decoder reports it with its
+// position. `buffer`: interleaved_pack_buffer_bytes(w.cols) bytes of scratch. int8: weights are stored +
+// int8_offset.
+void pack_interleaved_group(const TernaryMatrixView& w, std::int64_t first_row, std::int64_t group_rows, bool int8,
+                            int int8_offset, std::uint8_t* buffer, std::uint8_t* out);
 
 }  // namespace bitrun
