@@ -21,6 +21,8 @@ namespace {
 // memory and accumulates straight into int32: no intermediate int16 that could overflow.
 struct Avx512Traits {
   static constexpr std::int64_t kLanes = 16;
+  static constexpr int kGroupTile = 2, kTokenTile = 8;   // 16 of the 32 registers accumulate
+  static constexpr bool kNarrowSums = false;      // vpdpbusd accumulates in int32 already
   static constexpr std::int32_t kInt8Offset = 128;
   using Int = __m512i;
   using Float = __m512;
@@ -35,6 +37,7 @@ struct Avx512Traits {
     std::memcpy(&a4, a, 4);
     return _mm512_dpbusd_epi32(acc, w, _mm512_set1_epi32(a4));
   }
+  static Int widen(Int acc, Int sums) { return _mm512_add_epi32(acc, sums); }
   static Float scaled(Int dot, std::int32_t offset, float scale) {
     return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(dot, _mm512_set1_epi32(offset))), _mm512_set1_ps(scale));
   }

@@ -1,11 +1,14 @@
 // The SIMD backends' matmul over row-interleaved matrices (ternary_pack.hpp): one loop structure and one float
 // epilogue for every ISA, which brings its vector operations as a Traits type:
 //   kLanes                          int32 lanes of a vector: the rows of a group
+//   kGroupTile, kTokenTile          row groups (1 or 2) x tokens per tile: what the registers hold sums for
+//   kNarrowSums                     whether dot<false> adds into narrow per-block sums, widened by widen(acc, sums)
 //   kInt8Offset                     what pack_int8 adds to each weight (128 where the multiply-add wants unsigned)
 //   Int, Float                      the integer and float vector types
 //   Int zero(); Int load(const std::uint8_t*)                   (64-byte aligned data)
 //   Int field(Int chunk, int shift)                             each byte's 2-bit field at `shift`
 //   Int dot<Int8>(Int acc, Int w, const std::int8_t* a)         acc + per lane sum_i w.byte[i] * a[i], i < 4
+//   Int widen(Int acc, Int sums)                                (with kNarrowSums) acc + the widened sums
 //   Float scaled(Int dot, std::int32_t offset, float scale)     float(dot - offset) * scale
 //   Float add(Float, Float); Float mul(Float, const float* v)
 //   void store(float* y, Float v, std::int64_t lanes)           the first `lanes` lanes
@@ -77,6 +80,15 @@ inline void pack_interleaved(const TernaryMatrixView& w, std::int64_t group_rows
 // acc[rg * T + t] += the dots of the rows of groups w, w + group_bytes, ... (RG of them) with tokens q[0..T) over
 // weights [k0, k1) (multiples of 128). Every loop bound but the outer one is a constant, so the accumulators stay in
 // registers; each weight load serves all T tokens and each broadcast activation dword all RG groups.
+// How far ahead of the loads a group's weights are prefetched. Decoding streams each weight once from memory, and
+// the hardware prefetcher alone left a core at 15-18 GB/s where it can read 23-26 (2B shapes, one thread).
+constexpr std::int64_t kPrefetchBytes = 2048;
+
+// Asks for the cache lines of `bytes` bytes at p (a multiple of 64).
+inline void prefetch_lines(const std::uint8_t* p, std::int64_t bytes) {
+  for (std::int64_t l = 0; l < bytes; l += 64) __builtin_prefetch(p + l);
+}
+
 template <class Tr, bool Int8, int RG, int T>
 __attribute__((always_inline)) inline void interleaved_dots(const std::uint8_t* w, std::int64_t group_bytes,
                                                             std::int64_t k0, std::int64_t k1,
@@ -85,6 +97,8 @@ __attribute__((always_inline)) inline void interleaved_dots(const std::uint8_t* 
   using Int = typename Tr::Int;
   if constexpr (Int8) {
     for (std::int64_t k = k0; k < k1; k += 4) {
+      if (k % 32 == 0)
+        for (int rg = 0; rg < RG; ++rg) prefetch_lines(w + rg * group_bytes + k * L + kPrefetchBytes, 8 * L);
       Int wv[RG];
 #pragma GCC unroll 2
       for (int rg = 0; rg < RG; ++rg) wv[rg] = Tr::load(w + rg * group_bytes + k * L);
@@ -95,6 +109,14 @@ __attribute__((always_inline)) inline void interleaved_dots(const std::uint8_t* 
     }
   } else {
     for (std::int64_t b = k0 / kInterleavedBlock; b < k1 / kInterleavedBlock; ++b) {
+      for (int rg = 0; rg < RG; ++rg) prefetch_lines(w + rg * group_bytes + b * 8 * 4 * L + kPrefetchBytes, 8 * 4 * L);
+      // With narrow sums a block's products gather in per-block sums first (int16 on AVX2), widened into acc once.
+      Int part[Tr::kNarrowSums ? RG * T : 1];
+      Int* sums = acc;
+      if constexpr (Tr::kNarrowSums) {
+        for (int i = 0; i < RG * T; ++i) part[i] = Tr::zero();
+        sums = part;
+      }
 #pragma GCC unroll 8
       for (int d = 0; d < 8; ++d) {
         Int chunk[RG];
@@ -110,9 +132,11 @@ __attribute__((always_inline)) inline void interleaved_dots(const std::uint8_t* 
           for (int t = 0; t < T; ++t)
 #pragma GCC unroll 2
             for (int rg = 0; rg < RG; ++rg)
-              acc[rg * T + t] = Tr::template dot<false>(acc[rg * T + t], codes[rg], q[t] + k);
+              sums[rg * T + t] = Tr::template dot<false>(sums[rg * T + t], codes[rg], q[t] + k);
         }
       }
+      if constexpr (Tr::kNarrowSums)
+        for (int i = 0; i < RG * T; ++i) acc[i] = Tr::widen(acc[i], part[i]);
     }
   }
 }
@@ -155,39 +179,44 @@ void interleaved_tile(const InterleavedMatrix& p, const QuantizedActivations& x,
   }
 }
 
-// All tokens of x against row groups g0..g0+RG-1: tiles of 8 tokens, then one tile of the rest.
-template <class Tr, bool Int8, int RG>
-void interleaved_groups(const InterleavedMatrix& p, const QuantizedActivations& x, std::int64_t g0, float* y,
-                        std::int64_t y_stride) {
-  const std::int64_t n = x.rows;
-  std::int64_t t = 0;
-  for (; t + 8 <= n; t += 8) interleaved_tile<Tr, Int8, RG, 8>(p, x, g0, t, y, y_stride);
-  switch (n - t) {
-    case 1: interleaved_tile<Tr, Int8, RG, 1>(p, x, g0, t, y, y_stride); break;
-    case 2: interleaved_tile<Tr, Int8, RG, 2>(p, x, g0, t, y, y_stride); break;
-    case 3: interleaved_tile<Tr, Int8, RG, 3>(p, x, g0, t, y, y_stride); break;
-    case 4: interleaved_tile<Tr, Int8, RG, 4>(p, x, g0, t, y, y_stride); break;
-    case 5: interleaved_tile<Tr, Int8, RG, 5>(p, x, g0, t, y, y_stride); break;
-    case 6: interleaved_tile<Tr, Int8, RG, 6>(p, x, g0, t, y, y_stride); break;
-    case 7: interleaved_tile<Tr, Int8, RG, 7>(p, x, g0, t, y, y_stride); break;
-    default: break;
+// The last tokens of x (rest < T of them) against row groups g0..: one tile of exactly `rest` tokens.
+template <class Tr, bool Int8, int RG, int T>
+void interleaved_rest(const InterleavedMatrix& p, const QuantizedActivations& x, std::int64_t g0, std::int64_t t0,
+                      std::int64_t rest, float* y, std::int64_t y_stride) {
+  if constexpr (T > 0) {
+    if (rest == T) return interleaved_tile<Tr, Int8, RG, T>(p, x, g0, t0, y, y_stride);
+    interleaved_rest<Tr, Int8, RG, T - 1>(p, x, g0, t0, rest, y, y_stride);
   }
 }
 
-// y (tokens x rows, y_stride floats per token) = W x. Threads split pairs of row groups; a pair's weights stay in
-// L1 while every token tile streams past them, so activations are read rows / (2 * kLanes) times per matmul.
+// All tokens of x against row groups g0..g0+RG-1: tiles of the ISA's kTokenTile tokens, then one tile of the rest.
+template <class Tr, bool Int8, int RG>
+void interleaved_groups(const InterleavedMatrix& p, const QuantizedActivations& x, std::int64_t g0, float* y,
+                        std::int64_t y_stride) {
+  constexpr int kTile = Tr::kTokenTile;
+  const std::int64_t n = x.rows;
+  std::int64_t t = 0;
+  for (; t + kTile <= n; t += kTile) interleaved_tile<Tr, Int8, RG, kTile>(p, x, g0, t, y, y_stride);
+  interleaved_rest<Tr, Int8, RG, kTile - 1>(p, x, g0, t, n - t, y, y_stride);
+}
+
+// y (tokens x rows, y_stride floats per token) = W x. Threads split tiles of kGroupTile row groups; a tile's weights
+// stay in L1 while every token tile streams past them, so activations are read rows / (kGroupTile * kLanes) times
+// per matmul.
 template <class Tr>
 void interleaved_matmul(const InterleavedMatrix& p, const QuantizedActivations& x, float* y, std::int64_t y_stride,
                         int threads) {
-  const std::int64_t groups = p.groups(), pairs = (groups + 1) / 2;
-  parallel_for(pairs, threads_for_work(p.rows * p.cols * x.rows, threads), [&](std::int64_t pair) {
-    const std::int64_t g0 = 2 * pair;
-    const bool two = g0 + 1 < groups;
-    if (p.int8) {
-      two ? interleaved_groups<Tr, true, 2>(p, x, g0, y, y_stride) : interleaved_groups<Tr, true, 1>(p, x, g0, y, y_stride);
+  constexpr int kTile = Tr::kGroupTile;
+  static_assert(kTile == 1 || kTile == 2);
+  const std::int64_t groups = p.groups(), tiles = (groups + kTile - 1) / kTile;
+  parallel_for(tiles, threads_for_work(p.rows * p.cols * x.rows, threads), [&](std::int64_t tile) {
+    const std::int64_t g0 = kTile * tile;
+    if (kTile == 2 && g0 + 1 < groups) {
+      p.int8 ? interleaved_groups<Tr, true, kTile>(p, x, g0, y, y_stride)
+             : interleaved_groups<Tr, false, kTile>(p, x, g0, y, y_stride);
     } else {
-      two ? interleaved_groups<Tr, false, 2>(p, x, g0, y, y_stride)
-          : interleaved_groups<Tr, false, 1>(p, x, g0, y, y_stride);
+      p.int8 ? interleaved_groups<Tr, true, 1>(p, x, g0, y, y_stride)
+             : interleaved_groups<Tr, false, 1>(p, x, g0, y, y_stride);
     }
   });
 }
