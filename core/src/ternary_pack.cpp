@@ -37,29 +37,30 @@ void encode_i2s_row(const std::int8_t* codes, std::int64_t cols, std::int64_t pa
 
 void pack_interleaved_group(const TernaryMatrixView& w, std::int64_t first_row, std::int64_t group_rows, bool int8,
                             int int8_offset, std::uint8_t* buffer, std::uint8_t* out) {
-  const std::int64_t padded = interleaved_cols(w.cols);
+  if (group_rows < 1 || group_rows > kMaxInterleavedGroupRows) throw Error("pack_interleaved_group: bad group size");
+  const std::int64_t padded = interleaved_cols(w.cols), row_bytes = int8 ? padded : padded / 4;
   auto* codes = reinterpret_cast<std::int8_t*>(buffer);
-  std::uint8_t* encoded = buffer + padded;
+  std::uint8_t* rows = buffer + padded;
+  // Each row's bytes in the layout's order (I2_S, or int8 + offset), then the group's dwords written in order.
+  const std::uint8_t* src[kMaxInterleavedGroupRows];
   for (std::int64_t r = 0; r < group_rows; ++r) {
     const std::int64_t m = first_row + r;
+    std::uint8_t* own = rows + r * row_bytes;
+    src[r] = own;
     if (int8) {
-      const std::int8_t* src = m < w.rows ? w.row(m, codes) : nullptr;
-      for (std::int64_t k = 0; k < padded; ++k) {
-        const int value = src && k < w.cols ? src[k] : 0;
-        out[k / 4 * 4 * group_rows + 4 * r + k % 4] = static_cast<std::uint8_t>(value + int8_offset);
-      }
-      continue;
-    }
-    const std::uint8_t* src = encoded;
-    if (m >= w.rows) {
-      std::memset(encoded, kI2sZeros, static_cast<std::size_t>(padded / 4));
+      const std::int8_t* values = m < w.rows ? w.row(m, codes) : nullptr;
+      for (std::int64_t k = 0; k < padded; ++k)
+        own[k] = static_cast<std::uint8_t>((values && k < w.cols ? values[k] : 0) + int8_offset);
+    } else if (m >= w.rows) {
+      std::memset(own, kI2sZeros, static_cast<std::size_t>(row_bytes));
     } else if (w.i2s && w.cols % kInterleavedBlock == 0 && i2s_fields_valid(w.i2s + m * (w.cols / 4), w.cols / 4)) {
-      src = w.i2s + m * (w.cols / 4);
+      src[r] = w.i2s + m * (w.cols / 4);
     } else {
-      encode_i2s_row(w.row(m, codes), w.cols, padded, encoded);
+      encode_i2s_row(w.row(m, codes), w.cols, padded, own);
     }
-    for (std::int64_t j = 0; j < padded / 16; ++j) std::memcpy(out + j * 4 * group_rows + 4 * r, src + 4 * j, 4);
   }
+  for (std::int64_t j = 0; j < row_bytes / 4; ++j)
+    for (std::int64_t r = 0; r < group_rows; ++r) std::memcpy(out + (j * group_rows + r) * 4, src[r] + 4 * j, 4);
 }
 
 }  // namespace bitrun

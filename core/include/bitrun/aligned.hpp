@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <new>
+#include <utility>
 #include <vector>
 
 namespace bitrun {
@@ -28,5 +29,33 @@ struct AlignedAllocator {
 
 template <typename T>
 using AlignedVector = std::vector<T, AlignedAllocator<T>>;
+
+// The same storage, whose resize() leaves new elements default-initialized (for bytes: unwritten). For buffers that
+// are filled right after, such as a packed matrix: zero-filling a 2B model's weights first cost a second of load
+// on one thread, and its page faults then all land on that thread instead of the threads that fill it.
+template <typename T>
+struct UninitializedAlignedAllocator : AlignedAllocator<T> {
+  template <typename U>
+  struct rebind { using other = UninitializedAlignedAllocator<U>; };
+  UninitializedAlignedAllocator() = default;
+  template <typename U>
+  UninitializedAlignedAllocator(const UninitializedAlignedAllocator<U>&) noexcept {}
+  template <typename U>
+  void construct(U* p) noexcept {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <typename U, typename... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+
+template <typename T>
+using UninitializedAlignedVector = std::vector<T, UninitializedAlignedAllocator<T>>;
+
+// Asks the kernel to back the 2 MB-aligned part of [data, data + bytes) with transparent huge pages before it is first
+// written: a 2B model's packed weights are ~200,000 page faults in 4 KB pages (a third of its load on this VM's
+// hypervisor) and ~400 in 2 MB ones. Advice only; without transparent huge pages nothing changes.
+void advise_huge_pages(void* data, std::size_t bytes);
 
 }  // namespace bitrun

@@ -33,7 +33,7 @@ namespace bitrun {
 struct InterleavedMatrix {
   bool int8 = false;   // pack_int8 weights, one byte each, rather than 2-bit ternary codes
   std::int64_t rows = 0, cols = 0, group_rows = 0, group_bytes = 0;
-  AlignedVector<std::uint8_t> data;
+  UninitializedAlignedVector<std::uint8_t> data;   // every byte written by pack_interleaved
   std::vector<float> row_scale;
 
   std::int64_t groups() const { return (rows + group_rows - 1) / group_rows; }
@@ -53,6 +53,7 @@ inline void pack_interleaved(const TernaryMatrixView& w, std::int64_t group_rows
   out.group_bytes = interleaved_group_bytes(w.cols, group_rows, int8);
   const std::int64_t groups = out.groups();
   out.data.resize(static_cast<std::size_t>(groups * out.group_bytes));
+  advise_huge_pages(out.data.data(), out.data.size());
   out.row_scale.assign(static_cast<std::size_t>(groups * group_rows), 0.0f);
   std::copy(w.row_scale, w.row_scale + w.rows, out.row_scale.begin());
   std::exception_ptr error;
@@ -64,7 +65,7 @@ inline void pack_interleaved(const TernaryMatrixView& w, std::int64_t group_rows
     for (std::int64_t g = 0; g < groups; ++g) {
       if (failed.load(std::memory_order_relaxed)) continue;
       try {
-        if (buffer.empty()) buffer.resize(static_cast<std::size_t>(interleaved_pack_buffer_bytes(w.cols)));
+        if (buffer.empty()) buffer.resize(static_cast<std::size_t>(interleaved_pack_buffer_bytes(w.cols, group_rows, int8)));
         pack_interleaved_group(w, g * group_rows, group_rows, int8, int8_offset, buffer.data(),
                                out.data.data() + g * out.group_bytes);
       } catch (...) {

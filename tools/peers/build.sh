@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Builds the peers bitrun's kernels are measured against, from their public sources, for side-by-side benchmarks
+# (docs/performance.md). Not part of the test suite.
+#
+#   tools/peers/build.sh ik_llama SRC [OUT]   ik_llama.cpp, CPU only, GGML_NATIVE=ON: llama-quantize, llama-bench
+#   tools/peers/build.sh bitnet SRC LLAMA_SRC [OUT]
+#                                             microsoft/BitNet (clang, BITNET_X86_TL2=OFF) over the llama.cpp fork
+#                                             its 3rdparty/llama.cpp submodule pins (LLAMA_SRC)
+# SRC is a checkout or a git directory (such as a mirror without a work tree; its HEAD is exported). OUT defaults to
+# build/peers/<name>. Then, for a bitrun I2_S file (e.g. `bitrun synth --preset bitnet-2b-4t -o 2b.gguf`):
+#   OUT/bin/llama-quantize --allow-requantize 2b.gguf 2b-iq2_bn.gguf IQ2_BN      (ik_llama.cpp's ternary type)
+#   OUT/bin/llama-bench -m 2b-iq2_bn.gguf -p 512 -n 128 -t 1,2 -rtr 1          (-rtr: its row-interleaved repack)
+#   OUT/bin/llama-bench -m 2b.gguf -p 512 -n 128 -t 1,2                        (bitnet.cpp reads I2_S as it is)
+# and next to them: bitrun bench -m 2b.gguf --diffusion-tokens 0
+set -euo pipefail
+
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+[[ $# -ge 2 ]] || usage
+name=$1 src=$2
+root=$(cd "$(dirname "$0")/../.." && pwd)
+
+# Copies SRC (checkout or git directory) to $1.
+export_source() {
+  local from=$1 to=$2
+  rm -rf "$to" && mkdir -p "$to"
+  if [[ -f $from/CMakeLists.txt ]]; then
+    cp -a "$from/." "$to/"
+  elif git --git-dir="$from" rev-parse --verify -q HEAD >/dev/null; then
+    git --git-dir="$from" archive HEAD | tar -x -C "$to"
+    echo "$name: $(git --git-dir="$from" log -1 --format='%h %ad %s' --date=short)" >"$to/PEER_COMMIT"
+  else
+    echo "error: $from is neither a source tree nor a git directory" >&2
+    exit 1
+  fi
+}
+
+jobs=$(nproc)
+case $name in
+  ik_llama)
+    out=${3:-$root/build/peers/ik_llama}
+    export_source "$src" "$out/src"
+    cmake -S "$out/src" -B "$out/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DGGML_CUDA=OFF \
+      -DLLAMA_CURL=OFF -DBUILD_SHARED_LIBS=OFF
+    cmake --build "$out/build" --target llama-quantize llama-bench -j "$jobs"
+    mkdir -p "$out/bin" && cp "$out/build/bin/llama-quantize" "$out/build/bin/llama-bench" "$out/bin/"
+    ;;
+  bitnet)
+    [[ $# -ge 3 ]] || usage
+    out=${4:-$root/build/peers/bitnet}
+    export_source "$src" "$out/src"
+    export_source "$3" "$out/src/3rdparty/llama.cpp"
+    cmake -S "$out/src" -B "$out/build" -DCMAKE_BUILD_TYPE=Release -DBITNET_X86_TL2=OFF \
+      -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DLLAMA_CURL=OFF
+    cmake --build "$out/build" --target llama-bench -j "$jobs"
+    mkdir -p "$out/bin" && cp "$out/build/bin/llama-bench" "$out/bin/"
+    ;;
+  *) usage ;;
+esac
+echo "built $name in $out/bin"
