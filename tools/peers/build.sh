@@ -26,8 +26,15 @@ export_source() {
   if [[ -f $from/CMakeLists.txt ]]; then
     cp -a "$from/." "$to/"
   elif git --git-dir="$from" rev-parse --verify -q HEAD >/dev/null; then
-    git --git-dir="$from" archive HEAD | tar -x -C "$to"
-    echo "$name: $(git --git-dir="$from" log -1 --format='%h %ad %s' --date=short)" >"$to/PEER_COMMIT"
+    # A mirror may lack its largest blobs (web assets, models): export the files it has, list the rest.
+    local g=(git --git-dir="$from") present=() kind path
+    while IFS=$'\t' read -r kind path; do
+      if [[ $kind == blob ]]; then present+=("$path"); else echo "$path" >>"$to/PEER_MISSING_FILES"; fi
+    done < <(paste <("${g[@]}" ls-tree -r HEAD --format='%(objectname)' | "${g[@]}" cat-file --batch-check='%(objecttype)' |
+                       awk '{print ($2 == "missing") ? "missing" : $1}') \
+                   <("${g[@]}" ls-tree -r HEAD --format='%(path)'))
+    "${g[@]}" archive HEAD -- "${present[@]}" | tar -x -C "$to"
+    echo "$name: $("${g[@]}" log -1 --format='%h %ad %s' --date=short)" >"$to/PEER_COMMIT"
   else
     echo "error: $from is neither a source tree nor a git directory" >&2
     exit 1

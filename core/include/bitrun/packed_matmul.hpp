@@ -98,8 +98,8 @@ __attribute__((always_inline)) inline void interleaved_dots(const std::uint8_t* 
   using Int = typename Tr::Int;
   if constexpr (Int8) {
     for (std::int64_t k = k0; k < k1; k += 4) {
-      if (k % 32 == 0)
-        for (int rg = 0; rg < RG; ++rg) prefetch_lines(w + rg * group_bytes + k * L + kPrefetchBytes, 8 * L);
+      if (k % 32 == 0)   // the next 8 steps' weights (4 * L bytes a step), kPrefetchBytes ahead
+        for (int rg = 0; rg < RG; ++rg) prefetch_lines(w + rg * group_bytes + k * L + kPrefetchBytes, 32 * L);
       Int wv[RG];
 #pragma GCC unroll 2
       for (int rg = 0; rg < RG; ++rg) wv[rg] = Tr::load(w + rg * group_bytes + k * L);
