@@ -156,28 +156,40 @@ void interleaved_tile(const InterleavedMatrix& p, const QuantizedActivations& x,
   for (int t = 0; t < T; ++t) q[t] = x.row(t0 + t);
   const std::int64_t groups = x.groups(), padded = interleaved_cols(p.cols);
   const std::int64_t block = x.block ? x.block : padded;
+  // Modulo 2^32, as the dot itself: the offset dot may wrap on very long rows even when the true dot fits.
+  auto offset = [&](std::size_t i) {
+    return static_cast<std::int32_t>(static_cast<std::uint32_t>(kSumMultiplier) * static_cast<std::uint32_t>(x.sum[i]));
+  };
+  auto store = [&](int rg, int t, Float v) {
+    const std::int64_t m = (g0 + rg) * L;
+    Tr::store(y + (t0 + t) * y_stride + m, Tr::mul(v, p.row_scale.data() + m), std::min(L, p.rows - m));
+  };
+  Int acc[RG * T];
+  if (groups == 1) {   // one scale per token: straight from the integer sums to y
+#pragma GCC unroll 16
+    for (int i = 0; i < RG * T; ++i) acc[i] = Tr::zero();
+    interleaved_dots<Tr, Int8, RG, T>(p.group(g0), p.group_bytes, 0, padded, q, acc);
+    for (int t = 0; t < T; ++t) {
+      const auto i = static_cast<std::size_t>(t0 + t);
+      for (int rg = 0; rg < RG; ++rg) store(rg, t, Tr::scaled(acc[rg * T + t], offset(i), x.scale[i]));
+    }
+    return;
+  }
   Float sums[RG * T] = {};
   for (std::int64_t g = 0; g < groups; ++g) {
-    Int acc[RG * T];
 #pragma GCC unroll 16
     for (int i = 0; i < RG * T; ++i) acc[i] = Tr::zero();
     interleaved_dots<Tr, Int8, RG, T>(p.group(g0), p.group_bytes, g * block, std::min(padded, (g + 1) * block), q, acc);
     for (int t = 0; t < T; ++t) {
       const auto i = static_cast<std::size_t>((t0 + t) * groups + g);
-      // Modulo 2^32, as the dot itself: the offset dot may wrap on very long rows even when the true dot fits.
-      const auto offset = static_cast<std::int32_t>(static_cast<std::uint32_t>(kSumMultiplier) *
-                                                    static_cast<std::uint32_t>(x.sum[i]));
       for (int rg = 0; rg < RG; ++rg) {
-        const Float part = Tr::scaled(acc[rg * T + t], offset, x.scale[i]);
+        const Float part = Tr::scaled(acc[rg * T + t], offset(i), x.scale[i]);
         sums[rg * T + t] = g == 0 ? part : Tr::add(sums[rg * T + t], part);
       }
     }
   }
-  for (int rg = 0; rg < RG; ++rg) {
-    const std::int64_t m = (g0 + rg) * L;
-    for (int t = 0; t < T; ++t)
-      Tr::store(y + (t0 + t) * y_stride + m, Tr::mul(sums[rg * T + t], p.row_scale.data() + m), std::min(L, p.rows - m));
-  }
+  for (int rg = 0; rg < RG; ++rg)
+    for (int t = 0; t < T; ++t) store(rg, t, sums[rg * T + t]);
 }
 
 // The last tokens of x (rest < T of them) against row groups g0..: one tile of exactly `rest` tokens.
