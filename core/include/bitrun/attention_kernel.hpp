@@ -14,6 +14,7 @@
 // states are merged afterwards, so both threads work on a single row.
 #pragma once
 
+#include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -62,6 +63,44 @@ inline void store(float* p, FloatVec<Lanes> v) {
   std::memcpy(p, &v, sizeof v);
 }
 
+// a * b + c in one rounding. The backends build with -ffp-contract=off (their matmuls must equal the reference bit
+// for bit), which also keeps the compiler from fusing attention's multiply-adds; attention is compared with a
+// tolerance, and the fused form halves its arithmetic.
+inline FloatVec<8> fma(FloatVec<8> a, FloatVec<8> b, FloatVec<8> c) {
+  return reinterpret_cast<FloatVec<8>>(_mm256_fmadd_ps(reinterpret_cast<__m256>(a), reinterpret_cast<__m256>(b),
+                                                       reinterpret_cast<__m256>(c)));
+}
+#ifdef __AVX512F__
+inline FloatVec<16> fma(FloatVec<16> a, FloatVec<16> b, FloatVec<16> c) {
+  return reinterpret_cast<FloatVec<16>>(_mm512_fmadd_ps(reinterpret_cast<__m512>(a), reinterpret_cast<__m512>(b),
+                                                        reinterpret_cast<__m512>(c)));
+}
+#endif
+
+inline float hsum(FloatVec<8> v) {
+  const __m256 x = reinterpret_cast<__m256>(v);
+  __m128 r = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+  r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+  return _mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)));
+}
+#ifdef __AVX512F__
+inline float hsum(FloatVec<16> v) { return _mm512_reduce_add_ps(reinterpret_cast<__m512>(v)); }
+#endif
+
+// Scores of one query vector against n_pos keys stored as rows (k[p * head_dim + d], head_dim a multiple of
+// Lanes): a dot product per position, summed across lanes at the end. Cheaper than transposing the keys when only
+// a vector or two use them.
+template <int Lanes>
+inline void row_scores(const float* q, const float* k, std::int64_t n_pos, std::int64_t head_dim, float* out) {
+  using V = FloatVec<Lanes>;
+  for (std::int64_t p = 0; p < n_pos; ++p) {
+    const float* kp = k + p * head_dim;
+    V a = load<Lanes>(q) * load<Lanes>(kp);
+    for (std::int64_t d = Lanes; d < head_dim; d += Lanes) a = fma(load<Lanes>(q + d), load<Lanes>(kp + d), a);
+    out[p] = hsum(a);
+  }
+}
+
 // Scores of one query vector against a chunk of kPosChunk keys stored transposed (k_t[d * kPosChunk + p]):
 // out[p] = q . k_p, a broadcast of each query element times registers of keys (no horizontal sum).
 template <int Lanes>
@@ -71,7 +110,7 @@ inline void chunk_scores(const float* q, const float* k_t, std::int64_t head_dim
   V acc[kVecs] = {};
   for (std::int64_t d = 0; d < head_dim; ++d) {
     const V qd = V{} + q[d];
-    for (int j = 0; j < kVecs; ++j) acc[j] += qd * load<Lanes>(k_t + d * kPosChunk + j * Lanes);
+    for (int j = 0; j < kVecs; ++j) acc[j] = fma(qd, load<Lanes>(k_t + d * kPosChunk + j * Lanes), acc[j]);
   }
   for (int j = 0; j < kVecs; ++j) store<Lanes>(out + j * Lanes, acc[j]);
 }
@@ -88,10 +127,10 @@ inline void weighted_sum(const float* w, const float* v, std::int64_t positions,
     for (std::int64_t p = 0; p < positions; ++p) {
       const float* vp = v + p * n + d;
       const V wp = V{} + w[p];
-      r0 += wp * load<Lanes>(vp);
-      r1 += wp * load<Lanes>(vp + Lanes);
-      r2 += wp * load<Lanes>(vp + 2 * Lanes);
-      r3 += wp * load<Lanes>(vp + 3 * Lanes);
+      r0 = fma(wp, load<Lanes>(vp), r0);
+      r1 = fma(wp, load<Lanes>(vp + Lanes), r1);
+      r2 = fma(wp, load<Lanes>(vp + 2 * Lanes), r2);
+      r3 = fma(wp, load<Lanes>(vp + 3 * Lanes), r3);
     }
     store<Lanes>(acc + d, r0);
     store<Lanes>(acc + d + Lanes, r1);
@@ -100,7 +139,7 @@ inline void weighted_sum(const float* w, const float* v, std::int64_t positions,
   }
   for (; d + Lanes <= n; d += Lanes) {
     V r = load<Lanes>(acc + d);
-    for (std::int64_t p = 0; p < positions; ++p) r += (V{} + w[p]) * load<Lanes>(v + p * n + d);
+    for (std::int64_t p = 0; p < positions; ++p) r = fma(V{} + w[p], load<Lanes>(v + p * n + d), r);
     store<Lanes>(acc + d, r);
   }
   for (; d < n; ++d) {
@@ -186,8 +225,11 @@ void attention_kernel(int threads, const float* q, std::int64_t rows, const KvLa
 
     float* acc = splits > 1 ? partial_acc.get() + task * vectors_per_task * head_dim : scratch.acc.data();
     std::fill(acc, acc + n_vec * head_dim, 0.0f);
+    // Fewer query vectors than half the lanes (a row or two) take the few-vectors path below, which reads the
+    // queries where they are and accumulates per vector; else lane groups.
+    const bool lane_groups_used = n_vec * 2 >= Lanes;
     float* acc_t = scratch.acc_t.data();   // lane groups' accumulators, [group][dimension][lane]
-    std::fill(acc_t, acc_t + n_groups * head_dim * Lanes, 0.0f);
+    if (lane_groups_used) std::fill(acc_t, acc_t + n_groups * head_dim * Lanes, 0.0f);
     float* qt = scratch.qt.data();
     float* lim = scratch.limits.data();
     float* max = scratch.max.data();
@@ -196,9 +238,11 @@ void attention_kernel(int threads, const float* q, std::int64_t rows, const KvLa
     // elements go to lane i % Lanes of lane group i / Lanes, pre-scaled; lanes past n_vec stay 0 and see nothing.
     for (std::int64_t i = 0; i < n_groups * Lanes; ++i) {
       const std::int64_t lg = i / Lanes, lane = i % Lanes;
-      const float* qi = q + ((r0 + i / group) * n_heads + kvh * group + i % group) * head_dim;
-      for (std::int64_t d = 0; d < head_dim; ++d)
-        qt[(lg * head_dim + d) * Lanes + lane] = i < n_vec ? qi[d] * scale : 0.0f;
+      if (lane_groups_used) {
+        const float* qi = q + ((r0 + i / group) * n_heads + kvh * group + i % group) * head_dim;
+        for (std::int64_t d = 0; d < head_dim; ++d)
+          qt[(lg * head_dim + d) * Lanes + lane] = i < n_vec ? qi[d] * scale : 0.0f;
+      }
       lim[i] = i < n_vec ? static_cast<float>(limit[r0 + i / group]) : 0.0f;
       max[i] = -std::numeric_limits<float>::infinity();
       sum[i] = 0.0f;
@@ -212,18 +256,24 @@ void attention_kernel(int threads, const float* q, std::int64_t rows, const KvLa
       const std::int64_t n_pos = std::min(kPosChunk, p_end - c0);
       for (std::int64_t p = 0; p < n_pos; ++p) cached.key(c0 + p, kvh, k_rows + p * head_dim);
       for (std::int64_t p = 0; p < n_pos; ++p) cached.value(c0 + p, kvh, v_rows + p * head_dim);
-      if (n_vec * 2 < Lanes) {
-        // Too few query vectors to fill half the lanes (decoding one row): the keys transposed once per chunk,
-        // and each vector's scores as registers of positions.
-        for (std::int64_t p = 0; p < n_pos; ++p)
-          for (std::int64_t d = 0; d < head_dim; ++d) k_t[d * kPosChunk + p] = k_rows[p * head_dim + d];
-        if (n_pos < kPosChunk)
-          for (std::int64_t d = 0; d < head_dim; ++d)
-            std::fill(k_t + d * kPosChunk + n_pos, k_t + (d + 1) * kPosChunk, 0.0f);
+      if (!lane_groups_used) {
+        // Too few query vectors to fill half the lanes (decoding a row or two): each vector's scores one dot product
+        // per key, or (a head dimension that is not whole registers) against the keys transposed once per chunk
+        // as registers of positions.
+        const bool by_rows = head_dim % Lanes == 0;
+        if (!by_rows) {
+          for (std::int64_t p = 0; p < n_pos; ++p)
+            for (std::int64_t d = 0; d < head_dim; ++d) k_t[d * kPosChunk + p] = k_rows[p * head_dim + d];
+          if (n_pos < kPosChunk)
+            for (std::int64_t d = 0; d < head_dim; ++d)
+              std::fill(k_t + d * kPosChunk + n_pos, k_t + (d + 1) * kPosChunk, 0.0f);
+        }
         for (std::int64_t i = 0; i < n_vec; ++i) {
           const std::int64_t seen = std::clamp<std::int64_t>(limit[r0 + i / group] - c0, 0, n_pos);
           if (seen == 0) continue;
-          chunk_scores<Lanes>(q + ((r0 + i / group) * n_heads + kvh * group + i % group) * head_dim, k_t, head_dim, w);
+          const float* qi = q + ((r0 + i / group) * n_heads + kvh * group + i % group) * head_dim;
+          if (by_rows) row_scores<Lanes>(qi, k_rows, seen, head_dim, w);
+          else chunk_scores<Lanes>(qi, k_t, head_dim, w);
           float chunk_max = -std::numeric_limits<float>::infinity();
           for (std::int64_t p = 0; p < seen; ++p) chunk_max = std::max(chunk_max, w[p] *= scale);
           const float new_max = std::max(max[i], chunk_max);
@@ -248,7 +298,7 @@ void attention_kernel(int threads, const float* q, std::int64_t rows, const KvLa
           const float* k = k_rows + p0 * head_dim;   // rows past n_pos hold older (finite) keys; unused
           for (std::int64_t d = 0; d < head_dim; ++d) {
             const V qd = load<Lanes>(qg + d * Lanes);
-            for (int j = 0; j < 8; ++j) a[j] += qd * k[j * head_dim + d];
+            for (int j = 0; j < 8; ++j) a[j] = fma(qd, V{} + k[j * head_dim + d], a[j]);
           }
           for (std::int64_t j = 0; j < 8 && p0 + j < n_pos; ++j) {
             const V score = (V{} + static_cast<float>(c0 + p0 + j)) < limits_v ? a[j] : minus_inf;
@@ -283,18 +333,18 @@ void attention_kernel(int threads, const float* q, std::int64_t rows, const KvLa
           for (std::int64_t p = 0; p < n_pos; ++p) {
             const V wp = load<Lanes>(w + p * Lanes);
             const float* vp = v_rows + p * head_dim + d0;
-            for (int j = 0; j < 8; ++j) r[j] += wp * vp[j];
+            for (int j = 0; j < 8; ++j) r[j] = fma(wp, V{} + vp[j], r[j]);
           }
           for (int j = 0; j < 8; ++j) store<Lanes>(at + (d0 + j) * Lanes, r[j]);
         }
         for (; d0 < head_dim; ++d0) {
           V r = load<Lanes>(at + d0 * Lanes) * rescale;
-          for (std::int64_t p = 0; p < n_pos; ++p) r += load<Lanes>(w + p * Lanes) * v_rows[p * head_dim + d0];
+          for (std::int64_t p = 0; p < n_pos; ++p) r = fma(load<Lanes>(w + p * Lanes), V{} + v_rows[p * head_dim + d0], r);
           store<Lanes>(at + d0 * Lanes, r);
         }
       }
     }
-    if (n_vec * 2 >= Lanes)   // the lane-group accumulators back to one row of head_dim per vector
+    if (lane_groups_used)   // the lane-group accumulators back to one row of head_dim per vector
       for (std::int64_t i = 0; i < n_vec; ++i)
         for (std::int64_t d = 0; d < head_dim; ++d)
           acc[i * head_dim + d] = acc_t[((i / Lanes) * head_dim + d) * Lanes + i % Lanes];
