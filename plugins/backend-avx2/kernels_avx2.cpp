@@ -36,7 +36,8 @@ inline float hsum_ps(__m256 v) {
 // sign(w) * a, whose pairs reach 2 * 127 * 127 and are widened at once.
 struct Avx2Traits {
   static constexpr std::int64_t kLanes = 8;
-  static constexpr int kGroupTile = 1, kTokenTile = 6;   // 16 registers: 6 int16 sums, the operands; tiles of 2 x 4 spilled
+  // 16 registers: 6 int16 sums and the operands (tiles of 2 groups x 4 tokens spilled and ran slower).
+  static constexpr int kGroupTile = 1, kTokenTile = 6;
   static constexpr bool kNarrowSums = true;
   static constexpr std::int32_t kInt8Offset = 0;
   using Int = __m256i;

@@ -339,7 +339,8 @@ void attention_kernel(int threads, const float* q, std::int64_t rows, const KvLa
         }
         for (; d0 < head_dim; ++d0) {
           V r = load<Lanes>(at + d0 * Lanes) * rescale;
-          for (std::int64_t p = 0; p < n_pos; ++p) r = fma(load<Lanes>(w + p * Lanes), V{} + v_rows[p * head_dim + d0], r);
+          for (std::int64_t p = 0; p < n_pos; ++p)
+            r = fma(load<Lanes>(w + p * Lanes), V{} + v_rows[p * head_dim + d0], r);
           store<Lanes>(at + d0 * Lanes, r);
         }
       }

@@ -65,7 +65,8 @@ inline void pack_interleaved(const TernaryMatrixView& w, std::int64_t group_rows
     for (std::int64_t g = 0; g < groups; ++g) {
       if (failed.load(std::memory_order_relaxed)) continue;
       try {
-        if (buffer.empty()) buffer.resize(static_cast<std::size_t>(interleaved_pack_buffer_bytes(w.cols, group_rows, int8)));
+        if (buffer.empty())
+          buffer.resize(static_cast<std::size_t>(interleaved_pack_buffer_bytes(w.cols, group_rows, int8)));
         pack_interleaved_group(w, g * group_rows, group_rows, int8, int8_offset, buffer.data(),
                                out.data.data() + g * out.group_bytes);
       } catch (...) {
