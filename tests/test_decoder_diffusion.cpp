@@ -257,14 +257,14 @@ TEST_F(DiffusionDecoderTest, MaskIsNeverEmitted) {
 }
 
 TEST_F(DiffusionDecoderTest, AdaptiveThresholdRisesPerIterationOfASubBlock) {
-  // Block positions 9..15 (prompt 8 + the prefill's token); confidences per step chosen so that each step's
-  // threshold decides: step 1 (0.5) takes 10 and 11, step 2 (0.7) takes 9 and 12, step 3 (0.9) takes 13 and 14.
+  // Block positions 9..15 (prompt 8 + the prefill's token). Each step's lowered threshold (0.5, 0.7, then 0.9)
+  // admits the leftmost run of masked positions while each clears it; past the run only 0.9 does.
   const Script script = [](std::size_t step, std::int32_t pos) {
     const std::map<std::int32_t, double> by_step[] = {
         {},
-        {{9, 0.45}, {10, 0.55}, {11, 0.52}, {12, 0.45}, {13, 0.45}, {14, 0.45}, {15, 0.45}},
-        {{9, 0.75}, {12, 0.72}, {13, 0.65}, {14, 0.65}, {15, 0.65}},
-        {{13, 0.95}, {14, 0.92}, {15, 0.85}},
+        {{9, 0.55}, {10, 0.52}, {11, 0.45}, {12, 0.6}, {13, 0.95}, {14, 0.45}, {15, 0.45}},
+        {{11, 0.75}, {12, 0.72}, {14, 0.65}, {15, 0.8}},
+        {{14, 0.95}, {15, 0.85}},
         {{15, 0.3}}};
     const auto& m = by_step[std::min<std::size_t>(step, 4)];
     auto it = m.find(pos);
@@ -278,11 +278,11 @@ TEST_F(DiffusionDecoderTest, AdaptiveThresholdRisesPerIterationOfASubBlock) {
     std::set_difference(after.begin(), after.end(), before.begin(), before.end(), std::inserter(out, out.end()));
     return out;
   };
-  EXPECT_EQ(newly_known(1), (std::set<std::int32_t>{10, 11}));   // max(0.5, 0.9 - 0.4)
-  EXPECT_EQ(newly_known(2), (std::set<std::int32_t>{9, 12}));    // max(0.7, 0.9 - 0.2)
-  EXPECT_EQ(newly_known(3), (std::set<std::int32_t>{13, 14}));   // 0.9
+  EXPECT_EQ(newly_known(1), (std::set<std::int32_t>{9, 10, 13}));   // run at max(0.5, 0.9 - 0.4); 12 is past it
+  EXPECT_EQ(newly_known(2), (std::set<std::int32_t>{11, 12}));      // run at max(0.7, 0.9 - 0.2); 15 is past it
+  EXPECT_EQ(newly_known(3), (std::set<std::int32_t>{14}));          // 0.9
   EXPECT_EQ(r.tokens.size(), 8u);
-  // Plain iterative at 0.9 takes only the most confident one in step 1.
+  // Plain iterative at 0.9 takes only 13 in step 1.
   DecodeRun it = run(request(8, 8, {{"mode", "iterative"}, {"threshold", "0.9"}, {"sub_block_size", "8"}}), script);
   EXPECT_EQ(known_positions(it.steps[2]).size(), known_positions(it.steps[1]).size() + 1);
 }

@@ -51,6 +51,21 @@ std::vector<std::size_t> entropy_budget(std::span<const Candidate> c, double gam
   return {order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k)};
 }
 
+// Adaptive: the schedule's lowered threshold admits only the leftmost run of masked positions (candidates 0, 1, ...
+// while each clears it), the ones right after the decoded text; any position past that run needs the full threshold.
+// Confident predictions far from the decoded text are where parallel unmasking fuses words ("playedggether"): on the
+// default model over tests/data/story-prompts.txt this rule took the teacher's perplexity of adaptive's text from
+// 12.6 to 6.9 at 3.26 instead of 3.36 tokens per forward.
+std::vector<std::size_t> adaptive_rule(std::span<const Candidate> c, double lowered, double threshold) {
+  std::vector<std::size_t> chosen;
+  std::size_t i = 0;
+  for (; i < c.size() && c[i].confidence > lowered; ++i) chosen.push_back(i);
+  for (; i < c.size(); ++i)
+    if (c[i].confidence > threshold) chosen.push_back(i);
+  if (chosen.empty()) return above_threshold(c, threshold);   // the most confident one: always progress
+  return chosen;
+}
+
 }  // namespace
 
 double adaptive_threshold(double t, std::int32_t iteration) {
@@ -70,7 +85,9 @@ std::vector<std::size_t> choose_unmasked(const Settings& settings, std::span<con
   }
   switch (settings.mode) {
     case Mode::Iterative: chosen = above_threshold(candidates, settings.threshold); break;
-    case Mode::Adaptive: chosen = above_threshold(candidates, adaptive_threshold(settings.threshold, iteration)); break;
+    case Mode::Adaptive:
+      chosen = adaptive_rule(candidates, adaptive_threshold(settings.threshold, iteration), settings.threshold);
+      break;
     case Mode::Factor: chosen = factor_rule(candidates, settings.factor); break;
     case Mode::EntropyBudget: chosen = entropy_budget(candidates, settings.gamma); break;
     case Mode::Greedy: break;

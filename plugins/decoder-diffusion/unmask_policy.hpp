@@ -18,7 +18,8 @@ struct Candidate {
   float entropy = 0.0f;      // of the model's distribution at the position, in nats (EB-Sampler)
 };
 
-// The adaptive mode's threshold at `iteration` (1-based) of a sub-block, for base threshold t.
+// The adaptive mode's lowered threshold at `iteration` (1-based) of a sub-block, for base threshold t; it applies to
+// the leftmost run of masked positions only (see choose_unmasked).
 double adaptive_threshold(double t, std::int32_t iteration);
 
 // Indices into `candidates` (ascending) to unmask. fill_all: unmask every candidate (greedy, or the iteration
