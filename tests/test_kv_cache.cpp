@@ -52,7 +52,11 @@ std::vector<float> read_row(const KvCache& cache, std::int64_t l, std::int64_t p
     if (view.type == KvCacheType::F16) {
       out[static_cast<std::size_t>(i)] = fp16_to_f32(static_cast<const std::uint16_t*>(which ? view.v : view.k)[at]);
     } else {
-      const float scale = (which ? view.v_scale : view.k_scale)[pos * kv_heads + i / head_dim];
+      // The pointer chosen first: GCC 12 at -O0 with -fsanitize=undefined (its divide-by-zero and alignment checks)
+      // miscompiles `(which ? v_scale : k_scale)[... + i / head_dim]` into reading the next head's scale, which
+      // is what failed this test in the Debug + ASan/UBSan build (issue #18, item 5).
+      const float* scales = which ? view.v_scale : view.k_scale;
+      const float scale = scales[pos * kv_heads + i / head_dim];
       out[static_cast<std::size_t>(i)] = static_cast<float>(static_cast<const std::int8_t*>(which ? view.v : view.k)[at]) * scale;
     }
   }
