@@ -629,6 +629,27 @@ TEST_F(ServerTest, AStreamingClientThatLeavesIsCancelled) {
   EXPECT_EQ(s.scheduler().stats().running, 0u);
 }
 
+// The second request of a keep-alive connection finds its socket again (the handler remembers the one its thread
+// found for the first) and is cancelled when the client leaves.
+TEST_F(ServerTest, AKeepAliveConnectionsLaterRequestIsCancelledWhenItsClientLeaves) {
+  TestServer s;
+  httplib::Client c("127.0.0.1", s.port());
+  c.set_keep_alive(true);
+  auto first = c.Post("/v1/completions", R"({"prompt":[1],"max_tokens":2})", "application/json");
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->status, 200);
+  std::thread second([&] {
+    c.Post("/v1/completions", R"({"prompt":"x","max_tokens":2000,"decoder":{"type":"slow","delay_ms":10}})",
+           "application/json");
+  });
+  ASSERT_TRUE(eventually([&] { return metric(s, "bitrun_requests_running") == 1; }));
+  c.stop();   // closes the connection under the waiting request
+  second.join();
+  ASSERT_TRUE(eventually([&] { return metric(s, "bitrun_requests_running") == 0; }))
+      << "the keep-alive request must be cancelled";
+  EXPECT_EQ(metric(s, "bitrun_requests_cancelled_total"), 1);
+}
+
 TEST_F(ServerTest, RequestsThatOutliveTheTimeoutAreCancelled) {
   TestServer s({"server.request_timeout_s=1"});
   const auto start = std::chrono::steady_clock::now();

@@ -42,6 +42,14 @@ bool matches(int fd, const httplib::Request& req) {
 
 ClientConnection::ClientConnection(const httplib::Request& req) {
   if (req.remote_port < 0 || req.local_port < 0) return;
+  // httplib serves a connection's keep-alive requests on one worker thread, so the socket this thread found last
+  // is checked first (two syscalls); the descriptor table is scanned once per connection, not once per request.
+  // A closed and reused descriptor fails the endpoint check and is looked up again.
+  thread_local int last_fd = -1;
+  if (last_fd >= 0 && matches(last_fd, req)) {
+    fd_ = last_fd;
+    return;
+  }
   DIR* dir = opendir("/proc/self/fd");
   if (!dir) return;
   const int own = dirfd(dir);
@@ -50,7 +58,7 @@ ClientConnection::ClientConnection(const httplib::Request& req) {
     const long fd = std::strtol(e->d_name, &end, 10);
     if (end == e->d_name || *end != '\0' || fd == own) continue;
     if (matches(static_cast<int>(fd), req)) {
-      fd_ = static_cast<int>(fd);
+      fd_ = last_fd = static_cast<int>(fd);
       break;
     }
   }

@@ -1,7 +1,8 @@
 // Is the client of a request still connected? cpp-httplib 0.11.4 gives a handler no way to ask (a streamed write
 // only fails after the peer is gone, and a non-streamed handler writes nothing until it returns), so we find the
 // request's socket among the process's descriptors by its two endpoints (local and remote address and port are
-// in the Request) and look at it. The socket stays open while the handler and its content provider run.
+// in the Request) and look at it, remembering per thread the socket found last (a keep-alive connection's next
+// request). The socket stays open while the handler and its content provider run.
 #pragma once
 
 namespace httplib {
