@@ -22,12 +22,19 @@ namespace {
 class KernelConformance : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
+    // "avx2-without-avx_vnni": the AVX2 backend as on a CPU without AVX-VNNI, so both of its matmul paths are
+    // checked on a CPU that has it.
     static PluginHost host({BITRUN_TEST_PLUGIN_DIR}, detect_cpu());
-    const PluginRecord* record = host.find(PluginKind::Backend, GetParam());
-    ASSERT_NE(record, nullptr) << "plugin " << GetParam() << " was not built";
-    if (record->score <= 0) GTEST_SKIP() << "backend " << GetParam() << " cannot run on this CPU: "
-                                         << record->skip_reason(host.cpu());
-    backend_ = host.create_backend(host.choose_backend(GetParam()), 2);
+    static PluginHost host_without_vnni({BITRUN_TEST_PLUGIN_DIR},
+                                        detect_cpu().without(feature_bit(CpuFeature::AVX_VNNI)));
+    const bool without_vnni = GetParam() == "avx2-without-avx_vnni";
+    PluginHost& h = without_vnni ? host_without_vnni : host;
+    const std::string name = without_vnni ? "avx2" : GetParam();
+    const PluginRecord* record = h.find(PluginKind::Backend, name);
+    ASSERT_NE(record, nullptr) << "plugin " << name << " was not built";
+    if (record->score <= 0) GTEST_SKIP() << "backend " << name << " cannot run on this CPU: "
+                                         << record->skip_reason(h.cpu());
+    backend_ = h.create_backend(h.choose_backend(name), 2);
     reference_ = make_reference_backend(BackendOptions{1, detect_cpu()});
   }
   std::unique_ptr<Backend> backend_, reference_;
@@ -498,8 +505,12 @@ TEST_P(KernelConformance, RejectsMatricesPackedByAnotherBackend) {
   EXPECT_THROW(backend_->ternary_matmul(*foreign, q, y.data(), 1), Error);
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, KernelConformance, ::testing::Values("avx2", "avx512"),
-                         [](const auto& info) { return info.param; });
+INSTANTIATE_TEST_SUITE_P(Backends, KernelConformance, ::testing::Values("avx2", "avx2-without-avx_vnni", "avx512"),
+                         [](const auto& info) {
+                           std::string name = info.param;
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name;
+                         });
 
 }  // namespace
 }  // namespace bitrun

@@ -10,7 +10,9 @@
 #include "bitrun/backend.hpp"
 #include "bitrun/error.hpp"
 #include "bitrun/packed_matmul.hpp"
+#include "avx2_vectors.hpp"
 #include "elementwise_avx2.hpp"
+#include "matmul_avx_vnni.hpp"
 
 namespace bitrun::avx2 {
 namespace {
@@ -29,29 +31,19 @@ inline float hsum_ps(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// The vector operations of packed_matmul.hpp's interleaved matmul: 8 rows per group. vpmaddubsw multiplies
-// unsigned bytes with signed ones into int16 pair sums. Ternary codes (0..2) are unsigned already and a pair sums to
-// at most 2 * 2 * 127 = 508, so a 128-weight block's 32 products per lane add up in int16 (at most 16256) and
-// vpmaddwd widens them once per block. int8 weights are stored as they are and multiplied as |w| times
-// sign(w) * a, whose pairs reach 2 * 127 * 127 and are widened at once.
-struct Avx2Traits {
-  static constexpr std::int64_t kLanes = 8;
+// packed_matmul.hpp's interleaved matmul on plain AVX2: vpmaddubsw multiplies unsigned bytes with signed ones into
+// int16 pair sums. Ternary codes (0..2) are unsigned already and a pair sums to at most 2 * 2 * 127 = 508, so a
+// 128-weight block's 32 products per lane add up in int16 (at most 16256) and vpmaddwd widens them once per block.
+// int8 weights are stored as they are and multiplied as |w| times sign(w) * a, whose pairs reach 2 * 127 * 127 and
+// are widened at once.
+struct Avx2Traits : Avx2Vectors {
   // 16 registers: 6 int16 sums and the operands (tiles of 2 groups x 4 tokens spilled and ran slower).
   static constexpr int kGroupTile = 1, kTokenTile = 6;
   static constexpr bool kNarrowSums = true;
   static constexpr std::int32_t kInt8Offset = 0;
-  using Int = __m256i;
-  using Float = __m256;
-  static Int zero() { return _mm256_setzero_si256(); }
-  static Int load(const std::uint8_t* p) { return _mm256_load_si256(reinterpret_cast<const __m256i*>(p)); }
-  static Int field(Int chunk, int shift) {
-    return _mm256_and_si256(_mm256_srli_epi16(chunk, shift), _mm256_set1_epi8(3));
-  }
   template <bool Int8>
   static Int dot(Int acc, Int w, const std::int8_t* a) {
-    std::int32_t a4;
-    std::memcpy(&a4, a, 4);
-    const __m256i av = _mm256_set1_epi32(a4);
+    const __m256i av = broadcast4(a);
     if constexpr (Int8) {
       return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(av, w)),
                                                      _mm256_set1_epi16(1)));
@@ -63,19 +55,6 @@ struct Avx2Traits {
     return sums;
   }
   static Int widen(Int acc, Int sums) { return _mm256_add_epi32(acc, _mm256_madd_epi16(sums, _mm256_set1_epi16(1))); }
-  static Float scaled(Int dot, std::int32_t offset, float scale) {
-    return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(dot, _mm256_set1_epi32(offset))), _mm256_set1_ps(scale));
-  }
-  static Float add(Float a, Float b) { return _mm256_add_ps(a, b); }
-  static Float mul(Float a, const float* v) { return _mm256_mul_ps(a, _mm256_loadu_ps(v)); }
-  static void store(float* y, Float v, std::int64_t lanes) {
-    if (lanes >= 8) {
-      _mm256_storeu_ps(y, v);
-    } else {
-      const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-      _mm256_maskstore_ps(y, _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(lanes)), lane), v);
-    }
-  }
 };
 
 class PackedAvx2 final : public PackedMatrix {
@@ -143,7 +122,8 @@ void quantize_span(const float* x, std::int64_t n, std::int8_t* q, float& scale,
 
 class Avx2Backend final : public Backend {
  public:
-  explicit Avx2Backend(const BackendOptions& options) : Backend("avx2", options) {}
+  explicit Avx2Backend(const BackendOptions& options)
+      : Backend("avx2", options), vnni_(options.cpu.has(CpuFeature::AVX_VNNI)) {}
 
   void quantize_group(const float* x, std::int64_t n, std::int8_t* q, float& scale,
                       std::int32_t& sum) const override {
@@ -162,7 +142,7 @@ class Avx2Backend final : public Backend {
     const auto* p = dynamic_cast<const PackedAvx2*>(&w);
     if (!p || p->m.int8) throw Error("ternary_matmul: matrix was not packed by this backend's pack_ternary");
     if (x.cols != w.cols()) throw Error("ternary_matmul: activation width does not match the matrix");
-    interleaved_matmul<Avx2Traits>(p->m, x, y, y_stride, threads());
+    matmul(p->m, x, y, y_stride);
   }
 
   std::unique_ptr<PackedMatrix> pack_int8(const TernaryMatrixView& w) const override {
@@ -177,7 +157,7 @@ class Avx2Backend final : public Backend {
     const auto* p = dynamic_cast<const PackedAvx2*>(&w);
     if (!p || !p->m.int8) throw Error("int8_matmul: matrix was not packed by this backend's pack_int8");
     if (x.cols != w.cols()) throw Error("int8_matmul: activation width does not match the matrix");
-    interleaved_matmul<Avx2Traits>(p->m, x, y, y_stride, threads());
+    matmul(p->m, x, y, y_stride);
   }
 
   void attention(const float* q, std::int64_t rows, const KvLayerView& kv, const std::int32_t* limit,
@@ -219,6 +199,15 @@ class Avx2Backend final : public Backend {
       for (; k < cols; ++k) yr[k] = xr[k] * inv_rms * (weight ? weight[k] : 1.0f);
     }
   }
+
+ private:
+  // Ternary matrices and several tokens take the AVX-VNNI path where the CPU has it (matmul_avx_vnni.hpp).
+  void matmul(const InterleavedMatrix& m, const QuantizedActivations& x, float* y, std::int64_t y_stride) const {
+    if (vnni_ && !m.int8 && x.rows >= kAvxVnniMinTokens) avx_vnni_ternary_matmul(m, x, y, y_stride, threads());
+    else interleaved_matmul<Avx2Traits>(m, x, y, y_stride, threads());
+  }
+
+  const bool vnni_;   // the CPU (as the host sees it, after cpu.disable) has AVX-VNNI
 };
 
 }  // namespace
