@@ -219,7 +219,8 @@ TEST(TernaryPack, InterleavedGroupFromI2sEqualsFromCodes) {
       from_i2s.i2s = i2s.data();
       for (std::int64_t group_rows : {8, 16}) {
         const auto bytes = static_cast<std::size_t>(interleaved_group_bytes(cols, group_rows, false));
-        std::vector<std::uint8_t> buffer(static_cast<std::size_t>(interleaved_pack_buffer_bytes(cols, group_rows, false)));
+        const auto buffer_bytes = static_cast<std::size_t>(interleaved_pack_buffer_bytes(cols, group_rows, false));
+        std::vector<std::uint8_t> buffer(buffer_bytes);
         for (std::int64_t first = 0; first < rows; first += group_rows) {
           std::vector<std::uint8_t> direct(bytes, 0xaa), encoded(bytes, 0xbb);
           pack_interleaved_group(from_i2s, first, group_rows, false, 0, buffer.data(), direct.data());
