@@ -28,6 +28,10 @@ void store_le(std::uint8_t* p, T v) {
 void decode_float_type(GgmlType type, const std::uint8_t* src, std::int64_t n_elems, float* out);
 void encode_float_type(GgmlType type, const float* src, std::int64_t n_elems, std::uint8_t* out);
 
+// I2_S's packed codes for n (a multiple of 128) codes in -1..1: block b of 128 weights is 32 bytes, byte m holding
+// weights m, m+32, m+64, m+96 as code + 1 from the high bits down. n / 4 bytes at `out`; no scale.
+void encode_i2s_codes(const std::int8_t* codes, std::int64_t n, std::uint8_t* out);
+
 // The codes and scales of values that are already ternary, grouped as `type` stores scales (whole tensor for I2_S,
 // 256-blocks for TQ*). Throws FormatError naming the first value that is not 0 or +-s.
 TernaryTensor ternary_from_exact(GgmlType type, const float* values, std::int64_t row_len, std::int64_t n_rows);

@@ -221,11 +221,7 @@ std::vector<std::uint8_t> encode_ternary(GgmlType type, const TernaryTensor& ten
         if (tensor.scales[g] != tensor.scales[0])
           throw FormatError("i2_s stores one scale per tensor, but scale " + std::to_string(g) + " (" +
                             num(tensor.scales[g]) + ") differs from scale 0 (" + num(tensor.scales[0]) + ")");
-      for (std::int64_t b = 0; b < n / kI2sBlock; ++b) {
-        std::uint8_t* blk = out.data() + b * kI2sBlockBytes;
-        for (std::int64_t j = 0; j < kI2sBlock; ++j)
-          blk[i2s_byte(j)] |= static_cast<std::uint8_t>(code(b * kI2sBlock + j) << i2s_shift(j));
-      }
+      detail::encode_i2s_codes(tensor.codes.data(), n, out.data());
       // The scale follows the packed codes; the rest of the 32-byte trailer stays zero.
       detail::store_le<float>(out.data() + n / 4, tensor.scales.empty() ? 0.0f : tensor.scales[0]);
       break;
@@ -289,6 +285,18 @@ TernaryTensor ternarize_absmean(const float* values, std::int64_t row_len, std::
 }
 
 namespace detail {
+
+void encode_i2s_codes(const std::int8_t* codes, std::int64_t n, std::uint8_t* out) {
+  for (std::int64_t b = 0; b < n / kI2sBlock; ++b) {
+    std::uint8_t* blk = out + b * kI2sBlockBytes;
+    for (std::int64_t m = 0; m < kI2sBlockBytes; ++m) {
+      std::uint8_t byte = 0;
+      for (std::int64_t j = m; j < kI2sBlock; j += kI2sBlockBytes)
+        byte |= static_cast<std::uint8_t>((codes[b * kI2sBlock + j] + 1) << i2s_shift(j));
+      blk[m] = byte;
+    }
+  }
+}
 
 // Each scale group must hold only 0 and +-s: the first nonzero magnitude is the reference and every other nonzero
 // magnitude must lie within 0.1% of it. The group's scale is the mean nonzero magnitude (exactly s for exact

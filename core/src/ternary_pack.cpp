@@ -7,12 +7,12 @@
 #include <cstring>
 
 #include "bitrun/error.hpp"
+#include "ggml_codecs.hpp"
 
 namespace bitrun {
 
 namespace {
 
-constexpr std::int64_t kI2sBlockBytes = kInterleavedBlock / 4;
 constexpr std::uint8_t kI2sZeros = 0x55;   // an I2_S byte of four zero weights (code + 1 = 1 in each field)
 
 // True if no 2-bit field of `bytes` (a multiple of 8) I2_S bytes holds the invalid code 3.
@@ -26,17 +26,6 @@ bool i2s_fields_valid(const std::uint8_t* i2s, std::int64_t bytes) {
   return invalid == 0;
 }
 
-// Row codes (-1/0/+1; `cols` of them) in I2_S byte order, padded with zero weights to `padded_cols`.
-void encode_i2s_row(const std::int8_t* codes, std::int64_t cols, std::int64_t padded_cols, std::uint8_t* out) {
-  auto field = [&](std::int64_t k) { return static_cast<unsigned>(k < cols ? codes[k] + 1 : 1) & 3u; };
-  for (std::int64_t b = 0; b < padded_cols / kInterleavedBlock; ++b)
-    for (std::int64_t m = 0; m < kI2sBlockBytes; ++m) {
-      const std::int64_t k = b * kInterleavedBlock + m;
-      out[b * kI2sBlockBytes + m] =
-          static_cast<std::uint8_t>(field(k) << 6 | field(k + 32) << 4 | field(k + 64) << 2 | field(k + 96));
-    }
-}
-
 // out[(j * rows + r) * 4 ..] = dword j of row r, for j < dwords: 4 x 4 blocks of dwords transposed in SSE2
 // registers (x86-64's baseline) when rows and dwords allow, which made loading a 2B model's weights ~3x cheaper
 // than moving one dword at a time.
@@ -46,7 +35,9 @@ void interleave_dwords(const std::uint8_t* const* src, std::int64_t rows, std::i
   if (rows % 4 == 0) {
     for (; j0 + 4 <= dwords; j0 += 4)
       for (std::int64_t r = 0; r < rows; r += 4) {
-        auto load = [&](std::int64_t i) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(src[r + i] + 4 * j0)); };
+        auto load = [&](std::int64_t i) {
+          return _mm_loadu_si128(reinterpret_cast<const __m128i*>(src[r + i] + 4 * j0));
+        };
         const __m128i a0 = load(0), a1 = load(1), a2 = load(2), a3 = load(3);
         const __m128i t0 = _mm_unpacklo_epi32(a0, a1), t1 = _mm_unpacklo_epi32(a2, a3);
         const __m128i t2 = _mm_unpackhi_epi32(a0, a1), t3 = _mm_unpackhi_epi32(a2, a3);
@@ -86,8 +77,11 @@ void pack_interleaved_group(const TernaryMatrixView& w, std::int64_t first_row, 
       std::memset(own, kI2sZeros, static_cast<std::size_t>(row_bytes));
     } else if (w.i2s && w.cols % kInterleavedBlock == 0 && i2s_fields_valid(w.i2s + m * (w.cols / 4), w.cols / 4)) {
       src[r] = w.i2s + m * (w.cols / 4);
-    } else {
-      encode_i2s_row(w.row(m, codes), w.cols, padded, own);
+    } else {   // the row's codes padded with zero weights, in I2_S order
+      const std::int8_t* row = w.row(m, codes);
+      if (row != codes) std::memcpy(codes, row, static_cast<std::size_t>(w.cols));
+      std::memset(codes + w.cols, 0, static_cast<std::size_t>(padded - w.cols));
+      detail::encode_i2s_codes(codes, padded, own);
     }
   }
   interleave_dwords(src, group_rows, row_bytes / 4, out);

@@ -223,13 +223,14 @@ void attention_kernel(int threads, const float* q, std::int64_t rows, const KvLa
     for (std::int64_t r = r0; r < r1; ++r) block_limit = std::max<std::int64_t>(block_limit, limit[r]);
     p_end = std::min(p_end, block_limit);
 
-    float* acc = splits > 1 ? partial_acc.get() + task * vectors_per_task * head_dim : scratch.acc.data();
-    std::fill(acc, acc + n_vec * head_dim, 0.0f);
     // Fewer query vectors than half the lanes (a row or two) take the few-vectors path below, which reads the
-    // queries where they are and accumulates per vector; else lane groups.
+    // queries where they are and accumulates per vector into acc; else lane groups accumulate in acc_t, copied to
+    // acc at the end.
     const bool lane_groups_used = n_vec * 2 >= Lanes;
+    float* acc = splits > 1 ? partial_acc.get() + task * vectors_per_task * head_dim : scratch.acc.data();
     float* acc_t = scratch.acc_t.data();   // lane groups' accumulators, [group][dimension][lane]
     if (lane_groups_used) std::fill(acc_t, acc_t + n_groups * head_dim * Lanes, 0.0f);
+    else std::fill(acc, acc + n_vec * head_dim, 0.0f);
     float* qt = scratch.qt.data();
     float* lim = scratch.limits.data();
     float* max = scratch.max.data();

@@ -79,9 +79,6 @@ inline void pack_interleaved(const TernaryMatrixView& w, std::int64_t group_rows
   if (error) std::rethrow_exception(error);
 }
 
-// acc[rg * T + t] += the dots of the rows of groups w, w + group_bytes, ... (RG of them) with tokens q[0..T) over
-// weights [k0, k1) (multiples of 128). Every loop bound but the outer one is a constant, so the accumulators stay in
-// registers; each weight load serves all T tokens and each broadcast activation dword all RG groups.
 // How far ahead of the loads a group's weights are prefetched. Decoding streams each weight once from memory, and
 // the hardware prefetcher alone left a core at 15-18 GB/s where it can read 23-26 (2B shapes, one thread).
 constexpr std::int64_t kPrefetchBytes = 2048;
@@ -91,6 +88,9 @@ inline void prefetch_lines(const std::uint8_t* p, std::int64_t bytes) {
   for (std::int64_t l = 0; l < bytes; l += 64) __builtin_prefetch(p + l);
 }
 
+// acc[rg * T + t] += the dots of the rows of groups w, w + group_bytes, ... (RG of them) with tokens q[0..T) over
+// weights [k0, k1) (multiples of 128). Every loop bound but the outer one is a constant, so the accumulators stay in
+// registers; each weight load serves all T tokens and each broadcast activation dword all RG groups.
 template <class Tr, bool Int8, int RG, int T>
 __attribute__((always_inline)) inline void interleaved_dots(const std::uint8_t* w, std::int64_t group_bytes,
                                                             std::int64_t k0, std::int64_t k1,

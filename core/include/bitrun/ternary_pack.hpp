@@ -38,11 +38,10 @@ constexpr std::int64_t interleaved_pack_buffer_bytes(std::int64_t cols, std::int
 }
 
 // Packs rows [first_row, first_row + group_rows) of `w` (group_rows <= kMaxInterleavedGroupRows; rows past w.rows
-// are zero weights) into one group at `out`
-// (interleaved_group_bytes bytes). 2-bit rows come from the view's I2_S bytes when it has them, else from its codes;
-// a row whose I2_S bytes hold the invalid code 3 is taken from the codes, so the decoder reports it with its
-// position. `buffer`: interleaved_pack_buffer_bytes bytes of scratch. int8: weights are stored +
-// int8_offset.
+// are zero weights) into one group at `out` (interleaved_group_bytes bytes). 2-bit rows come from the view's I2_S
+// bytes when it has them, else from its codes; a row whose I2_S bytes hold the invalid code 3 is taken from the
+// codes, so the decoder reports it with its position. `buffer`: interleaved_pack_buffer_bytes bytes of scratch.
+// int8: weights are stored + int8_offset.
 void pack_interleaved_group(const TernaryMatrixView& w, std::int64_t first_row, std::int64_t group_rows, bool int8,
                             int int8_offset, std::uint8_t* buffer, std::uint8_t* out);
 
