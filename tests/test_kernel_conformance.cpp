@@ -279,6 +279,111 @@ TEST_P(KernelConformance, Int8MatmulMatchesReferenceExactly) {
   }
 }
 
+// Random Q6_K rows: any bytes are valid values and scales; d finite, of mixed sign and size.
+std::vector<std::uint8_t> random_q6_k(std::mt19937& rng, std::int64_t rows, std::int64_t cols) {
+  std::vector<std::uint8_t> blocks(static_cast<std::size_t>(rows * cols / 256 * 210));
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::normal_distribution<float> d(0.0f, 0.01f);
+  for (std::size_t b = 0; b < blocks.size(); b += 210) {
+    for (std::size_t i = 0; i < 208; ++i) blocks[b + i] = static_cast<std::uint8_t>(byte(rng));
+    const std::uint16_t h = f32_to_fp16(d(rng));
+    std::memcpy(&blocks[b + 208], &h, 2);
+  }
+  return blocks;
+}
+
+TEST_P(KernelConformance, Q6kMatmulMatchesReferenceExactly) {
+  for (std::int64_t cols : {256, 512, 2560}) {
+    for (std::int64_t rows : {1, 5, 16, 17, 33}) {
+      const std::vector<std::uint8_t> blocks = random_q6_k(rng_, rows, cols);
+      const Q6kMatrixView view{rows, cols, blocks.data()};
+      auto packed = backend_->pack_q6_k(view);
+      auto packed_ref = reference_->pack_q6_k(view);
+      for (std::int64_t tokens = 1; tokens <= (rows == 17 ? 33 : 9); ++tokens) {
+        auto x = random_floats(static_cast<std::size_t>(tokens * cols), 1.0f);
+        for (std::int64_t block : kScaleBlocks) {
+          if (block > cols) continue;
+          QuantizedActivations q;
+          reference_->quantize_activations(x.data(), tokens, cols, cols, q, block);
+          std::vector<float> got(static_cast<std::size_t>(tokens * rows + 3), -1.0f), want = got;
+          backend_->q6_k_matmul(*packed, q, got.data(), rows);
+          reference_->q6_k_matmul(*packed_ref, q, want.data(), rows);
+          ASSERT_EQ(got, want) << "rows " << rows << " cols " << cols << " tokens " << tokens << " block " << block;
+        }
+      }
+    }
+  }
+}
+
+// The reference itself: its integer formulation equals the dequantized weights times the dequantized activations.
+TEST(Q6kReference, EqualsTheDequantizedProduct) {
+  std::mt19937 rng(7);
+  const std::int64_t rows = 4, cols = 768, tokens = 2;
+  const std::vector<std::uint8_t> blocks = random_q6_k(rng, rows, cols);
+  std::vector<float> w(static_cast<std::size_t>(rows * cols));
+  dequantize(GgmlType::Q6_K, blocks.data(), blocks.size(), cols, rows, w.data());
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> x(static_cast<std::size_t>(tokens * cols));
+  for (auto& v : x) v = dist(rng);
+  auto reference = make_reference_backend(BackendOptions{1, detect_cpu()});
+  for (std::int64_t block : {0, 256}) {
+    QuantizedActivations q;
+    reference->quantize_activations(x.data(), tokens, cols, cols, q, block);
+    std::vector<float> y(static_cast<std::size_t>(tokens * rows));
+    reference->q6_k_matmul(*reference->pack_q6_k({rows, cols, blocks.data()}), q, y.data(), rows);
+    for (std::int64_t t = 0; t < tokens; ++t)
+      for (std::int64_t m = 0; m < rows; ++m) {
+        double want = 0, magnitude = 0;
+        for (std::int64_t k = 0; k < cols; ++k) {
+          const double a = q.row(t)[k] * q.scale[static_cast<std::size_t>(t * q.groups() + (block ? k / block : 0))];
+          want += w[static_cast<std::size_t>(m * cols + k)] * a;
+          magnitude += std::fabs(w[static_cast<std::size_t>(m * cols + k)] * a);
+        }
+        EXPECT_NEAR(y[static_cast<std::size_t>(t * rows + m)], want, 1e-5 * magnitude) << "t " << t << " m " << m;
+      }
+  }
+}
+
+TEST_P(KernelConformance, Q6kMatmulExtremesAndErrors) {
+  // Every value at 0 or 63 (weights -32 / +31), scales -128, activations +-127 over a long row: the integer dot at
+  // its widest.
+  const std::int64_t cols = 6912, rows = 3;
+  std::vector<std::uint8_t> blocks(static_cast<std::size_t>(rows * cols / 256 * 210));
+  for (std::size_t b = 0; b < blocks.size(); b += 210) {
+    const std::uint8_t fill = (b / 210) % 2 ? 0xff : 0x00;
+    std::fill(blocks.begin() + static_cast<std::ptrdiff_t>(b), blocks.begin() + static_cast<std::ptrdiff_t>(b + 192), fill);
+    std::fill(blocks.begin() + static_cast<std::ptrdiff_t>(b + 192), blocks.begin() + static_cast<std::ptrdiff_t>(b + 208),
+              0x80);
+    const std::uint16_t h = f32_to_fp16(0.5f);
+    std::memcpy(&blocks[b + 208], &h, 2);
+  }
+  std::vector<float> x(cols);
+  for (std::int64_t k = 0; k < cols; ++k) x[static_cast<std::size_t>(k)] = (k / 256) % 2 ? 5.0f : -5.0f;
+  QuantizedActivations q;
+  reference_->quantize_activations(x.data(), 1, cols, cols, q);
+  std::vector<float> got(rows), want(rows);
+  backend_->q6_k_matmul(*backend_->pack_q6_k({rows, cols, blocks.data()}), q, got.data(), rows);
+  reference_->q6_k_matmul(*reference_->pack_q6_k({rows, cols, blocks.data()}), q, want.data(), rows);
+  EXPECT_EQ(got, want);
+  // 27 blocks of +-(31 * -128 * 127 * 256 / 2 + ...) alternate: not zero, so a dropped sign or offset would show.
+  EXPECT_NE(want[0], 0.0f);
+  // A block scale that is inf or NaN is named; so is a matrix of another kind or a width that does not match.
+  std::vector<std::uint8_t> bad = blocks;
+  const std::uint16_t inf = 0x7c00;
+  std::memcpy(&bad[210 * 30 + 208], &inf, 2);   // row 1 (27 blocks a row), block 3
+  const std::string message = test::error_message<FormatError>([&] { backend_->pack_q6_k({rows, cols, bad.data()}); });
+  EXPECT_NE(message.find("row 1"), std::string::npos) << message;
+  EXPECT_THROW(backend_->pack_q6_k({rows, 100, blocks.data()}), Error);
+  std::vector<std::int8_t> codes(cols, 1);
+  std::vector<float> one(1, 1.0f);
+  auto ternary = backend_->pack_ternary({1, cols, codes.data(), one.data()});
+  EXPECT_THROW(backend_->q6_k_matmul(*ternary, q, got.data(), 1), Error);
+  // 16 rows (whole groups on both ISAs) take Q6_K's 210 bytes per 256 weights plus 2 for d as float.
+  EXPECT_EQ(backend_->pack_q6_k({16, 512, blocks.data()})->bytes(), 16u * 2u * 212u);
+  auto small = backend_->pack_q6_k({1, 256, blocks.data()});
+  EXPECT_THROW(backend_->q6_k_matmul(*small, q, got.data(), 1), Error);
+}
+
 // A random layer of cached K/V in `type`, rows `stride` values apart (wider than n_kv * head_dim, so a kernel
 // must honour the view's row stride). Each (position, KV head) row gets its own magnitude, so reading another
 // row's int8 scale shows in the result.

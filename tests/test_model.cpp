@@ -477,6 +477,42 @@ TEST(Synthetic, TinyPresetLoadsRunsAndIsReproducible) {
 }
 
 
+// A ternary model whose tied embedding is Q6_K keeps it as Q6_K for the output projection (fewer bytes than int8),
+// and its logits are the float product's up to the int8 activations' rounding.
+TEST(ModelLoad, Q6kOutputProjectionIsReadAsStored) {
+  const fs::path path = fs::temp_directory_path() / ("bitrun-synth-q6k-" + std::to_string(::getpid()) + ".gguf");
+  SyntheticSpec spec = synthetic_preset("bitnet-tiny");
+  spec.embedding_type = GgmlType::Q6_K;
+  write_synthetic_model(spec, path, 3);
+  auto backend = make_reference_backend({});
+  auto model = Model::load(path, *backend);
+  ASSERT_TRUE(model->output().q6_k);
+  EXPECT_FALSE(model->output().int8);
+  ModelLoadOptions float_output;
+  float_output.int8_output = false;
+  auto dense = Model::load(path, *backend, float_output);
+  ASSERT_FALSE(dense->output().dense.empty());
+  auto last_logits = [](const Model& m) {
+    KvCache cache(m, 8);
+    Transformer tf(m);
+    std::vector<ForwardRow> rows;
+    for (std::int32_t i = 0; i < 5; ++i) rows.push_back({3 + 7 * i, i, i + 1, &cache});
+    std::vector<float> logits(static_cast<std::size_t>(m.hparams().n_vocab));
+    const std::int32_t last = 4;
+    tf.forward(rows, std::span<const std::int32_t>(&last, 1), logits.data());
+    return logits;
+  };
+  const std::vector<float> got = last_logits(*model), want = last_logits(*dense);
+  float largest = 0.0f, worst = 0.0f;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    largest = std::max(largest, std::fabs(want[i]));
+    worst = std::max(worst, std::fabs(got[i] - want[i]));
+  }
+  EXPECT_GT(largest, 0.0f);
+  EXPECT_LT(worst, 0.02f * largest) << "largest logit " << largest;
+  fs::remove(path);
+}
+
 // Optional LRC tensors (y += U (V^T x)) and per-tensor `.scale`: a float model with them computes what the same
 // model computes with the folded weight W' = s * W + U V^T.
 TEST(ModelLoad, LowRankCorrectionAndScaleFoldIntoTheWeight) {

@@ -74,6 +74,7 @@ double weight_bytes_per_token(const Model& m) {
   auto add = [&](const Linear& l) {
     if (l.ternary) bytes += static_cast<double>(l.ternary->bytes());
     else if (l.int8) bytes += static_cast<double>(l.int8->bytes());
+    else if (l.q6_k) bytes += static_cast<double>(l.q6_k->bytes());
     else bytes += static_cast<double>(l.dense.size() * sizeof(float));
   };
   for (const auto& L : m.layers())

@@ -28,6 +28,10 @@ void store_le(std::uint8_t* p, T v) {
 void decode_float_type(GgmlType type, const std::uint8_t* src, std::int64_t n_elems, float* out);
 void encode_float_type(GgmlType type, const float* src, std::int64_t n_elems, std::uint8_t* out);
 
+// One Q6_K block (210 bytes) as its parts: the 256 unsigned 6-bit values (weight = d * scales[k / 16] * (q[k] - 32)),
+// the 16 sub-block scales and the fp16 super-scale d as float.
+void unpack_q6_k_block(const std::uint8_t* block, std::uint8_t q[256], std::int8_t scales[16], float& d);
+
 // I2_S's packed codes for n (a multiple of 128) codes in -1..1: block b of 128 weights is 32 bytes, byte m holding
 // weights m, m+32, m+64, m+96 as code + 1 from the high bits down. n / 4 bytes at `out`; no scale.
 void encode_i2s_codes(const std::int8_t* codes, std::int64_t n, std::uint8_t* out);

@@ -59,32 +59,16 @@ void encode_q8_0(const float* src, std::int64_t n_elems, std::uint8_t* out) {
   }
 }
 
-// ggml's dequantize_row_q6_K: each 128-weight half uses ql[64], qh[32] and scales[8]; weight l + 32k of the half
-// (k = 0..3) takes its low nibble from ql[l + 32*(k&1)] (low nibble for k < 2, high for k >= 2), its two high bits
-// from qh[l] bits 2k+1:2k, and is scaled by scales[l/16 + 2k]. Value = d * scale * (q - 32), evaluated in that order.
+// ggml's dequantize_row_q6_K: value = d * scale * (q - 32), evaluated in that order (bits: unpack_q6_k_block).
 void decode_q6_k(const std::uint8_t* src, std::int64_t n_elems, float* out) {
+  std::uint8_t q[kQ6Block];
+  std::int8_t scales[16];
   for (std::int64_t b = 0; b < n_elems / kQ6Block; ++b) {
-    const std::uint8_t* blk = src + b * kQ6Bytes;
-    const float d = fp16_to_f32(load_le<std::uint16_t>(blk + kQ6DOff));
+    float d;
+    unpack_q6_k_block(src + b * kQ6Bytes, q, scales, d);
     float* y = out + b * kQ6Block;
-    for (int half = 0; half < 2; ++half) {
-      const std::uint8_t* ql = blk + kQ6QlOff + 64 * half;
-      const std::uint8_t* qh = blk + kQ6QhOff + 32 * half;
-      const std::uint8_t* sc = blk + kQ6ScOff + 8 * half;
-      for (int l = 0; l < 32; ++l) {
-        const int is = l / 16;
-        const int q[4] = {
-            ((ql[l] & 0xf) | (((qh[l] >> 0) & 3) << 4)) - 32,
-            ((ql[l + 32] & 0xf) | (((qh[l] >> 2) & 3) << 4)) - 32,
-            ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32,
-            ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32,
-        };
-        for (int k = 0; k < 4; ++k) {
-          const float scale = static_cast<float>(static_cast<std::int8_t>(sc[is + 2 * k]));
-          y[128 * half + l + 32 * k] = d * scale * static_cast<float>(q[k]);
-        }
-      }
-    }
+    for (int k = 0; k < kQ6Block; ++k)
+      y[k] = d * static_cast<float>(scales[k / 16]) * static_cast<float>(static_cast<int>(q[k]) - 32);
   }
 }
 
@@ -144,6 +128,24 @@ void encode_q6_k(const float* src, std::int64_t n_elems, std::uint8_t* out) {
 }
 
 }   // namespace
+
+void unpack_q6_k_block(const std::uint8_t* block, std::uint8_t q[256], std::int8_t scales[16], float& d) {
+  d = fp16_to_f32(load_le<std::uint16_t>(block + kQ6DOff));
+  std::memcpy(scales, block + kQ6ScOff, 16);
+  // Each half of 128 values: ql byte l holds values l (low nibble) and l + 64 (high), byte l + 32 values l + 32 and
+  // l + 96; qh byte l holds the top 2 bits of values l, l + 32, l + 64, l + 96 from the low bits up.
+  for (int half = 0; half < 2; ++half) {
+    const std::uint8_t* ql = block + kQ6QlOff + 64 * half;
+    const std::uint8_t* qh = block + kQ6QhOff + 32 * half;
+    std::uint8_t* out = q + 128 * half;
+    for (int l = 0; l < 32; ++l) {
+      out[l] = static_cast<std::uint8_t>((ql[l] & 0xf) | (((qh[l] >> 0) & 3) << 4));
+      out[l + 32] = static_cast<std::uint8_t>((ql[l + 32] & 0xf) | (((qh[l] >> 2) & 3) << 4));
+      out[l + 64] = static_cast<std::uint8_t>((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4));
+      out[l + 96] = static_cast<std::uint8_t>((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4));
+    }
+  }
+}
 
 void decode_float_type(GgmlType type, const std::uint8_t* src, std::int64_t n_elems, float* out) {
   switch (type) {

@@ -158,8 +158,8 @@ class Loader {
   ModelLoadOptions options_;
 };
 
-// The output projection: int8 per row for ternary architectures (their activations are int8 already), decoded
-// and quantized row by row from the file; else dense float.
+// The output projection for ternary architectures (their activations are int8 already): Q6_K blocks as stored,
+// any other type int8 per row, decoded and quantized row by row from the file; else dense float.
 Linear output_projection(const GgufFile& file, const GgufTensorInfo& t, const Backend& backend, bool int8) {
   Linear lin;
   lin.rows = t.n_rows();
@@ -167,6 +167,15 @@ Linear output_projection(const GgufFile& file, const GgufTensorInfo& t, const Ba
   if (!int8) {
     lin.dense.resize(static_cast<std::size_t>(lin.rows * lin.cols));
     dequantize(t.type, file.tensor_data(t), t.bytes, lin.cols, lin.rows, lin.dense.data());
+    return lin;
+  }
+  if (t.type == GgmlType::Q6_K) {
+    try {
+      lin.q6_k = backend.pack_q6_k(Q6kMatrixView{lin.rows, lin.cols, file.tensor_data(t)});
+    } catch (const FormatError& e) {
+      throw FormatError(file.path().string() + ": " + t.name + ": " + e.what());
+    }
+    file.release(t);
     return lin;
   }
   const std::uint64_t row_bytes = tensor_bytes(t.type, lin.cols, 1);

@@ -6,6 +6,7 @@
 #include "bitrun/backend.hpp"
 #include "bitrun/error.hpp"
 #include "bitrun/ggml_types.hpp"
+#include "ggml_codecs.hpp"
 
 namespace bitrun {
 namespace {
@@ -26,6 +27,27 @@ class ReferencePacked final : public PackedMatrix {
 
   std::vector<std::int8_t> codes;   // one int8 per weight: ternary codes or int8 values
   std::vector<float> row_scale;
+};
+
+// Reference Q6_K layout: each row's values as integers (q6 - 32), its sub-block scales and block scales d.
+class ReferenceQ6k final : public PackedMatrix {
+ public:
+  explicit ReferenceQ6k(const Q6kMatrixView& w)
+      : PackedMatrix(w.rows, w.cols), values(static_cast<std::size_t>(w.rows * w.cols)),
+        scales(static_cast<std::size_t>(w.rows * w.cols / 16)), d(static_cast<std::size_t>(w.rows * w.cols / 256)) {
+    std::uint8_t q[256];
+    for (std::size_t b = 0; b < d.size(); ++b) {
+      detail::unpack_q6_k_block(w.blocks + b * 210, q, scales.data() + 16 * b, d[b]);
+      if (!std::isfinite(d[b]))
+        throw FormatError("Q6_K row " + std::to_string(b / static_cast<std::size_t>(w.cols / 256)) + " has scale d = " +
+                          std::to_string(d[b]));
+      for (int k = 0; k < 256; ++k) values[256 * b + k] = static_cast<std::int8_t>(q[k] - 32);
+    }
+  }
+  std::size_t bytes() const override { return values.size() + scales.size() + d.size() * sizeof(float); }
+
+  std::vector<std::int8_t> values, scales;
+  std::vector<float> d;
 };
 
 }  // namespace
@@ -123,6 +145,43 @@ std::unique_ptr<PackedMatrix> Backend::pack_int8(const TernaryMatrixView& w) con
 
 void Backend::int8_matmul(const PackedMatrix& w, const QuantizedActivations& x, float* y, std::int64_t y_stride) const {
   reference_matmul(w, x, y, y_stride);
+}
+
+std::unique_ptr<PackedMatrix> Backend::pack_q6_k(const Q6kMatrixView& w) const {
+  if (!w.valid()) throw Error("pack_q6_k: empty matrix or columns not a multiple of 256");
+  return std::make_unique<ReferenceQ6k>(w);
+}
+
+void check_q6_k_activations(const PackedMatrix& w, const QuantizedActivations& x) {
+  if (x.cols != w.cols()) throw Error("q6_k_matmul: activation width does not match the matrix");
+  if (x.block % 256 != 0) throw Error("q6_k_matmul: activation scale groups must be whole 256-weight blocks");
+}
+
+void Backend::q6_k_matmul(const PackedMatrix& w, const QuantizedActivations& x, float* y,
+                          std::int64_t y_stride) const {
+  const auto* p = dynamic_cast<const ReferenceQ6k*>(&w);
+  if (!p) throw Error("q6_k_matmul: matrix was not packed by this backend's pack_q6_k");
+  check_q6_k_activations(w, x);
+  const std::int64_t blocks = w.cols() / 256, groups = x.groups();
+  const std::int64_t per_group = x.block ? x.block / 256 : blocks;
+  for (std::int64_t t = 0; t < x.rows; ++t) {
+    const std::int8_t* q = x.row(t);
+    for (std::int64_t m = 0; m < w.rows(); ++m) {
+      float acc = 0.0f;
+      for (std::int64_t b = 0; b < blocks; ++b) {
+        const std::int64_t first = (m * blocks + b) * 256;
+        std::int32_t dot = 0;
+        for (std::int64_t j = 0; j < 16; ++j) {
+          std::int32_t sub = 0;
+          for (std::int64_t k = 16 * j; k < 16 * j + 16; ++k) sub += p->values[first + k] * q[256 * b + k];
+          dot += p->scales[first / 16 + j] * sub;
+        }
+        const float part = static_cast<float>(dot) * p->d[first / 256];
+        acc += part * x.scale[static_cast<std::size_t>(t * groups + b / per_group)];
+      }
+      y[t * y_stride + m] = acc;
+    }
+  }
 }
 
 void Backend::rms_norm(const float* x, const float* weight, std::int64_t rows, std::int64_t cols, float eps,

@@ -13,11 +13,12 @@ Transformer::Transformer(const Model& model) : model_(model) {}
 void Transformer::project(const Linear& lin, const float* x, std::int64_t n, QuantizedActivations* quantized,
                           float* y) {
   const Backend& be = model_.backend();
-  if (lin.ternary || lin.int8) {
+  if (lin.ternary || lin.int8 || lin.q6_k) {
     if (quantized->rows != n || quantized->cols != lin.cols || quantized->block != lin.activation_block)
       be.quantize_activations(x, n, lin.cols, lin.cols, *quantized, lin.activation_block);
     if (lin.ternary) be.ternary_matmul(*lin.ternary, *quantized, y, lin.rows);
-    else be.int8_matmul(*lin.int8, *quantized, y, lin.rows);
+    else if (lin.int8) be.int8_matmul(*lin.int8, *quantized, y, lin.rows);
+    else be.q6_k_matmul(*lin.q6_k, *quantized, y, lin.rows);
   } else {
     be.matmul_f32(lin.dense.data(), lin.rows, lin.cols, x, n, y, lin.rows);
   }

@@ -10,6 +10,7 @@
 #include "bitrun/backend.hpp"
 #include "bitrun/error.hpp"
 #include "bitrun/packed_matmul.hpp"
+#include "bitrun/q6k_matmul.hpp"
 #include "avx2_vectors.hpp"
 #include "elementwise_avx2.hpp"
 #include "matmul_avx_vnni.hpp"
@@ -55,6 +56,26 @@ struct Avx2Traits : Avx2Vectors {
     return sums;
   }
   static Int widen(Int acc, Int sums) { return _mm256_add_epi32(acc, _mm256_madd_epi16(sums, _mm256_set1_epi16(1))); }
+  // Q6_K (q6k_interleaved.hpp): unsigned q6 values (0..63) times activations pair up to 2 * 63 * 127 in int16, and
+  // vpmaddwd widens each product's pairs at once. 4 tokens: 12 registers of sums, the rest operands.
+  static constexpr int kQ6TokenTile = 4;
+  static Int q6_weights(Int low, Int high, int quad) {
+    const int low_shift = 4 * (quad / 32), high_field = 2 * (quad / 16);
+    const Int lo = low_shift ? _mm256_srli_epi16(low, 4) : low;
+    const Int hi = high_field <= 4 ? _mm256_slli_epi16(high, 4 - high_field) : _mm256_srli_epi16(high, high_field - 4);
+    return _mm256_or_si256(_mm256_and_si256(hi, _mm256_set1_epi8(0x30)), _mm256_and_si256(lo, _mm256_set1_epi8(0x0f)));
+  }
+  static Int q6_dot(Int acc, Int w, const std::int8_t* a) {
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(w, broadcast4(a)), _mm256_set1_epi16(1)));
+  }
+  static Int load_scales(const std::int8_t* p) {
+    return _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+  }
+  static Int set1(std::int32_t v) { return _mm256_set1_epi32(v); }
+  static Int mullo(Int a, Int b) { return _mm256_mullo_epi32(a, b); }
+  static Int add32(Int a, Int b) { return _mm256_add_epi32(a, b); }
+  static Float to_float(Int v) { return _mm256_cvtepi32_ps(v); }
+  static Float mul_scalar(Float a, float s) { return _mm256_mul_ps(a, _mm256_set1_ps(s)); }
 };
 
 class PackedAvx2 final : public PackedMatrix {
@@ -62,6 +83,13 @@ class PackedAvx2 final : public PackedMatrix {
   PackedAvx2(std::int64_t rows, std::int64_t cols) : PackedMatrix(rows, cols) {}
   std::size_t bytes() const override { return m.bytes(); }
   InterleavedMatrix m;
+};
+
+class PackedQ6kAvx2 final : public PackedMatrix {
+ public:
+  PackedQ6kAvx2(std::int64_t rows, std::int64_t cols) : PackedMatrix(rows, cols) {}
+  std::size_t bytes() const override { return m.data.size(); }
+  Q6kInterleavedMatrix m;
 };
 
 // IEEE half -> float with F16C, exact (as the reference's table).
@@ -158,6 +186,20 @@ class Avx2Backend final : public Backend {
     if (!p || !p->m.int8) throw Error("int8_matmul: matrix was not packed by this backend's pack_int8");
     if (x.cols != w.cols()) throw Error("int8_matmul: activation width does not match the matrix");
     matmul(p->m, x, y, y_stride);
+  }
+
+  std::unique_ptr<PackedMatrix> pack_q6_k(const Q6kMatrixView& w) const override {
+    auto packed = std::make_unique<PackedQ6kAvx2>(w.rows, w.cols);
+    pack_q6k_interleaved(w, Avx2Traits::kLanes, threads(), packed->m);
+    return packed;
+  }
+
+  void q6_k_matmul(const PackedMatrix& w, const QuantizedActivations& x, float* y,
+                   std::int64_t y_stride) const override {
+    const auto* p = dynamic_cast<const PackedQ6kAvx2*>(&w);
+    if (!p) throw Error("q6_k_matmul: matrix was not packed by this backend's pack_q6_k");
+    check_q6_k_activations(w, x);
+    q6k_interleaved_matmul<Avx2Traits>(p->m, x, y, y_stride, threads());
   }
 
   void attention(const float* q, std::int64_t rows, const KvLayerView& kv, const std::int32_t* limit,

@@ -11,6 +11,7 @@
 #include "bitrun/backend.hpp"
 #include "bitrun/error.hpp"
 #include "bitrun/packed_matmul.hpp"
+#include "bitrun/q6k_matmul.hpp"
 #include "elementwise_avx512.hpp"
 
 namespace bitrun::avx512 {
@@ -38,6 +39,25 @@ struct Avx512Traits {
     return _mm512_dpbusd_epi32(acc, w, _mm512_set1_epi32(a4));
   }
   static Int widen(Int acc, Int sums) { return _mm512_add_epi32(acc, sums); }
+  // Q6_K (q6k_interleaved.hpp): the q6 values are unsigned 0..63, so vpdpbusd takes them as they are.
+  static constexpr int kQ6TokenTile = 8;
+  static Int q6_weights(Int low, Int high, int quad) {
+    const int low_shift = 4 * (quad / 32), high_field = 2 * (quad / 16);
+    const Int lo = low_shift ? _mm512_srli_epi16(low, 4) : low;
+    const Int hi = high_field <= 4 ? _mm512_slli_epi16(high, static_cast<unsigned>(4 - high_field))
+                                   : _mm512_srli_epi16(high, static_cast<unsigned>(high_field - 4));
+    // (hi & 0x30) | (lo & 0x0f): 0xF8 is A | (B & C) for A = hi & 0x30, B = lo, C = 0x0f.
+    return _mm512_ternarylogic_epi32(_mm512_and_si512(hi, _mm512_set1_epi8(0x30)), lo, _mm512_set1_epi8(0x0f), 0xF8);
+  }
+  static Int q6_dot(Int acc, Int w, const std::int8_t* a) { return dot<false>(acc, w, a); }
+  static Int load_scales(const std::int8_t* p) {
+    return _mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  static Int set1(std::int32_t v) { return _mm512_set1_epi32(v); }
+  static Int mullo(Int a, Int b) { return _mm512_mullo_epi32(a, b); }
+  static Int add32(Int a, Int b) { return _mm512_add_epi32(a, b); }
+  static Float to_float(Int v) { return _mm512_cvtepi32_ps(v); }
+  static Float mul_scalar(Float a, float s) { return _mm512_mul_ps(a, _mm512_set1_ps(s)); }
   static Float scaled(Int dot, std::int32_t offset, float scale) {
     return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(dot, _mm512_set1_epi32(offset))), _mm512_set1_ps(scale));
   }
@@ -57,6 +77,13 @@ class PackedAvx512 final : public PackedMatrix {
   PackedAvx512(std::int64_t rows, std::int64_t cols) : PackedMatrix(rows, cols) {}
   std::size_t bytes() const override { return m.bytes(); }
   InterleavedMatrix m;
+};
+
+class PackedQ6kAvx512 final : public PackedMatrix {
+ public:
+  PackedQ6kAvx512(std::int64_t rows, std::int64_t cols) : PackedMatrix(rows, cols) {}
+  std::size_t bytes() const override { return m.data.size(); }
+  Q6kInterleavedMatrix m;
 };
 
 // IEEE half -> float, exact (as the reference's table).
@@ -136,6 +163,20 @@ class Avx512Backend final : public Backend {
     if (!p || !p->m.int8) throw Error("int8_matmul: matrix was not packed by this backend's pack_int8");
     if (x.cols != w.cols()) throw Error("int8_matmul: activation width does not match the matrix");
     interleaved_matmul<Avx512Traits>(p->m, x, y, y_stride, threads());
+  }
+
+  std::unique_ptr<PackedMatrix> pack_q6_k(const Q6kMatrixView& w) const override {
+    auto packed = std::make_unique<PackedQ6kAvx512>(w.rows, w.cols);
+    pack_q6k_interleaved(w, Avx512Traits::kLanes, threads(), packed->m);
+    return packed;
+  }
+
+  void q6_k_matmul(const PackedMatrix& w, const QuantizedActivations& x, float* y,
+                   std::int64_t y_stride) const override {
+    const auto* p = dynamic_cast<const PackedQ6kAvx512*>(&w);
+    if (!p) throw Error("q6_k_matmul: matrix was not packed by this backend's pack_q6_k");
+    check_q6_k_activations(w, x);
+    q6k_interleaved_matmul<Avx512Traits>(p->m, x, y, y_stride, threads());
   }
 
   void attention(const float* q, std::int64_t rows, const KvLayerView& kv, const std::int32_t* limit,

@@ -44,7 +44,17 @@ struct TernaryMatrixView {
   bool valid() const { return rows > 0 && cols > 0 && (codes || read_row) && row_scale; }
 };
 
-// A ternary matrix repacked into the layout its backend computes fastest. Only the backend that packed it
+// A matrix stored in ggml's Q6_K blocks, row-major (cols a multiple of 256; 210 bytes per 256 weights: low 4 bits,
+// high 2 bits, an int8 scale per 16 weights, an fp16 scale d per 256): weight[m][k] = d * scale16 * (q6 - 32).
+// The output projection of ternary models whose file stores it so, kept at 6.56 bits a weight instead of 8.
+struct Q6kMatrixView {
+  std::int64_t rows = 0;
+  std::int64_t cols = 0;
+  const std::uint8_t* blocks = nullptr;   // rows * cols / 256 blocks
+  bool valid() const { return rows > 0 && cols > 0 && cols % 256 == 0 && blocks; }
+};
+
+// A matrix repacked into the layout its backend computes fastest. Only the backend that packed it
 // may use it.
 class PackedMatrix {
  public:
@@ -78,6 +88,9 @@ struct QuantizedActivations {
   std::int64_t groups() const { return block ? (cols + block - 1) / block : 1; }
   const std::int8_t* row(std::int64_t r) const { return q.data() + r * stride; }
 };
+
+// Throws Error unless x can multiply w in q6_k_matmul: the same width, and scale groups of whole 256-weight blocks.
+void check_q6_k_activations(const PackedMatrix& w, const QuantizedActivations& x);
 
 // The scalar absmax quantization behind QuantizedActivations (and the int8 KV cache): n floats -> q[0..n) and
 // scale = max(max|x|, 1e-5) / 127; returns the sum of q. Backends' quantize_group must match it bit for bit.
@@ -125,6 +138,13 @@ class Backend {
   // of ternary models, so decoding does not stream 16-bit weights. int8_matmul has ternary_matmul's contract.
   virtual std::unique_ptr<PackedMatrix> pack_int8(const TernaryMatrixView& w) const;
   virtual void int8_matmul(const PackedMatrix& w, const QuantizedActivations& x, float* y, std::int64_t y_stride) const;
+
+  // A Q6_K matrix read as stored (no wider copy). q6_k_matmul: for every token row t of x (its scale groups must be
+  // whole multiples of 256 columns) and row m, y[t*y_stride + m] = the float sum, in block order, over 256-weight
+  // blocks b of (float(dot_b) * d[m][b]) * scale[t][group of b], where the exact integer
+  // dot_b = sum_j scale16[m][b][j] * sum_{k in sub-block j} (q6[m][k] - 32) * q[t][k].
+  virtual std::unique_ptr<PackedMatrix> pack_q6_k(const Q6kMatrixView& w) const;
+  virtual void q6_k_matmul(const PackedMatrix& w, const QuantizedActivations& x, float* y, std::int64_t y_stride) const;
 
   // y = x / sqrt(mean(x^2) + eps) * weight, per row of `cols` (weight may be null: no scaling).
   virtual void rms_norm(const float* x, const float* weight, std::int64_t rows, std::int64_t cols, float eps,

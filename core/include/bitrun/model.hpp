@@ -34,6 +34,7 @@ struct Linear {
   std::int64_t rows = 0, cols = 0;                // out x in
   std::unique_ptr<PackedMatrix> ternary;          // set for ternary projections
   std::unique_ptr<PackedMatrix> int8;             // set for int8 matrices (the output projection of BitNet models)
+  std::unique_ptr<PackedMatrix> q6_k;             // set for an output projection kept as the file's Q6_K blocks
   std::vector<float> dense;                       // set for float projections (rows * cols)
   std::int64_t activation_block = 0;              // activation scale group: 0 = per token, 256 for TQ1_0/TQ2_0
                                                   // (llama.cpp's arithmetic for those files)
@@ -55,7 +56,8 @@ struct ModelLoadOptions {
   // compare with engines that run F16 weights unquantized).
   bool ternarize_float_weights = true;
   // Ternary architectures: quantize the output projection (tied embedding or `output`) to int8 per row, so a
-  // decoded token streams 1 byte per output weight instead of 2-4. Float architectures keep it in float.
+  // decoded token streams 1 byte per output weight instead of 2-4; one stored as Q6_K is kept as it is (6.56 bits,
+  // see Backend::pack_q6_k). Float architectures keep it in float.
   bool int8_output = true;
   // Storage of the KV caches created for this model (KvCache(const Model&, ...): engine, perplexity, bench).
   // The CLI and the server set it from kv_cache.type (kv_cache_type_from_config).

@@ -17,7 +17,7 @@
 namespace bitrun {
 
 // Bump whenever a public header a plugin compiles against changes in a way that changes layout or vtables.
-inline constexpr std::uint32_t kPluginAbiVersion = 7;
+inline constexpr std::uint32_t kPluginAbiVersion = 8;
 
 enum class PluginKind : std::uint32_t { Backend = 1, Decoder = 2, Frontend = 3 };
 
