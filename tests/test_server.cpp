@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <future>
+#include <sstream>
 #include <thread>
 
 #include <httplib.h>
@@ -22,6 +23,7 @@
 #include "bitrun/decoder_set.hpp"
 #include "bitrun/engine.hpp"
 #include "bitrun/frontend.hpp"
+#include "bitrun/log.hpp"
 #include "bitrun/model.hpp"
 #include "bitrun/plugin_host.hpp"
 #include "bitrun/scheduler.hpp"
@@ -708,7 +710,7 @@ TEST_F(ServerTest, AnswersLoadingUntilTheModelIsReady) {
 }
 
 TEST_F(ServerTest, StopEndsInFlightStreamsAndServeReturns) {
-  TestServer s;
+  TestServer s({"server.shutdown_grace_s=0"});
   auto pending = std::async(std::launch::async, [&] {
     return s.post("/v1/completions", R"({"prompt":"x","max_tokens":2000,"stream":true,"decoder":{"type":"slow"}})");
   });
@@ -719,6 +721,97 @@ TEST_F(ServerTest, StopEndsInFlightStreamsAndServeReturns) {
   const auto events = sse_events(r->body);
   ASSERT_FALSE(events.empty());
   EXPECT_NE(events.back().find("shutting down"), std::string::npos) << events.back();
+}
+
+// A graceful stop (SIGTERM): new requests and /health get 503 at once, a request in flight runs to its end within
+// server.shutdown_grace_s, and serve() returns 0.
+TEST_F(ServerTest, StopLetsRequestsInFlightFinishWithinTheGrace) {
+  TestServer s({"server.shutdown_grace_s=30"});
+  auto pending = std::async(std::launch::async, [&] {
+    return s.post("/v1/completions",
+                  R"({"prompt":"x","max_tokens":40,"stream":true,"decoder":{"type":"slow","delay_ms":25}})");
+  });
+  ASSERT_TRUE(eventually([&] { return s.scheduler().stats().running == 1; }));
+  const int port = s.port();
+  auto stopped = std::async(std::launch::async, [&] { return s.stop(); });
+  httplib::Client c("127.0.0.1", port);
+  ASSERT_TRUE(eventually([&] {
+    auto h = c.Get("/health");
+    return h && h->status == 503;
+  })) << "a draining server must leave the load balancer";
+  expect_error(c.Post("/v1/completions", R"({"prompt":[1],"max_tokens":2})", "application/json"), 503,
+               "shutting down");
+  auto r = pending.get();
+  ASSERT_TRUE(r);
+  const auto events = sse_events(r->body);
+  ASSERT_GE(events.size(), 2u);
+  EXPECT_EQ(events.back(), "[DONE]") << "the request in flight must finish, not be cancelled";
+  EXPECT_NE(events[events.size() - 2].find("\"finish_reason\":\"length\""), std::string::npos)
+      << events[events.size() - 2];
+  EXPECT_EQ(stopped.get(), 0);
+}
+
+// ... and what still runs when the grace ends is cancelled and answered.
+TEST_F(ServerTest, StopCancelsWhatOutlivesTheGrace) {
+  TestServer s({"server.shutdown_grace_s=1"});
+  auto pending = std::async(std::launch::async, [&] {
+    return s.post("/v1/completions", R"({"prompt":"x","max_tokens":2000,"stream":true,"decoder":{"type":"slow"}})");
+  });
+  ASSERT_TRUE(eventually([&] { return s.scheduler().stats().running == 1; }));
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(s.stop(), 0);
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_GE(took, 0.9);
+  EXPECT_LT(took, 10.0);
+  auto r = pending.get();
+  ASSERT_TRUE(r);
+  const auto events = sse_events(r->body);
+  ASSERT_FALSE(events.empty());
+  EXPECT_NE(events.back().find("shutting down"), std::string::npos) << events.back();
+}
+
+// Latency histograms in Prometheus' shape: cumulative buckets ending in +Inf, _sum and _count.
+TEST_F(ServerTest, MetricsCarryLatencyHistograms) {
+  TestServer s;
+  ASSERT_EQ(s.post("/v1/completions", R"({"prompt":[1],"max_tokens":3})")->status, 200);
+  ASSERT_EQ(s.post("/v1/completions", R"({"prompt":[1],"max_tokens":3})")->status, 200);
+  const std::string body = s.client().Get("/metrics")->body;
+  for (const char* name : {"bitrun_time_to_first_token_seconds", "bitrun_queue_wait_seconds",
+                           "bitrun_request_duration_seconds"}) {
+    EXPECT_NE(body.find(std::string("# TYPE ") + name + " histogram"), std::string::npos) << name;
+    EXPECT_NE(body.find(std::string(name) + "_count{model=\"stories260K\"} 2"), std::string::npos) << body;
+    EXPECT_NE(body.find(std::string(name) + "_bucket{model=\"stories260K\",le=\"+Inf\"} 2"), std::string::npos);
+    EXPECT_NE(body.find(std::string(name) + "_bucket{model=\"stories260K\",le=\"120\"} 2"), std::string::npos);
+  }
+  EXPECT_GT(s.scheduler().stats().time_to_first_token.sum(), 0.0);
+}
+
+// log.format json: one JSON object per request with its method, path, status and duration.
+TEST_F(ServerTest, JsonLogsOneLinePerRequest) {
+  TestServer s;
+  const auto level = spdlog::get_level();
+  set_log_format(LogFormat::Json);
+  set_log_level(spdlog::level::info);
+  testing::internal::CaptureStderr();
+  ASSERT_EQ(s.post("/tokenize", R"({"content":"hi \"there\""})")->status, 200);
+  s.client().Get("/nowhere");
+  std::this_thread::sleep_for(50ms);   // the log line follows the response
+  const std::string err = testing::internal::GetCapturedStderr();
+  set_log_level(level);
+  set_log_format(LogFormat::Text);
+  std::vector<Json> requests;
+  std::istringstream lines(err);
+  for (std::string line; std::getline(lines, line);) {
+    const Json j = Json::parse(line);   // every line is one JSON object
+    if (j.find("message")->as_string() == "request") requests.push_back(j);
+  }
+  ASSERT_EQ(requests.size(), 2u) << err;
+  EXPECT_EQ(requests[0].find("method")->as_string(), "POST");
+  EXPECT_EQ(requests[0].find("path")->as_string(), "/tokenize");
+  EXPECT_EQ(requests[0].find("status")->as_int(), 200);
+  EXPECT_EQ(requests[0].find("component")->as_string(), "http");
+  EXPECT_GE(requests[0].find("duration_ms")->as_double(), 0.0);
+  EXPECT_EQ(requests[1].find("status")->as_int(), 404);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // `bitrun serve`: the OpenAI-compatible HTTP server (frontend plugin `http`). It listens first, so /health says
 // "loading" (503) while the model loads, then serves every request through one scheduler (continuous batching).
-// SIGINT/SIGTERM stop it gracefully: in-flight requests are cancelled and answered, then it exits 0.
+// SIGINT/SIGTERM stop it gracefully: new requests get 503, those in flight get server.shutdown_grace_s to finish
+// (then they are cancelled and answered), and it exits 0.
 #include <chrono>
 #include <iostream>
 
@@ -22,7 +23,8 @@ int run_serve(const Args& args, char** envp) {
                  "OpenAI-compatible HTTP server: GET /health, GET /v1/models, POST /v1/chat/completions,\n"
                  "POST /v1/completions, POST /tokenize, POST /detokenize, GET /metrics. Settings are the server.*\n"
                  "keys (--host and --port set server.host and server.port; port 0 = any free port). API keys:\n"
-                 "server.api_keys or BITRUN_SERVER_API_KEYS=key1,key2. SIGINT/SIGTERM stop it gracefully.\n\n"
+                 "server.api_keys or BITRUN_SERVER_API_KEYS=key1,key2. SIGINT/SIGTERM stop it gracefully: requests in\n"
+                 "flight get server.shutdown_grace_s to finish. log.format=json: JSON log lines, one per request.\n\n"
               << common_options_help();
     return cl.help ? 0 : 2;
   }

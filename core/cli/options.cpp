@@ -116,6 +116,7 @@ CommandLine parse_command_line(const std::vector<std::string>& args, const std::
 
 void apply_logging(const CommandLine& cl) {
   set_log_level(parse_log_level(cl.config.get_string("log.level")));
+  set_log_format(parse_log_format(cl.config.get_string("log.format")));
   for (const auto& name : cl.config.unknown_environment())
     logger("config")->warn("ignoring environment variable {}: not a bitrun config key", name);
 }

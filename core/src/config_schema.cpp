@@ -29,6 +29,9 @@ std::vector<ConfigKey> build_schema() {
        {"f16", "int8"}, {}, {}},
       {"log.level", ConfigType::String, S{"info"}, "trace, debug, info, warn, error, critical or off",
        {"trace", "debug", "info", "warn", "error", "critical", "off"}, {}, {}},
+      {"log.format", ConfigType::String, S{"text"},
+       "text (human-readable lines) or json (one JSON object a line, and one line per HTTP request)",
+       {"text", "json"}, {}, {}},
       {"plugins.dir", ConfigType::String, S{},
        "plugin directory searched first (then BITRUN_PLUGIN_PATH, then ../lib/bitrun/plugins next to the "
        "executable)", {}, {}, {}},
@@ -94,6 +97,9 @@ std::vector<ConfigKey> build_schema() {
        1048576.0},
       {"server.request_timeout_s", ConfigType::Int, I{600}, "a request still running after this is cancelled", {},
        1.0, 1e7},
+      {"server.shutdown_grace_s", ConfigType::Int, I{25},
+       "on SIGTERM/SIGINT, requests in flight get this long to finish before they are cancelled (new ones get 503)",
+       {}, 0.0, 3600.0},
       {"server.model_id", ConfigType::String, S{}, "model id shown in /v1/models; empty = the model file's name",
        {}, {}, {}},
   };

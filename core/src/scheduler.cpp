@@ -25,12 +25,15 @@ struct Scheduler::State {
   std::map<Engine::SequenceId, std::shared_ptr<Channel>> running;
   std::vector<std::shared_ptr<Channel>> cancels;   // running requests whose handle asked to cancel
   bool stopping = false;
+  bool draining = false;   // drain(): no new requests
   std::thread worker;
 
   SchedulerStats totals;                                  // running/waiting/rate are filled in by stats()
   std::atomic<std::uint64_t> generated{0};                // counted by the sinks, during steps
   std::deque<std::pair<Clock::time_point, std::uint64_t>> recent;   // tokens generated per step, last 10 s
   Clock::time_point started = Clock::now();
+  // The latency histograms of totals: the sinks record first tokens during steps, without mu.
+  std::mutex latency_mu;
 };
 
 struct Scheduler::Channel {
@@ -42,6 +45,8 @@ struct Scheduler::Channel {
   std::int64_t context_size = 0;
   Engine::SequenceId id = 0;
   FinishReason ended_by_caller = FinishReason::None;   // Cancelled or Stop once the caller's cancel() or stop() asked
+  Clock::time_point submitted = Clock::now();
+  bool first_token_seen = false;   // touched by the worker's sink only
   // Guarded by mu.
   std::mutex mu;
   std::condition_variable cv;
@@ -56,6 +61,10 @@ constexpr auto kRateWindow = std::chrono::seconds(10);
 
 // Hands the request its finish (caller holds State::mu) and counts it.
 void finish_channel(Scheduler::State& st, Scheduler::Channel& ch, FinishReason reason, const std::string& error) {
+  {
+    std::lock_guard latency(st.latency_mu);
+    st.totals.request_duration.observe(std::chrono::duration<double>(Clock::now() - ch.submitted).count());
+  }
   ch.where = Scheduler::Channel::Where::Done;
   ch.session.reset();
   switch (reason) {
@@ -99,6 +108,12 @@ void admit(Scheduler::State& st) {
                               [raw, &st](Engine::SequenceId, const std::vector<std::int32_t>& tokens) {
                                 const auto& lp = st.engine->sink_logprobs();
                                 st.generated += tokens.size();
+                                if (!raw->first_token_seen && !tokens.empty()) {
+                                  raw->first_token_seen = true;
+                                  const double s = std::chrono::duration<double>(Clock::now() - raw->submitted).count();
+                                  std::lock_guard latency(st.latency_mu);
+                                  st.totals.time_to_first_token.observe(s);
+                                }
                                 std::lock_guard lock(raw->mu);
                                 raw->pending.tokens.insert(raw->pending.tokens.end(), tokens.begin(), tokens.end());
                                 raw->pending.logprobs.insert(raw->pending.logprobs.end(), lp.begin(), lp.end());
@@ -109,6 +124,10 @@ void admit(Scheduler::State& st) {
       continue;
     }
     ch->where = Scheduler::Channel::Where::Running;
+    {
+      std::lock_guard latency(st.latency_mu);
+      st.totals.queue_wait.observe(std::chrono::duration<double>(Clock::now() - ch->submitted).count());
+    }
     st.running.emplace(ch->id, std::move(ch));
   }
 }
@@ -252,7 +271,7 @@ Scheduler::Handle Scheduler::submit(std::unique_ptr<DecodeSession> session, std:
   if (!session) throw Error("scheduler: no decode session");
   std::lock_guard lock(state_->mu);
   State& st = *state_;
-  if (st.stopping) throw SchedulerStopped("the server is shutting down");
+  if (st.stopping || st.draining) throw SchedulerStopped("the server is shutting down");
   if (st.running.size() + st.waiting.size() >= options_.max_parallel + options_.max_queue) {
     ++st.totals.rejected;
     throw SchedulerFull("the server is busy: " + std::to_string(st.running.size()) + " requests are running and " +
@@ -271,6 +290,21 @@ Scheduler::Handle Scheduler::submit(std::unique_ptr<DecodeSession> session, std:
   return Handle(std::move(ch));
 }
 
+bool Scheduler::drain(Clock::time_point deadline) {
+  {
+    std::lock_guard lock(state_->mu);
+    state_->draining = true;
+  }
+  for (;;) {
+    {
+      std::lock_guard lock(state_->mu);
+      if (state_->running.empty() && state_->waiting.empty()) return true;
+    }
+    if (Clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
 void Scheduler::shutdown() {
   {
     std::lock_guard lock(state_->mu);
@@ -283,7 +317,10 @@ void Scheduler::shutdown() {
 SchedulerStats Scheduler::stats() const {
   std::lock_guard lock(state_->mu);
   const State& st = *state_;
-  SchedulerStats s = st.totals;
+  SchedulerStats s = [&] {
+    std::lock_guard latency(state_->latency_mu);
+    return st.totals;
+  }();
   s.running = st.running.size();
   s.waiting = st.waiting.size();
   const auto now = Clock::now();

@@ -10,6 +10,25 @@
 #include "bitrun/scheduler.hpp"
 
 namespace bitrun::http {
+namespace {
+
+// When the request this server thread handles arrived (httplib runs a request on one thread, start to end).
+thread_local std::chrono::steady_clock::time_point request_started{};
+
+// One line per request: method, path, status, time, client address (log.format json makes it a JSON object).
+void log_request(const httplib::Request& req, const httplib::Response& res) {
+  std::vector<std::pair<std::string, LogValue>> fields = {
+      {"method", req.method}, {"path", req.path}, {"status", std::int64_t{res.status}}, {"remote", req.remote_addr}};
+  if (request_started != std::chrono::steady_clock::time_point{}) {
+    fields.emplace_back("duration_ms",
+                        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - request_started)
+                            .count());
+    request_started = {};
+  }
+  log_event("http", spdlog::level::info, "request", fields);
+}
+
+}  // namespace
 
 HttpFrontend::HttpFrontend(const Config& config)
     : settings_(read_settings(config)), access_(settings_.api_keys, settings_.cors_origins) {
@@ -66,6 +85,7 @@ void HttpFrontend::install_routes() {
   server_.set_payload_max_length(settings_.max_body_bytes);
 
   server_.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    request_started = std::chrono::steady_clock::now();
     access_.add_cors_headers(req, res);
     if (access_.answer_preflight(req, res)) return httplib::Server::HandlerResponse::Handled;
     if (auto problem = access_.check_key(req)) {
@@ -102,7 +122,10 @@ void HttpFrontend::install_routes() {
     }
     send_json(res, 500, error_body(500, what));
   });
-  server_.set_logger([this](const httplib::Request&, const httplib::Response& res) { counters_.count(res.status); });
+  server_.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+    counters_.count(res.status);
+    log_request(req, res);
+  });
 
   server_.Get("/health", [this](const httplib::Request& req, httplib::Response& res) {
     guarded(res, [&](const Api& api) { api.health(req, res); });
@@ -156,8 +179,16 @@ void HttpFrontend::stop() {
     stopping_ = true;
     context = context_;
   }
-  // In-flight requests end now (503 or an error event), so the connection threads can be joined.
-  if (context) context->scheduler.shutdown();
+  // New requests get 503 from here on (and /health too, so a load balancer stops sending). Those in flight may
+  // finish within server.shutdown_grace_s; what still runs then ends now (503 or an error event), so the
+  // connection threads can be joined.
+  if (context) {
+    const auto deadline = std::chrono::steady_clock::now() + settings_.shutdown_grace;
+    if (!context->scheduler.drain(deadline))
+      logger("http")->warn("requests still running after server.shutdown_grace_s = {} s: cancelling them",
+                           settings_.shutdown_grace.count());
+    context->scheduler.shutdown();
+  }
   server_.stop();
   if (listener_.joinable()) listener_.join();
   {

@@ -37,6 +37,21 @@ std::string label(const std::string& v) {
   return out;
 }
 
+// A histogram of seconds: _bucket{le=...} (cumulative, +Inf last), _sum and _count, each with the model label.
+void histogram(std::string& out, const char* name, const char* help, const Histogram& h, const std::string& model) {
+  out += std::string("# HELP ") + name + ' ' + help + "\n# TYPE " + name + " histogram\n";
+  char buf[64];
+  for (std::size_t i = 0; i <= h.bounds().size(); ++i) {
+    if (i < h.bounds().size()) std::snprintf(buf, sizeof buf, "%g", h.bounds()[i]);
+    const std::uint64_t n = i < h.bounds().size() ? h.cumulative(i) : h.count();
+    out += std::string(name) + "_bucket{" + model + ",le=\"" + (i < h.bounds().size() ? buf : "+Inf") + "\"} " +
+           std::to_string(n) + "\n";
+  }
+  std::snprintf(buf, sizeof buf, "%.17g", h.sum());
+  out += std::string(name) + "_sum{" + model + "} " + buf + "\n";
+  out += std::string(name) + "_count{" + model + "} " + std::to_string(h.count()) + "\n";
+}
+
 }  // namespace
 
 void HttpCounters::count(int status) {
@@ -75,6 +90,13 @@ std::string render_metrics(const SchedulerStats& s, const std::map<int, std::uin
   metric(out, "bitrun_busy_seconds_total", "counter", "Time spent in engine steps.", s.busy_seconds, model);
   metric(out, "bitrun_tokens_per_second", "gauge", "Tokens generated per second over the last 10 s.",
          s.recent_tokens_per_second, model);
+  const std::string model_label = "model=\"" + label(model_id) + "\"";
+  histogram(out, "bitrun_time_to_first_token_seconds", "Seconds from admission to a request's first token.",
+            s.time_to_first_token, model_label);
+  histogram(out, "bitrun_queue_wait_seconds", "Seconds a request waited for a decoding slot.", s.queue_wait,
+            model_label);
+  histogram(out, "bitrun_request_duration_seconds", "Seconds from admission to a request's end.", s.request_duration,
+            model_label);
   out += "# HELP bitrun_http_responses_total HTTP responses by status code.\n"
          "# TYPE bitrun_http_responses_total counter\n";
   for (const auto& [status, n] : http)

@@ -1,5 +1,6 @@
-// /metrics in Prometheus' text format: the scheduler's gauges and counters (requests running and waiting, prompt
-// and generated tokens, decode steps, tokens per second) and HTTP responses by status code.
+// /metrics in Prometheus' text format: the scheduler's gauges and counters (requests running and waiting = the
+// queue depth, prompt and generated tokens, decode steps, tokens per second), its latency histograms (time to first
+// token, queue wait, request duration) and HTTP responses by status code.
 #pragma once
 
 #include <cstdint>

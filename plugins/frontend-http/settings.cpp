@@ -18,6 +18,7 @@ ServerSettings read_settings(const Config& c) {
   s.http_threads = threads > 0 ? static_cast<std::size_t>(threads) : parallel + queue + kSpareThreads;
   s.max_body_bytes = static_cast<std::size_t>(c.get_int("server.max_body_bytes"));
   s.request_timeout = std::chrono::seconds(c.get_int("server.request_timeout_s"));
+  s.shutdown_grace = std::chrono::seconds(c.get_int("server.shutdown_grace_s"));
   s.limits.max_tokens_cap = c.get_int("server.max_tokens_cap");
   s.limits.default_max_tokens = c.get_int("generation.max_tokens");
   s.default_stop = c.get_string_list("generation.stop");

@@ -20,6 +20,7 @@ struct ServerSettings {
   std::size_t http_threads = 0;         // resolved (0 in config = max_parallel + max_queue + 4)
   std::size_t max_body_bytes = 0;
   std::chrono::seconds request_timeout{600};
+  std::chrono::seconds shutdown_grace{25};   // stop(): how long requests in flight may still run
   GenerationLimits limits;
   std::vector<std::string> default_stop;   // generation.stop
   std::vector<std::string> api_keys;

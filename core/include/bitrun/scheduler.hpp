@@ -14,6 +14,7 @@
 
 #include "bitrun/decoder.hpp"
 #include "bitrun/error.hpp"
+#include "bitrun/histogram.hpp"
 
 namespace bitrun {
 
@@ -46,6 +47,10 @@ struct SchedulerStats {
   std::uint64_t steps = 0;                                 // engine steps (merged forwards)
   double busy_seconds = 0.0;                               // time spent inside steps
   double recent_tokens_per_second = 0.0;                   // generated tokens over the last 10 s
+  // Seconds from submit() to the first generated token, spent waiting for a slot, and to the request's end.
+  Histogram time_to_first_token{latency_buckets_seconds()};
+  Histogram queue_wait{latency_buckets_seconds()};
+  Histogram request_duration{latency_buckets_seconds()};
 };
 
 class Scheduler {
@@ -99,6 +104,10 @@ class Scheduler {
   // of `context_size` positions; `prompt_tokens` is counted for the metrics. Throws SchedulerFull or
   // SchedulerStopped.
   Handle submit(std::unique_ptr<DecodeSession> session, std::int64_t context_size, std::size_t prompt_tokens);
+
+  // Graceful stop, first half: refuses new requests (SchedulerStopped) and waits until every running and waiting
+  // one has ended or `deadline` passed. True if none is left. shutdown() then cancels whatever still runs.
+  bool drain(std::chrono::steady_clock::time_point deadline);
 
   // Cancels every running and waiting request (each gets a Cancelled finish), refuses new ones and stops the
   // worker. Idempotent; returns once the worker has exited.
