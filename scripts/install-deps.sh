@@ -3,7 +3,15 @@
 # Skips apt entirely when everything is already installed, so it also works offline.
 set -euo pipefail
 
-# With arguments, installs those packages instead (the training tool's setup uses this).
+# With arguments, installs those packages instead (the training tool's setup uses this). --runtime installs only
+# what an installed tree needs to run (the container image's final stage, deploy/Dockerfile); --list-runtime
+# prints those package names.
+runtime_packages=(
+  libspdlog1.10 libfmt9 # logging
+  libyaml-cpp0.7        # config files
+  libcpp-httplib0.11    # HTTP frontend
+  libgomp1              # OpenMP in the backends
+)
 packages=(
   g++ binutils cmake ninja-build pkg-config git
   libboost-dev          # Boost.DLL (header-only, Boost 1.74)
@@ -13,7 +21,14 @@ packages=(
   libgtest-dev          # tests
 )
 
-if [ $# -gt 0 ]; then packages=("$@"); fi
+if [ "${1:-}" = "--list-runtime" ]; then   # for tests/install_smoke.sh
+  printf '%s\n' "${runtime_packages[@]}"
+  exit 0
+elif [ "${1:-}" = "--runtime" ]; then
+  packages=("${runtime_packages[@]}")
+elif [ $# -gt 0 ]; then
+  packages=("$@")
+fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -33,3 +48,4 @@ echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 "${sudo_cmd[@]}" apt-get update -qq
 "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+if [ -n "${BITRUN_APT_CLEAN:-}" ]; then "${sudo_cmd[@]}" rm -rf /var/lib/apt/lists/*; fi   # slimmer image layers
