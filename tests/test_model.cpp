@@ -477,6 +477,30 @@ TEST(Synthetic, TinyPresetLoadsRunsAndIsReproducible) {
 }
 
 
+// A model file truncated while the model is loaded (a deploy writing over it) makes the next token's embedding an
+// error naming the file, not a SIGBUS.
+TEST(ModelLoad, AModelFileTruncatedInUseIsAnErrorNotACrash) {
+  const fs::path path = fs::temp_directory_path() / ("bitrun-truncated-" + std::to_string(::getpid()) + ".gguf");
+  fs::copy_file(fs::path(BITRUN_SOURCE_DIR) / "models" / "default.gguf", path, fs::copy_options::overwrite_existing);
+  auto backend = make_reference_backend({});
+  auto model = Model::load(path, *backend);
+  std::vector<float> row(static_cast<std::size_t>(model->hparams().n_embd));
+  model->embed(5, row.data());
+  fs::resize_file(path, 0);
+  const std::string message = test::error_message<Error>([&] { model->embed(400, row.data()); });
+  EXPECT_NE(message.find("changed on disk"), std::string::npos) << message;
+  EXPECT_NE(message.find(path.string()), std::string::npos) << message;
+  // Through a forward pass too, and again: the process keeps running.
+  KvCache cache(*model, 4);
+  Transformer tf(*model);
+  const ForwardRow r{7, 0, 1, &cache};
+  const std::int32_t zero = 0;
+  std::vector<float> logits(static_cast<std::size_t>(model->hparams().n_vocab));
+  EXPECT_THROW(tf.forward(std::span<const ForwardRow>(&r, 1), std::span<const std::int32_t>(&zero, 1), logits.data()),
+               Error);
+  fs::remove(path);
+}
+
 // A ternary model whose tied embedding is Q6_K keeps it as Q6_K for the output projection (fewer bytes than int8),
 // and its logits are the float product's up to the int8 activations' rounding.
 TEST(ModelLoad, Q6kOutputProjectionIsReadAsStored) {

@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <future>
+#include <memory>
 #include <sstream>
 #include <thread>
 
@@ -118,7 +119,21 @@ class RawClient {
     if (connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) ADD_FAILURE() << "connect failed";
     const std::string req = "POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                             "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
-    if (send(fd_, req.data(), req.size(), 0) != static_cast<ssize_t>(req.size())) ADD_FAILURE() << "send failed";
+    if (::send(fd_, req.data(), req.size(), 0) != static_cast<ssize_t>(req.size())) ADD_FAILURE() << "send failed";
+  }
+  // Sends `request` as it is (any framing); send() more later.
+  RawClient(int port, const std::string& request) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<std::uint16_t>(port));
+    inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+    if (connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) ADD_FAILURE() << "connect failed";
+    send(request);
+  }
+  // False once the server closed the connection (no SIGPIPE).
+  bool send(const std::string& data) {
+    return ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(data.size());
   }
   ~RawClient() { close(); }
   // Reads until `needle` shows up (or 10 s pass).
@@ -552,6 +567,14 @@ TEST_F(ServerTest, BadRequestsGetClearErrorsWithTheRightStatus) {
   long_prompt.pop_back();
   expect_error(s.post("/v1/completions", "{\"prompt\":[" + long_prompt + "]}"), 400,
                "the prompt has 100 tokens but the context holds 64");
+  // A text that cannot fit is refused before it is tokenized (no token spans more bytes than the longest token).
+  const std::string words(3000, 'a');
+  expect_error(s.post("/v1/completions", "{\"prompt\":\"" + words + "\"}"), 400, "the prompt is at least");
+  expect_error(s.post("/v1/chat/completions", R"({"messages":[{"role":"user","content":")" + words + "\"}]}"), 400,
+               "but the context holds 64");
+  // A NUL byte in what a message quotes does not cut the message short.
+  expect_error(s.post("/v1/chat/completions", "{" + msgs + ",\"frob\\u0000nicate\":1}"), 400,
+               "'frob\\0nicate'");
   // The decoder extension: an unknown decoder, and an option the decoder refuses.
   if (!host().find(PluginKind::Decoder, "diffusion"))
     expect_error(s.post("/v1/chat/completions", "{" + msgs + ",\"decoder\":{\"type\":\"diffusion\"}}"), 400,
@@ -721,6 +744,65 @@ TEST_F(ServerTest, StopEndsInFlightStreamsAndServeReturns) {
   const auto events = sse_events(r->body);
   ASSERT_FALSE(events.empty());
   EXPECT_NE(events.back().find("shutting down"), std::string::npos) << events.back();
+}
+
+// Bodies are bounded however they are framed: a chunked body past server.max_body_bytes is refused (413) without
+// being buffered, and a request framed two ways is refused before its body is read (400).
+TEST_F(ServerTest, ChunkedBodiesAreBoundedAndAmbiguousFramingRefused) {
+  TestServer s({"server.max_body_bytes=100000"});
+  const std::string head = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n";
+  {
+    RawClient c(s.port(), head + "Transfer-Encoding: chunked\r\n\r\n");
+    const std::string chunk = "10000\r\n" + std::string(0x10000, ' ') + "\r\n";   // 64 KiB of whitespace
+    for (int i = 0; i < 64 && c.send(chunk); ++i) {
+    }
+    const std::string got = c.read_until("\r\n\r\n");
+    EXPECT_EQ(got.rfind("HTTP/1.1 413", 0), 0u) << got.substr(0, 200);
+  }
+  {   // a small chunked body is read whole and served
+    const std::string body = R"({"prompt":[1],"max_tokens":2})";
+    RawClient c(s.port(), head + "Transfer-Encoding: Chunked\r\n\r\n5\r\n" + body.substr(0, 5) + "\r\n" +
+                              [&] {
+                                char size[16];
+                                std::snprintf(size, sizeof size, "%zx", body.size() - 5);
+                                return std::string(size);
+                              }() +
+                              "\r\n" + body.substr(5) + "\r\n0\r\n\r\n");
+    const std::string got = c.read_until("\"choices\"");
+    EXPECT_EQ(got.rfind("HTTP/1.1 200", 0), 0u) << got.substr(0, 200);
+  }
+  for (const std::string framing : {"Content-Length: 10\r\nTransfer-Encoding: chunked\r\n",
+                                    "Transfer-Encoding: gzip\r\n"}) {
+    RawClient c(s.port(), head + framing + "\r\n");
+    const std::string got = c.read_until("}");
+    EXPECT_EQ(got.rfind("HTTP/1.1 400", 0), 0u) << got.substr(0, 200);
+    EXPECT_NE(got.find("Transfer-Encoding"), std::string::npos) << got;
+  }
+  EXPECT_EQ(s.post("/v1/completions", R"({"prompt":[1],"max_tokens":2})")->status, 200);
+}
+
+// Slow clients (a request head sent a byte at a time) each hold a connection thread; the pool grows past
+// server.http_threads for them, so /health still answers, and oversized heads are refused (431).
+TEST_F(ServerTest, SlowClientsDoNotStarveHealthAndHugeHeadsAreRefused) {
+  TestServer s({"server.max_parallel=1", "server.max_queue=1", "server.max_connections=200"});   // 6 threads
+  std::vector<std::unique_ptr<RawClient>> slow;
+  for (int i = 0; i < 40; ++i)
+    slow.push_back(std::make_unique<RawClient>(s.port(), "POST /v1/completions HTTP/1.1\r\nHost: x\r\n"));
+  std::this_thread::sleep_for(200ms);
+  httplib::Client c("127.0.0.1", s.port());
+  c.set_read_timeout(2, 0);
+  c.set_connection_timeout(2, 0);
+  auto health = c.Get("/health");
+  ASSERT_TRUE(health) << "/health did not answer while 40 slow clients held connections";
+  EXPECT_EQ(health->status, 200);
+  EXPECT_EQ(s.post("/v1/completions", R"({"prompt":[1],"max_tokens":2})")->status, 200);
+  slow.clear();
+  std::string many = "GET /health HTTP/1.1\r\nHost: x\r\n";
+  for (int i = 0; i < 150; ++i) many += "X-Header-" + std::to_string(i) + ": v\r\n";
+  RawClient heads(s.port(), many + "\r\n");
+  const std::string got = heads.read_until("}");
+  EXPECT_EQ(got.rfind("HTTP/1.1 431", 0), 0u) << got.substr(0, 200);
+  EXPECT_NE(got.find("at most 100 headers"), std::string::npos) << got;
 }
 
 // A graceful stop (SIGTERM): new requests and /health get 503 at once, a request in flight runs to its end within

@@ -81,9 +81,13 @@ std::vector<ConfigKey> build_schema() {
       {"server.host", ConfigType::String, S{"127.0.0.1"}, "address to bind", {}, {}, {}},
       {"server.port", ConfigType::Int, I{8080}, "TCP port; 0 = any free port (the log says which)", {}, 0.0, 65535.0},
       {"server.http_threads", ConfigType::Int, I{0},
-       "threads handling HTTP connections (a keep-alive connection holds one); 0 = max_parallel + max_queue + 4, "
-       "so every admitted request has one and a full queue still gets its 429",
+       "HTTP connection threads kept ready (a connection holds one while open); 0 = max_parallel + max_queue + 4, "
+       "so every admitted request has one and a full queue still gets its 429; more start up to max_connections",
        {}, 0.0, 4096.0},
+      {"server.max_connections", ConfigType::Int, I{1024},
+       "connections served at once (each holds a thread, slow clients included); http_threads start, more are "
+       "added as connections need them up to this, then new connections wait",
+       {}, 1.0, 65536.0},
       {"server.api_keys", ConfigType::StringList, L{},
        "accepted API keys (Authorization: Bearer or X-Api-Key); empty = no authentication", {}, {}, {}},
       {"server.cors_origins", ConfigType::StringList, L{}, "origins allowed by CORS; [\"*\"] = any; empty = none",

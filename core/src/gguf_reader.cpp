@@ -15,6 +15,7 @@
 #include "bitrun/error.hpp"
 #include "bitrun/gguf.hpp"
 #include "ggml_codecs.hpp"
+#include "mapping_guard.hpp"
 
 namespace bitrun {
 namespace {
@@ -399,6 +400,13 @@ const GgufTensorInfo* GgufFile::find_tensor(const std::string& name) const {
 
 const std::uint8_t* GgufFile::tensor_data(const GgufTensorInfo& t) const {
   return map_->bytes() + data_offset_ + t.offset;
+}
+
+void GgufFile::copy_tensor_bytes(const GgufTensorInfo& t, std::uint64_t offset, std::size_t n, void* dst) const {
+  if (offset > t.bytes || n > t.bytes - offset) throw Error(t.name + ": read past the end of the tensor");
+  if (!detail::copy_from_mapping(dst, tensor_data(t) + offset, n))
+    throw Error(path_.string() + " changed on disk while in use (truncated or rewritten; reading " + t.name +
+                "): restart bitrun to load it again");
 }
 
 void GgufFile::release(const GgufTensorInfo& t) const {

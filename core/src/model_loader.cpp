@@ -260,8 +260,12 @@ std::unique_ptr<Model> Model::load(const std::filesystem::path& path, const Back
 
 void Model::embed(std::int32_t token, float* out) const {
   if (token < 0 || token >= hparams_.n_vocab) throw Error("token id " + std::to_string(token) + " outside the vocabulary");
-  dequantize(token_embd_->type, file_.tensor_data(*token_embd_) + static_cast<std::uint64_t>(token) * embd_row_bytes_,
-             embd_row_bytes_, hparams_.n_embd, 1, out);
+  // The row is copied out of the mapping first: a model file replaced while in use is then an error, not a SIGBUS.
+  thread_local std::vector<std::uint8_t> row;
+  row.resize(embd_row_bytes_);
+  file_.copy_tensor_bytes(*token_embd_, static_cast<std::uint64_t>(token) * embd_row_bytes_, embd_row_bytes_,
+                          row.data());
+  dequantize(token_embd_->type, row.data(), embd_row_bytes_, hparams_.n_embd, 1, out);
 }
 
 std::unique_ptr<Model> Model::load(GgufFile file_arg, const Backend& backend, ModelLoadOptions options) {

@@ -1,5 +1,7 @@
 #include "bitrun/scheduler.hpp"
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -26,6 +28,7 @@ struct Scheduler::State {
   std::vector<std::shared_ptr<Channel>> cancels;   // running requests whose handle asked to cancel
   bool stopping = false;
   bool draining = false;   // drain(): no new requests
+  bool trim_pending = false;   // a request ended since the heap was last trimmed
   std::thread worker;
 
   SchedulerStats totals;                                  // running/waiting/rate are filled in by stats()
@@ -61,6 +64,7 @@ constexpr auto kRateWindow = std::chrono::seconds(10);
 
 // Hands the request its finish (caller holds State::mu) and counts it.
 void finish_channel(Scheduler::State& st, Scheduler::Channel& ch, FinishReason reason, const std::string& error) {
+  st.trim_pending = true;
   {
     std::lock_guard latency(st.latency_mu);
     st.totals.request_duration.observe(std::chrono::duration<double>(Clock::now() - ch.submitted).count());
@@ -143,6 +147,16 @@ void run_worker(const std::shared_ptr<Scheduler::State>& shared) {
     if (st.stopping) break;
     admit(st);
     if (st.running.empty()) {
+      if (st.trim_pending) {
+        // Idle after requests ended: hand the freed memory of every malloc arena (the HTTP threads' request bodies
+        // and token lists, the sequences' buffers) back to the system, so a few large requests do not leave the
+        // process hundreds of MB larger for good.
+        st.trim_pending = false;
+        lock.unlock();
+        malloc_trim(0);
+        lock.lock();
+        continue;
+      }
       st.cv.wait(lock);
       continue;
     }

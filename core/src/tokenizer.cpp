@@ -78,6 +78,7 @@ void check_id(std::int32_t id, const char* what, std::size_t n) {
 }  // namespace
 
 Tokenizer::Tokenizer(Vocab vocab) : vocab_(std::move(vocab)) {
+  for (const auto& t : vocab_.tokens) max_token_text_bytes_ = std::max(max_token_text_bytes_, t.size());
   token_ids_.reserve(vocab_.tokens.size());
   for (std::size_t i = 0; i < vocab_.tokens.size(); ++i)
     token_ids_.emplace(vocab_.tokens[i], static_cast<std::int32_t>(i));  // emplace keeps the first id of a text

@@ -5,11 +5,14 @@
 #include <stdexcept>
 #include <string>
 
+#include "bitrun/error.hpp"
+
 namespace bitrun::http {
 
 class ApiError : public std::runtime_error {
  public:
-  ApiError(int status, std::string message) : std::runtime_error(std::move(message)), status_(status) {}
+  ApiError(int status, std::string message)
+      : std::runtime_error(with_visible_nul(std::move(message))), status_(status) {}
   int status() const { return status_; }
 
  private:

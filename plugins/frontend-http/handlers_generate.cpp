@@ -42,6 +42,14 @@ void Api::generate(const httplib::Request& req, httplib::Response& res, Endpoint
     throw ApiError(404, "model '" + *r.model + "' does not exist: this server serves '" + ctx_.model_id +
                             "' (see /v1/models)");
   const Tokenizer& tok = ctx_.model.tokenizer();
+  // A text far too long for the context is refused before it is tokenized: no token covers more bytes than the
+  // longest token text, so this many tokens at least.
+  std::size_t text_bytes = r.prompt_is_tokens ? 0 : r.prompt_text.size();
+  for (const auto& m : r.messages) text_bytes += m.content.size();
+  const std::int64_t context = make_decode_request(ctx_.config, ctx_.model, {}, 1).context_size;
+  if (const auto at_least = static_cast<std::int64_t>(text_bytes / tok.max_token_text_bytes()); at_least >= context)
+    bad_request("the prompt is at least " + std::to_string(at_least) + " tokens long (" + std::to_string(text_bytes) +
+                " bytes of text) but the context holds " + std::to_string(context));
   std::vector<std::int32_t> prompt = prompt_tokens(r);
   if (prompt.empty()) bad_request("the prompt is empty and the model has no BOS token to start from");
   const std::int64_t prompt_size = static_cast<std::int64_t>(prompt.size());

@@ -1,16 +1,22 @@
 #include "http_frontend.hpp"
 
+#include <cctype>
+#include <charconv>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 
 #include "api_error.hpp"
+#include "connection_pool.hpp"
 #include "bitrun/error.hpp"
 #include "bitrun/log.hpp"
 #include "bitrun/scheduler.hpp"
 
 namespace bitrun::http {
 namespace {
+
+// Request heads larger than this are refused with 431 (browsers and OpenAI clients send a few dozen headers).
+constexpr std::size_t kMaxHeaders = 100, kMaxHeadBytes = 64 * 1024;
 
 // When the request this server thread handles arrived (httplib runs a request on one thread, start to end).
 thread_local std::chrono::steady_clock::time_point request_started{};
@@ -78,14 +84,72 @@ httplib::Server::Handler HttpFrontend::generation_route(Endpoint endpoint) {
   };
 }
 
+httplib::Server::HandlerWithContentReader HttpFrontend::post_route(httplib::Server::Handler handler) {
+  return [this, handler](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
+    httplib::Request with_body = req;
+    // A declared length over the limit is refused unread (the body is skipped with the connection).
+    const std::string declared = req.get_header_value("Content-Length");
+    std::uint64_t length = 0;
+    const auto parsed = std::from_chars(declared.data(), declared.data() + declared.size(), length);
+    bool too_large = !declared.empty() && (parsed.ec == std::errc::result_out_of_range ||
+                                           (parsed.ec == std::errc() && length > settings_.max_body_bytes));
+    const bool complete = too_large || reader([&](const char* data, std::size_t length) {
+      if (with_body.body.size() + length > settings_.max_body_bytes) {
+        too_large = true;
+        return false;   // stop reading: the rest of the body is never buffered
+      }
+      with_body.body.append(data, length);
+      return true;
+    });
+    if (too_large || !complete) {
+      // The unread rest of the body would be taken for the next request: this connection ends with the answer.
+      res.set_header("Connection", "close");
+      if (too_large)
+        send_json(res, 413, error_body(413, "the request body is larger than server.max_body_bytes = " +
+                                                std::to_string(settings_.max_body_bytes) + " bytes"));
+      else
+        send_json(res, 400, error_body(400, "the request body could not be read (malformed chunked encoding?)"));
+      return;
+    }
+    handler(with_body, res);
+  };
+}
+
 void HttpFrontend::install_routes() {
   // More threads than admitted requests, so a full queue is answered 429 instead of leaving connections unread.
-  const std::size_t threads = settings_.http_threads;
-  server_.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  const std::size_t threads = settings_.http_threads, max_connections = settings_.max_connections;
+  server_.new_task_queue = [threads, max_connections] { return new ConnectionPool(threads, max_connections); };
   server_.set_payload_max_length(settings_.max_body_bytes);
 
   server_.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     request_started = std::chrono::steady_clock::now();
+    // A request head beyond what any client sends is refused before routing (httplib has read it already, but
+    // nothing more is done with it).
+    std::size_t head_bytes = req.path.size();
+    for (const auto& [name, value] : req.headers) head_bytes += name.size() + value.size() + 4;
+    if (req.headers.size() > kMaxHeaders || head_bytes > kMaxHeadBytes) {
+      res.set_header("Connection", "close");
+      send_json(res, 431, error_body(431, "the request has " + std::to_string(req.headers.size()) + " headers of " +
+                                              std::to_string(head_bytes) + " bytes (at most " +
+                                              std::to_string(kMaxHeaders) + " headers, " +
+                                              std::to_string(kMaxHeadBytes) + " bytes)"));
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    // A body framed two ways (or in a coding bitrun does not read) is refused before any of it is read: a proxy
+    // and this server could otherwise disagree on where the request ends (request smuggling).
+    if (req.has_header("Transfer-Encoding")) {
+      std::string coding = req.get_header_value("Transfer-Encoding");
+      for (char& c : coding) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      const char* problem = nullptr;
+      if (req.has_header("Content-Length")) problem = "both Content-Length and Transfer-Encoding";
+      else if (req.get_header_value_count("Transfer-Encoding") != 1 || coding != "chunked")
+        problem = "a Transfer-Encoding other than a single 'chunked'";
+      if (problem) {
+        res.set_header("Connection", "close");
+        send_json(res, 400, error_body(400, std::string("the request has ") + problem));
+        return httplib::Server::HandlerResponse::Handled;
+      }
+    }
     access_.add_cors_headers(req, res);
     if (access_.answer_preflight(req, res)) return httplib::Server::HandlerResponse::Handled;
     if (auto problem = access_.check_key(req)) {
@@ -132,10 +196,10 @@ void HttpFrontend::install_routes() {
   });
   server_.Get("/v1/models", route(&Api::models));
   server_.Get(R"(/v1/models/(.+))", route(&Api::model));
-  server_.Post("/v1/chat/completions", generation_route(Endpoint::Chat));
-  server_.Post("/v1/completions", generation_route(Endpoint::Completion));
-  server_.Post("/tokenize", route(&Api::tokenize));
-  server_.Post("/detokenize", route(&Api::detokenize));
+  server_.Post("/v1/chat/completions", post_route(generation_route(Endpoint::Chat)));
+  server_.Post("/v1/completions", post_route(generation_route(Endpoint::Completion)));
+  server_.Post("/tokenize", post_route(route(&Api::tokenize)));
+  server_.Post("/detokenize", post_route(route(&Api::detokenize)));
   server_.Get("/metrics", route(&Api::metrics));
 }
 
@@ -155,7 +219,8 @@ int HttpFrontend::listen() {
   const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (!server_.is_running() && std::chrono::steady_clock::now() < give_up)
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  logger("http")->info("listening on http://{}:{} ({} HTTP threads)", settings_.host, port_, settings_.http_threads);
+  logger("http")->info("listening on http://{}:{} ({} to {} HTTP threads)", settings_.host, port_,
+                       settings_.http_threads, settings_.max_connections);
   return port_;
 }
 

@@ -36,6 +36,9 @@ class HttpFrontend final : public Frontend {
   // A route handler that needs the model: 503 while loading or stopping, every exception turned into an error.
   httplib::Server::Handler route(ApiHandler handler);
   httplib::Server::Handler generation_route(Endpoint endpoint);
+  // A POST route: the body is read here, up to server.max_body_bytes however it is framed (Content-Length or
+  // chunked; httplib bounds only the former), then `handler` runs on the request with its body.
+  httplib::Server::HandlerWithContentReader post_route(httplib::Server::Handler handler);
   void guarded(httplib::Response& res, const std::function<void(const Api&)>& body);
 
   ServerSettings settings_;

@@ -1,5 +1,7 @@
 #include "settings.hpp"
 
+#include <algorithm>
+
 #include "bitrun/config.hpp"
 
 namespace bitrun::http {
@@ -16,6 +18,7 @@ ServerSettings read_settings(const Config& c) {
   const auto queue = static_cast<std::size_t>(c.get_int("server.max_queue"));
   const auto threads = c.get_int("server.http_threads");
   s.http_threads = threads > 0 ? static_cast<std::size_t>(threads) : parallel + queue + kSpareThreads;
+  s.max_connections = std::max(s.http_threads, static_cast<std::size_t>(c.get_int("server.max_connections")));
   s.max_body_bytes = static_cast<std::size_t>(c.get_int("server.max_body_bytes"));
   s.request_timeout = std::chrono::seconds(c.get_int("server.request_timeout_s"));
   s.shutdown_grace = std::chrono::seconds(c.get_int("server.shutdown_grace_s"));

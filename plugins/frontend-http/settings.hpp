@@ -18,6 +18,7 @@ struct ServerSettings {
   std::string host;
   int port = 8080;
   std::size_t http_threads = 0;         // resolved (0 in config = max_parallel + max_queue + 4)
+  std::size_t max_connections = 1024;   // the connection pool's ceiling (at least http_threads)
   std::size_t max_body_bytes = 0;
   std::chrono::seconds request_timeout{600};
   std::chrono::seconds shutdown_grace{25};   // stop(): how long requests in flight may still run

@@ -98,6 +98,9 @@ class GgufFile {
   // Tells the kernel this process no longer needs the tensor's pages (after the loader repacked it), so they stop
   // counting in its memory; touching the data again re-reads it from the file.
   void release(const GgufTensorInfo& t) const;
+  // Copies bytes [offset, offset + n) of the tensor's data to dst. Throws Error naming the file when they cannot be
+  // read because the file was truncated or replaced while mapped (instead of the SIGBUS a plain read would take).
+  void copy_tensor_bytes(const GgufTensorInfo& t, std::uint64_t offset, std::size_t n, void* dst) const;
 
  private:
   GgufFile() = default;

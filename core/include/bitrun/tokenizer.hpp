@@ -52,6 +52,9 @@ class Tokenizer {
 
   const Vocab& vocab() const { return vocab_; }
   std::int32_t vocab_size() const { return static_cast<std::int32_t>(vocab_.tokens.size()); }
+  // The longest token text in the vocabulary, in bytes (at least 1): no token covers more bytes of input than this,
+  // so a text of n bytes encodes to at least n / max_token_text_bytes() tokens (a cheap early length check).
+  std::size_t max_token_text_bytes() const { return max_token_text_bytes_; }
 
   // add_bos: prepend BOS when the vocab has one and asks for it (tokenizer.ggml.add_bos_token). parse_special:
   // text spelling a control or user-defined token (e.g. "<|eot_id|>"; leftmost, then longest) becomes that token
@@ -76,6 +79,7 @@ class Tokenizer {
   explicit Tokenizer(Vocab vocab);
   Vocab vocab_;
   std::vector<std::int32_t> end_of_generation_;
+  std::size_t max_token_text_bytes_ = 1;
   std::vector<std::string> pieces_;   // the bytes each token decodes to, filled by the subclass
                                       // ("" for control and unused tokens, U+FFFD for unrepresentable text)
   // Stored token text -> id, shared by find_token and the encoders (heterogeneous lookup by string_view).
