@@ -1,5 +1,6 @@
 // IEEE binary16 and bfloat16 <-> float32, bit-exact and portable (no F16C), rounding to nearest even; the bulk
 // float -> half path uses F16C when the CPU has it (the same results: F16C rounds to nearest even too).
+#include <cpuid.h>
 #include <immintrin.h>
 
 #include <algorithm>
@@ -119,10 +120,22 @@ __attribute__((target("avx,f16c"))) void f32_to_fp16_array_f16c(const float* src
   for (; i < n; ++i) out[i] = f32_to_fp16(src[i]);
 }
 
+// F16C and AVX usable: CPUID leaf 1 (ECX bits 29 and 28) and the OS saving YMM state (XGETBV bits 1-2). Written
+// out because clang's __builtin_cpu_supports does not know "f16c".
+bool has_f16c() {
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+  const bool cpu = (c & (1u << 29)) && (c & (1u << 28)) && (c & (1u << 27));   // F16C, AVX, OSXSAVE
+  if (!cpu) return false;
+  unsigned lo, hi;
+  __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  return (lo & 6u) == 6u;
+}
+
 }  // namespace
 
 void f32_to_fp16_array(const float* src, std::int64_t n, std::uint16_t* out) {
-  static const bool f16c = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+  static const bool f16c = has_f16c();
   if (f16c) return f32_to_fp16_array_f16c(src, n, out);
   for (std::int64_t i = 0; i < n; ++i) out[i] = f32_to_fp16(src[i]);
 }
