@@ -805,6 +805,39 @@ TEST_F(ServerTest, SlowClientsDoNotStarveHealthAndHugeHeadsAreRefused) {
   EXPECT_NE(got.find("at most 100 headers"), std::string::npos) << got;
 }
 
+// Responses and stream chunks carry bitrun's decoding statistics (the chat page shows them live), and /v1/models
+// the model's context, architecture and backend.
+TEST_F(ServerTest, ResponsesCarryDecodingStatisticsAndModelsTheirFacts) {
+  TestServer s;
+  auto whole = s.post("/v1/completions", R"({"prompt":"Once upon a time","max_tokens":8})");
+  ASSERT_EQ(whole->status, 200);
+  const Json stats = *Json::parse(whole->body).find("bitrun");
+  EXPECT_EQ(stats.find("tokens")->as_int(), 8);
+  EXPECT_GE(stats.find("forwards")->as_int(), 8);   // the prompt's forward and one per token (AR)
+  EXPECT_GT(stats.find("rows")->as_int(), stats.find("forwards")->as_int());   // the prompt's rows too
+  EXPECT_GT(stats.find("tokens_per_forward")->as_double(), 0.0);
+  EXPECT_LE(stats.find("tokens_per_forward")->as_double(), 1.0);
+  auto streamed = s.post("/v1/chat/completions",
+                         R"({"messages":[{"role":"user","content":"Hi"}],"max_tokens":6,"stream":true})");
+  const auto events = sse_events(streamed->body);
+  ASSERT_GE(events.size(), 3u);
+  std::int64_t last_tokens = 0;
+  for (std::size_t i = 1; i + 1 < events.size(); ++i) {   // every chunk after the role chunk
+    const Json e = Json::parse(events[i]);
+    ASSERT_TRUE(e.find("bitrun")) << events[i];
+    const std::int64_t tokens = e.find("bitrun")->find("tokens")->as_int();
+    EXPECT_GE(tokens, last_tokens) << "counts only grow";
+    last_tokens = tokens;
+  }
+  EXPECT_EQ(last_tokens, 6);
+  const Json model = Json::parse(s.client().Get("/v1/models")->body).find("data")->as_array()[0];
+  const Json* info = model.find("bitrun");
+  ASSERT_TRUE(info);
+X
+  EXPECT_EQ(info->find("architecture")->as_string(), "llama");
+  EXPECT_FALSE(info->find("backend")->as_string().empty());
+}
+
 // A graceful stop (SIGTERM): new requests and /health get 503 at once, a request in flight runs to its end within
 // server.shutdown_grace_s, and serve() returns 0.
 TEST_F(ServerTest, StopLetsRequestsInFlightFinishWithinTheGrace) {

@@ -95,6 +95,10 @@ void sweep(Scheduler::State& st) {
     Scheduler::Channel& ch = *it->second;
     const bool caller_ended = reason == FinishReason::Cancelled && ch.ended_by_caller != FinishReason::None;
     const std::string& error = st.engine->error(it->first);
+    {
+      std::lock_guard lock(ch.mu);
+      ch.pending.stats = st.engine->stats(it->first);
+    }
     finish_channel(st, ch, caller_ended ? ch.ended_by_caller : reason, error.empty() ? error : "generation failed: " + error);
     st.engine->forget(it->first);
     it = st.running.erase(it);
@@ -109,7 +113,7 @@ void admit(Scheduler::State& st) {
     try {
       // The sink runs on the worker during a step: it only touches the channel.
       ch->id = st.engine->add(std::move(ch->session), ch->context_size,
-                              [raw, &st](Engine::SequenceId, const std::vector<std::int32_t>& tokens) {
+                              [raw, &st](Engine::SequenceId id, const std::vector<std::int32_t>& tokens) {
                                 const auto& lp = st.engine->sink_logprobs();
                                 st.generated += tokens.size();
                                 if (!raw->first_token_seen && !tokens.empty()) {
@@ -118,7 +122,9 @@ void admit(Scheduler::State& st) {
                                   std::lock_guard latency(st.latency_mu);
                                   st.totals.time_to_first_token.observe(s);
                                 }
+                                const SequenceStats stats = st.engine->stats(id);
                                 std::lock_guard lock(raw->mu);
+                                raw->pending.stats = stats;
                                 raw->pending.tokens.insert(raw->pending.tokens.end(), tokens.begin(), tokens.end());
                                 raw->pending.logprobs.insert(raw->pending.logprobs.end(), lp.begin(), lp.end());
                                 raw->cv.notify_all();
@@ -226,6 +232,7 @@ bool Scheduler::Handle::wait(Update& out, Clock::time_point deadline) {
   out.tokens.insert(out.tokens.end(), ch.pending.tokens.begin(), ch.pending.tokens.end());
   out.logprobs.insert(out.logprobs.end(), std::make_move_iterator(ch.pending.logprobs.begin()),
                       std::make_move_iterator(ch.pending.logprobs.end()));
+  out.stats = ch.pending.stats;
   ch.pending.tokens.clear();
   ch.pending.logprobs.clear();
   if (ch.finished && !ch.finish_taken) {

@@ -27,6 +27,7 @@ void Generation::client_gone() {
 }
 
 void Generation::take(Scheduler::Update& u, Piece& out) {
+  if (u.stats.forwards > 0) stats_ = u.stats;
   const bool with_logprobs = u.logprobs.size() == u.tokens.size();
   for (std::size_t i = 0; i < u.tokens.size(); ++i) {
     ++completion_tokens_;

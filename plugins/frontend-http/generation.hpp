@@ -46,6 +46,9 @@ class Generation {
   const char* finish_reason() const { return finish_reason_; }   // "stop" or "length" once Finished
   const std::string& error() const { return error_; }
   std::int64_t completion_tokens() const { return completion_tokens_; }
+  // The engine's counts for this request so far (forwards, rows, tokens) and the seconds since it was submitted.
+  const SequenceStats& stats() const { return stats_; }
+  double seconds() const { return std::chrono::duration<double>(Clock::now() - started_).count(); }
   // Tell the generation that the client is gone (a failed write): cancels the request.
   void client_gone();
 
@@ -63,6 +66,8 @@ class Generation {
   const char* finish_reason_ = "";
   std::string error_;
   std::int64_t completion_tokens_ = 0;
+  SequenceStats stats_;
+  Clock::time_point started_ = Clock::now();
 };
 
 }  // namespace bitrun::http

@@ -79,10 +79,10 @@ void Api::generate(const httplib::Request& req, httplib::Response& res, Endpoint
     switch (gen->outcome()) {
       case Outcome::Finished: {
         Json logprobs = r.logprobs >= 0 ? logprobs_json(endpoint, tok, all.logprobs, r.logprobs) : Json();
-        send_json(res, 200,
-                  completion_json(header, all.text, gen->finish_reason(), std::move(logprobs),
-                                  usage_json(prompt_size, gen->completion_tokens()))
-                      .dump());
+        Json body = completion_json(header, all.text, gen->finish_reason(), std::move(logprobs),
+                                    usage_json(prompt_size, gen->completion_tokens()));
+        body["bitrun"] = decode_stats_json(gen->stats(), gen->seconds());
+        send_json(res, 200, body.dump());
         return;
       }
       case Outcome::Disconnected:

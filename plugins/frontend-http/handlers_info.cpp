@@ -3,6 +3,8 @@
 
 #include "api.hpp"
 #include "api_error.hpp"
+#include "bitrun/config.hpp"
+#include "bitrun/decode_request.hpp"
 #include "bitrun/model.hpp"
 #include "bitrun/scheduler.hpp"
 #include "bitrun/tokenizer.hpp"
@@ -18,6 +20,16 @@ Json model_json(const ServeContext& ctx) {
   m["created"] = static_cast<std::int64_t>(
       std::chrono::duration_cast<std::chrono::seconds>(ctx.loaded_at.time_since_epoch()).count());
   m["owned_by"] = "bitrun";
+  // bitrun's own fields (OpenAI clients ignore them; the chat page shows them).
+  Json info = Json::object();
+  info["architecture"] = ctx.model.architecture().name;
+  info["context_length"] = make_decode_request(ctx.config, ctx.model, {}, 1).context_size;
+  info["backend"] = ctx.model.backend().name();
+  info["vocab_size"] = ctx.model.hparams().n_vocab;
+  const ModelFacts facts = model_facts(ctx.model);
+  info["mask_token"] = facts.mask_token;
+  info["default_decoder"] = ctx.config.get_string("decoder.type");
+  m["bitrun"] = std::move(info);
   return m;
 }
 

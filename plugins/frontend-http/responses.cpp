@@ -66,6 +66,17 @@ Json usage_json(std::int64_t prompt_tokens, std::int64_t completion_tokens) {
   return u;
 }
 
+Json decode_stats_json(const SequenceStats& st, double seconds) {
+  Json j = Json::object();
+  j["forwards"] = st.forwards;
+  j["rows"] = st.rows;
+  j["tokens"] = st.tokens;
+  j["tokens_per_forward"] = st.tokens_per_forward();
+  j["rows_per_forward"] = st.forwards ? static_cast<double>(st.rows) / static_cast<double>(st.forwards) : 0.0;
+  j["seconds"] = seconds;
+  return j;
+}
+
 Json logprobs_json(Endpoint endpoint, const Tokenizer& tok, const std::vector<TokenLogprob>& logprobs,
                    std::int32_t top, std::size_t offset_base) {
   if (endpoint == Endpoint::Chat) {

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "bitrun/decoder.hpp"
+#include "bitrun/engine.hpp"
 #include "json.hpp"
 #include "request_parser.hpp"
 
@@ -26,6 +27,11 @@ struct ResponseHeader {
 ResponseHeader make_header(Endpoint endpoint, const std::string& model);
 
 Json usage_json(std::int64_t prompt_tokens, std::int64_t completion_tokens);
+
+// bitrun's decoding statistics of a request so far, added as a "bitrun" field to responses and stream chunks
+// (OpenAI clients ignore it; the chat page shows it): forwards, rows and tokens the engine ran for it, tokens and
+// rows per forward (what block diffusion changes), and seconds since it was submitted.
+Json decode_stats_json(const SequenceStats& stats, double seconds);
 
 // Logprobs in the endpoint's shape: chat {"content":[{token, logprob, bytes, top_logprobs}]}, completions
 // {tokens, token_logprobs, top_logprobs, text_offset}. `text_offset` counts from `offset_base`.

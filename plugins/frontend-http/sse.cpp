@@ -40,15 +40,18 @@ bool stream_events(Generation& gen, const ResponseHeader& h, const Tokenizer& to
     }
     Json logprobs = lp ? logprobs_json(h.endpoint, tok, piece.logprobs, s.logprobs, offset) : Json();
     offset += piece.text.size();
-    if (!send(sse_event(chunk_json(h, nullptr, &piece.text, nullptr, std::move(logprobs), s.include_usage))))
-      return false;
+    Json chunk = chunk_json(h, nullptr, &piece.text, nullptr, std::move(logprobs), s.include_usage);
+    chunk["bitrun"] = decode_stats_json(gen.stats(), gen.seconds());
+    if (!send(sse_event(chunk))) return false;
   }
   if (gen.outcome() == Outcome::Disconnected) return false;
   if (gen.outcome() != Outcome::Finished) {
     const int status = outcome_status(gen.outcome());
     return send("data: " + error_body(status, gen.error()) + "\n\n");
   }
-  if (!send(sse_event(chunk_json(h, nullptr, nullptr, gen.finish_reason(), Json(), s.include_usage)))) return false;
+  Json last = chunk_json(h, nullptr, nullptr, gen.finish_reason(), Json(), s.include_usage);
+  last["bitrun"] = decode_stats_json(gen.stats(), gen.seconds());
+  if (!send(sse_event(last))) return false;
   if (s.include_usage &&
       !send(sse_event(usage_chunk_json(h, usage_json(s.prompt_tokens, gen.completion_tokens())))))
     return false;

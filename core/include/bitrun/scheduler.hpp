@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "bitrun/decoder.hpp"
+#include "bitrun/engine.hpp"
 #include "bitrun/error.hpp"
 #include "bitrun/histogram.hpp"
 
@@ -56,12 +57,14 @@ struct SchedulerStats {
 class Scheduler {
  public:
   // What a request has received since the last read: tokens (with logprobs when it asked for them) and, once it
-  // ended, why. An Error finish carries the message.
+  // ended, why. An Error finish carries the message. `stats`: the engine's counts for the request so far
+  // (forwards, rows, tokens), as of its latest tokens or its end.
   struct Update {
     std::vector<std::int32_t> tokens;
     std::vector<TokenLogprob> logprobs;
     FinishReason finish = FinishReason::None;
     std::string error;
+    SequenceStats stats;
   };
 
   struct Channel;   // one request's queue, shared between the worker and its handle
