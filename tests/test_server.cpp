@@ -833,7 +833,7 @@ TEST_F(ServerTest, ResponsesCarryDecodingStatisticsAndModelsTheirFacts) {
   const Json model = Json::parse(s.client().Get("/v1/models")->body).find("data")->as_array()[0];
   const Json* info = model.find("bitrun");
   ASSERT_TRUE(info);
-X
+  EXPECT_EQ(info->find("context_length")->as_int(), 2048);   // stories260K's (its training context)
   EXPECT_EQ(info->find("architecture")->as_string(), "llama");
   EXPECT_FALSE(info->find("backend")->as_string().empty());
 }
