@@ -14,4 +14,8 @@ else
   build_dir="${BITRUN_BUILD_DIR:-$root/build}"
   "$root/scripts/build.sh"
 fi
+# The end-to-end tests' own tools (they skip without them): Debian's chromium for the chat page in a browser,
+# and node with npm for both the browser and the openai client tests.
+"$root/scripts/install-deps.sh" chromium
+command -v npm >/dev/null || "$root/scripts/install-deps.sh" nodejs npm
 ctest --test-dir "$build_dir" --output-on-failure -j "$(nproc)" --timeout 3000

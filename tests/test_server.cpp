@@ -838,6 +838,24 @@ TEST_F(ServerTest, ResponsesCarryDecodingStatisticsAndModelsTheirFacts) {
   EXPECT_FALSE(info->find("backend")->as_string().empty());
 }
 
+// GET / is the chat page: HTML compiled into the plugin, served while the model loads and without an API key (the
+// page sends the key with its API calls), with a policy that lets it load nothing from elsewhere.
+TEST_F(ServerTest, TheChatPageIsServedAtTheRoot) {
+  TestServer s({"server.api_keys=[k1]"}, /*listen_only=*/true);
+  auto page = s.client().Get("/");
+  ASSERT_TRUE(page);
+  EXPECT_EQ(page->status, 200);
+  EXPECT_EQ(page->get_header_value("Content-Type"), "text/html; charset=utf-8");
+  EXPECT_NE(page->get_header_value("Content-Security-Policy").find("default-src 'none'"), std::string::npos);
+  EXPECT_EQ(page->body.rfind("<!doctype html>", 0), 0u);
+  EXPECT_NE(page->body.find("/v1/chat/completions"), std::string::npos);
+  EXPECT_EQ(page->body.find("http://"), std::string::npos) << "the page must not load anything from the network";
+  EXPECT_EQ(page->body.find("https://"), std::string::npos);
+  s.ready();
+  EXPECT_EQ(s.client().Get("/")->body, page->body);
+  EXPECT_EQ(s.post("/v1/completions", R"({"prompt":[1],"max_tokens":2})")->status, 401);
+}
+
 // A graceful stop (SIGTERM): new requests and /health get 503 at once, a request in flight runs to its end within
 // server.shutdown_grace_s, and serve() returns 0.
 TEST_F(ServerTest, StopLetsRequestsInFlightFinishWithinTheGrace) {

@@ -24,7 +24,8 @@ AccessPolicy::AccessPolicy(std::vector<std::string> api_keys, std::vector<std::s
 }
 
 bool AccessPolicy::is_public(const std::string& path) {
-  return path == "/health" || path == "/v1/models" || path.rfind("/v1/models/", 0) == 0;
+  // The chat page itself is public: it asks for the key and sends it with each API call.
+  return path == "/" || path == "/health" || path == "/v1/models" || path.rfind("/v1/models/", 0) == 0;
 }
 
 std::optional<std::string> AccessPolicy::check_key(const httplib::Request& req) const {

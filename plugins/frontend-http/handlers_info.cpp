@@ -11,6 +11,7 @@
 #include "json.hpp"
 
 namespace bitrun::http {
+
 namespace {
 
 Json model_json(const ServeContext& ctx) {

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "api_error.hpp"
+#include "chat_page.hpp"
 #include "connection_pool.hpp"
 #include "bitrun/error.hpp"
 #include "bitrun/log.hpp"
@@ -191,6 +192,7 @@ void HttpFrontend::install_routes() {
     log_request(req, res);
   });
 
+  server_.Get("/", [](const httplib::Request&, httplib::Response& res) { send_chat_page(res); });
   server_.Get("/health", [this](const httplib::Request& req, httplib::Response& res) {
     guarded(res, [&](const Api& api) { api.health(req, res); });
   });
