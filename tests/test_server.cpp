@@ -201,6 +201,14 @@ std::vector<std::string> sse_events(const std::string& body) {
   return events;
 }
 
+// A streamed response the server's stop ended: its last event is an error saying so.
+void expect_ended_by_shutdown(const httplib::Result& r) {
+  ASSERT_TRUE(r);
+  const auto events = sse_events(r->body);
+  ASSERT_FALSE(events.empty());
+  EXPECT_NE(events.back().find("shutting down"), std::string::npos) << events.back();
+}
+
 // The error object of a response after checking its status and shape.
 Json expect_error(const httplib::Result& r, int status, const std::string& message_part) {
   if (!r) {
@@ -739,11 +747,7 @@ TEST_F(ServerTest, StopEndsInFlightStreamsAndServeReturns) {
   });
   ASSERT_TRUE(eventually([&] { return s.scheduler().stats().running == 1; }));
   EXPECT_EQ(s.stop(), 0);
-  auto r = pending.get();
-  ASSERT_TRUE(r);
-  const auto events = sse_events(r->body);
-  ASSERT_FALSE(events.empty());
-  EXPECT_NE(events.back().find("shutting down"), std::string::npos) << events.back();
+  expect_ended_by_shutdown(pending.get());
 }
 
 // Bodies are bounded however they are framed: a chunked body past server.max_body_bytes is refused (413) without
@@ -896,11 +900,7 @@ TEST_F(ServerTest, StopCancelsWhatOutlivesTheGrace) {
   const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   EXPECT_GE(took, 0.9);
   EXPECT_LT(took, 10.0);
-  auto r = pending.get();
-  ASSERT_TRUE(r);
-  const auto events = sse_events(r->body);
-  ASSERT_FALSE(events.empty());
-  EXPECT_NE(events.back().find("shutting down"), std::string::npos) << events.back();
+  expect_ended_by_shutdown(pending.get());
 }
 
 // Latency histograms in Prometheus' shape: cumulative buckets ending in +Inf, _sum and _count.

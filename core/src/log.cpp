@@ -12,35 +12,13 @@
 #include <mutex>
 
 #include "bitrun/error.hpp"
+#include "bitrun/utf8.hpp"
 
 namespace bitrun {
 namespace {
 
 constexpr const char* kTextPattern = "[%H:%M:%S.%e] [%n] [%^%l%$] %v";
 std::atomic<LogFormat> g_format{LogFormat::Text};
-
-// `text` as a JSON string body (quotes, backslashes, control characters escaped; other bytes as they are).
-void append_json_string(std::string& out, std::string_view text) {
-  out += '"';
-  for (unsigned char c : text) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20 || c == 0x7f) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  out += '"';
-}
 
 // UTC, millisecond precision, RFC 3339.
 std::string utc_time(std::chrono::system_clock::time_point t) {
@@ -59,11 +37,11 @@ std::string json_head(std::chrono::system_clock::time_point t, spdlog::level::le
                       std::string_view component, std::string_view message) {
   std::string out = "{\"time\":\"" + utc_time(t) + "\",\"level\":";
   const auto name = spdlog::level::to_string_view(level);
-  append_json_string(out, std::string_view(name.data(), name.size()));
+  unicode::append_json_string(out, std::string_view(name.data(), name.size()));
   out += ",\"component\":";
-  append_json_string(out, component);
+  unicode::append_json_string(out, component);
   out += ",\"message\":";
-  append_json_string(out, message);
+  unicode::append_json_string(out, message);
   return out;
 }
 
@@ -148,10 +126,10 @@ void log_event(const std::string& component, spdlog::level::level_enum level, st
     line = std::string(1, '\0') + json_head(std::chrono::system_clock::now(), level, component, message);
     for (const auto& [key, value] : fields) {
       line += ',';
-      append_json_string(line, key);
+      unicode::append_json_string(line, key);
       line += ':';
       if (const auto* s = std::get_if<std::string>(&value)) {
-        append_json_string(line, *s);
+        unicode::append_json_string(line, *s);
       } else if (const auto* i = std::get_if<std::int64_t>(&value)) {
         line += std::to_string(*i);
       } else {

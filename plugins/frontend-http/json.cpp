@@ -328,44 +328,6 @@ bool valid_utf8(std::string_view s) {
   return true;
 }
 
-void append_json_string(std::string& out, std::string_view s) {
-  static const char* kHex = "0123456789abcdef";
-  out += '"';
-  for (std::size_t i = 0; i < s.size();) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x80) {
-      const std::size_t n = utf8_sequence(s, i);
-      if (n == 0) {
-        out += "\xEF\xBF\xBD";   // U+FFFD for a byte that starts no well-formed character
-        ++i;
-      } else {
-        out.append(s.substr(i, n));
-        i += n;
-      }
-      continue;
-    }
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      default:
-        if (c < 0x20) {
-          out += "\\u00";
-          out += kHex[c >> 4];
-          out += kHex[c & 15];
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-    ++i;
-  }
-  out += '"';
-}
-
 void Json::dump_to(std::string& out) const {
   switch (type_) {
     case Type::Null: out += "null"; break;
@@ -374,7 +336,7 @@ void Json::dump_to(std::string& out) const {
       if (!std::isfinite(number_)) out += "null";   // JSON has no NaN or infinity
       else out += number_text();
       break;
-    case Type::String: append_json_string(out, string_); break;
+    case Type::String: unicode::append_json_string(out, string_); break;
     case Type::Array: {
       out += '[';
       for (std::size_t i = 0; i < array_.size(); ++i) {
@@ -388,7 +350,7 @@ void Json::dump_to(std::string& out) const {
       out += '{';
       for (std::size_t i = 0; i < object_.size(); ++i) {
         if (i) out += ',';
-        append_json_string(out, object_[i].first);
+        unicode::append_json_string(out, object_[i].first);
         out += ':';
         object_[i].second.dump_to(out);
       }

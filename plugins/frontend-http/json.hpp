@@ -88,8 +88,6 @@ class Json {
   friend class JsonParser;
 };
 
-// `s` as a JSON string literal (with quotes), ill-formed UTF-8 replaced by U+FFFD.
-void append_json_string(std::string& out, std::string_view s);
 // True when `s` is well-formed UTF-8.
 bool valid_utf8(std::string_view s);
 

@@ -1,4 +1,4 @@
-// Strict UTF-8 decoding and encoding, shared by the tokenizers (core) and the HTTP frontend's JSON.
+// Strict UTF-8 decoding and encoding, shared by the tokenizers (core), JSON log lines and the HTTP frontend's JSON.
 #pragma once
 
 #include <cstddef>
@@ -22,5 +22,9 @@ struct Utf8Step {
 Utf8Step decode_utf8(std::string_view s, std::size_t pos);
 
 void append_utf8(std::string& out, char32_t cp);
+
+// `s` as a JSON string literal: quotes, the escapes JSON requires, and U+FFFD for each byte that starts no
+// well-formed character, so the result is valid UTF-8 JSON whatever `s` holds (HTTP responses, JSON log lines).
+void append_json_string(std::string& out, std::string_view s);
 
 }  // namespace bitrun::unicode
