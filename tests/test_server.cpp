@@ -110,17 +110,10 @@ class TestServer {
 // A request on a raw socket, left open so the test decides when the client goes away.
 class RawClient {
  public:
-  RawClient(int port, const std::string& path, const std::string& body) {
-    fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<std::uint16_t>(port));
-    inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
-    if (connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) ADD_FAILURE() << "connect failed";
-    const std::string req = "POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                            "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
-    if (::send(fd_, req.data(), req.size(), 0) != static_cast<ssize_t>(req.size())) ADD_FAILURE() << "send failed";
-  }
+  // A JSON POST to `path`, framed by Content-Length.
+  RawClient(int port, const std::string& path, const std::string& body)
+      : RawClient(port, "POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                        "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body) {}
   // Sends `request` as it is (any framing); send() more later.
   RawClient(int port, const std::string& request) {
     fd_ = socket(AF_INET, SOCK_STREAM, 0);
@@ -129,7 +122,7 @@ class RawClient {
     addr.sin_port = htons(static_cast<std::uint16_t>(port));
     inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
     if (connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) ADD_FAILURE() << "connect failed";
-    send(request);
+    if (!send(request)) ADD_FAILURE() << "send failed";
   }
   // False once the server closed the connection (no SIGPIPE).
   bool send(const std::string& data) {
