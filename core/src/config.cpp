@@ -15,7 +15,8 @@ namespace bitrun {
 namespace {
 
 // Environment variables starting with BITRUN_ that are not config keys, so they are not reported as typos.
-constexpr const char* kKnownNonKeyEnv[] = {kEnvConfigFile, kEnvPluginPath, "BITRUN_SHARED_DIR"};
+constexpr const char* kKnownNonKeyEnv[] = {kEnvConfigFile, kEnvPluginPath, "BITRUN_SHARED_DIR",
+                                           "BITRUN_BUILD_DIR"};   // the scripts' build folder
 
 std::string_view type_name(ConfigType t) {
   switch (t) {
