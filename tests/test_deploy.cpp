@@ -212,6 +212,9 @@ TEST(Deploy, DockerfileBuildsWithTheProjectsScriptsAndServes) {
   EXPECT_EQ(expose, std::to_string(c.get_int("server.port")));
   EXPECT_NE(healthcheck.find("/dev/tcp/127.0.0.1/" + expose), std::string::npos);
   EXPECT_EQ(c.get_string("server.host"), "0.0.0.0");
+  // The build context leaves out host build trees (their CMake cache names other paths).
+  const std::string ignore = read_text(fs::path(BITRUN_SOURCE_DIR) / ".dockerignore");
+  for (const char* entry : {"build/\n", "build-*/\n"}) EXPECT_NE(ignore.find(entry), std::string::npos) << entry;
 }
 
 }  // namespace
