@@ -22,7 +22,8 @@ flags=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recov
 mkdir -p "$out/include/bitrun"
 sed 's/@[A-Za-z_]*@/0/g' "$root/core/include/bitrun/version.hpp.in" > "$out/include/bitrun/version.hpp"
 
-gguf_sources=("$root"/core/src/{error,fp16,ggml_float_codecs,ggml_ternary,ggml_types,gguf_reader,gguf_value,gguf_writer,mapping_guard}.cpp)
+gguf_sources=("$root"/core/src/{error,fp16,ggml_float_codecs,ggml_ternary,ggml_types}.cpp
+              "$root"/core/src/{gguf_reader,gguf_value,gguf_writer,mapping_guard}.cpp)
 build() {
   local name="$1"; shift
   if [ ! -x "$out/fuzz_$name" ] || [ -n "$(find "$root/core" "$root/plugins/frontend-http" "$root/tests/fuzz" \
@@ -36,7 +37,8 @@ for t in "${targets[@]}"; do
     gguf) build gguf "$root/tests/fuzz/fuzz_gguf.cpp" "${gguf_sources[@]}" ;;
     # The request parser's own sources are instrumented; the rest of the core (config, unicode) comes from the
     # built library.
-    request) build request "$root/tests/fuzz/fuzz_request.cpp" "$root"/plugins/frontend-http/{json,request_parser,api_error}.cpp \
+    request) build request "$root/tests/fuzz/fuzz_request.cpp" \
+               "$root"/plugins/frontend-http/{json,request_parser,api_error}.cpp \
                -L"$build_dir/lib" -lbitrun_core -Wl,-rpath,"$build_dir/lib" ;;
     *) echo "fuzz: unknown target '$t' (gguf, request)" >&2; exit 2 ;;
   esac
