@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <future>
+#include <map>
 #include <memory>
 #include <sstream>
 #include <thread>
@@ -919,27 +920,34 @@ TEST_F(ServerTest, JsonLogsOneLinePerRequest) {
   set_log_format(LogFormat::Json);
   set_log_level(spdlog::level::info);
   testing::internal::CaptureStderr();
-  ASSERT_EQ(s.post("/tokenize", R"({"content":"hi \"there\""})")->status, 200);
-  s.client().Get("/nowhere");
-  std::this_thread::sleep_for(50ms);   // the log line follows the response
+  // One keep-alive connection: its thread writes a request's log line before it reads the next request, so once
+  // the last answer is here, the two lines before it are written.
+  httplib::Client c("127.0.0.1", s.port());
+  c.set_keep_alive(true);
+  const auto tokenized = c.Post("/tokenize", R"({"content":"hi \"there\""})", "application/json");
+  const auto missing = c.Get("/nowhere");
+  const auto health = c.Get("/health");
   const std::string err = testing::internal::GetCapturedStderr();
+  ASSERT_TRUE(tokenized && missing && health);
+  EXPECT_EQ(tokenized->status, 200);
   set_log_level(level);
   set_log_format(LogFormat::Text);
-  std::vector<Json> requests;
+  // By path: a request's line follows its response, so two quick requests' lines may come in either order, and
+  // the readiness polls' /health lines may still arrive.
+  std::map<std::string, Json> requests;
   std::istringstream lines(err);
   for (std::string line; std::getline(lines, line);) {
     const Json j = Json::parse(line);   // every line is one JSON object
-    // (The readiness polls' /health lines may still arrive: their log line follows their response.)
     if (j.find("message")->as_string() == "request" && j.find("path")->as_string() != "/health")
-      requests.push_back(j);
+      requests[j.find("path")->as_string()] = j;
   }
   ASSERT_EQ(requests.size(), 2u) << err;
-  EXPECT_EQ(requests[0].find("method")->as_string(), "POST");
-  EXPECT_EQ(requests[0].find("path")->as_string(), "/tokenize");
-  EXPECT_EQ(requests[0].find("status")->as_int(), 200);
-  EXPECT_EQ(requests[0].find("component")->as_string(), "http");
-  EXPECT_GE(requests[0].find("duration_ms")->as_double(), 0.0);
-  EXPECT_EQ(requests[1].find("status")->as_int(), 404);
+  const Json& tokenize = requests.at("/tokenize");
+  EXPECT_EQ(tokenize.find("method")->as_string(), "POST");
+  EXPECT_EQ(tokenize.find("status")->as_int(), 200);
+  EXPECT_EQ(tokenize.find("component")->as_string(), "http");
+  EXPECT_GE(tokenize.find("duration_ms")->as_double(), 0.0);
+  EXPECT_EQ(requests.at("/nowhere").find("status")->as_int(), 404);
 }
 
 }  // namespace
