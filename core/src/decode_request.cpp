@@ -22,13 +22,17 @@ ModelFacts model_facts(const Model& model) {
   return facts;
 }
 
+std::int32_t request_context_size(const Config& config, const Model& model) {
+  const std::int64_t ctx = config.get_int("context_size");
+  return static_cast<std::int32_t>(ctx > 0 ? ctx : model.hparams().n_ctx_train);
+}
+
 DecodeRequest make_decode_request(const Config& config, const Model& model, std::vector<std::int32_t> prompt,
                                   std::int64_t max_tokens) {
   DecodeRequest request;
   request.prompt = std::move(prompt);
   request.max_tokens = static_cast<std::int32_t>(max_tokens);
-  const std::int64_t ctx = config.get_int("context_size");
-  request.context_size = static_cast<std::int32_t>(ctx > 0 ? ctx : model.hparams().n_ctx_train);
+  request.context_size = request_context_size(config, model);
   request.sampling = sampling_params_from_config(config);
   request.end_tokens = model.tokenizer().end_of_generation_tokens();
   request.model = model_facts(model);

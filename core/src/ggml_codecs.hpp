@@ -31,6 +31,9 @@ void encode_float_type(GgmlType type, const float* src, std::int64_t n_elems, st
 // One Q6_K block (210 bytes) as its parts: the 256 unsigned 6-bit values (weight = d * scales[k / 16] * (q[k] - 32)),
 // the 16 sub-block scales and the fp16 super-scale d as float.
 void unpack_q6_k_block(const std::uint8_t* block, std::uint8_t q[256], std::int8_t scales[16], float& d);
+// FormatError naming the row and block when a Q6_K block's scale d is inf or NaN (what a packer cannot multiply by;
+// the 6-bit values themselves cannot be invalid).
+void check_q6_k_scale(float d, std::int64_t row, std::int64_t block);
 
 // I2_S's packed codes for n (a multiple of 128) codes in -1..1: block b of 128 weights is 32 bytes, byte m holding
 // weights m, m+32, m+64, m+96 as code + 1 from the high bits down. n / 4 bytes at `out`; no scale.

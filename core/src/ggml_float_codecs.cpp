@@ -129,6 +129,12 @@ void encode_q6_k(const float* src, std::int64_t n_elems, std::uint8_t* out) {
 
 }   // namespace
 
+void check_q6_k_scale(float d, std::int64_t row, std::int64_t block) {
+  if (!std::isfinite(d))
+    throw FormatError("Q6_K row " + std::to_string(row) + " block " + std::to_string(block) + " has scale d = " +
+                      std::to_string(d));
+}
+
 void unpack_q6_k_block(const std::uint8_t* block, std::uint8_t q[256], std::int8_t scales[16], float& d) {
   d = fp16_to_f32(load_le<std::uint16_t>(block + kQ6DOff));
   std::memcpy(scales, block + kQ6ScOff, 16);

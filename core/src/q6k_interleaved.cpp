@@ -1,17 +1,10 @@
 #include "bitrun/q6k_interleaved.hpp"
 
-#include <cmath>
-#include <cstring>
-#include <string>
-
-#include "bitrun/error.hpp"
 #include "ggml_codecs.hpp"
 
 namespace bitrun {
 
 namespace {
-
-constexpr std::int64_t kQ6kBlockBytes = 210;
 
 // One 256-weight block of rows [first, first + R) at `out` (212 * R bytes), the layout of q6k_interleaved.hpp.
 void pack_block(const Q6kMatrixView& w, std::int64_t first, std::int64_t R, std::int64_t b, std::uint8_t* out) {
@@ -19,17 +12,15 @@ void pack_block(const Q6kMatrixView& w, std::int64_t first, std::int64_t R, std:
   std::uint8_t* high = out + 128 * R;
   auto* scales = reinterpret_cast<std::int8_t*>(out + 192 * R);
   float* d = reinterpret_cast<float*>(out + 208 * R);
-  const std::int64_t blocks = w.cols / kQ6kBlock;
+  const std::int64_t blocks = w.cols / kQ6kBlock, block_bytes = type_traits(GgmlType::Q6_K).block_bytes;
   for (std::int64_t r = 0; r < R; ++r) {
     std::uint8_t q[kQ6kBlock] = {};
     std::int8_t sc[16] = {};
     float dr = 0.0f;
     const std::int64_t m = first + r;
     if (m < w.rows) {
-      detail::unpack_q6_k_block(w.blocks + (m * blocks + b) * kQ6kBlockBytes, q, sc, dr);
-      if (!std::isfinite(dr))
-        throw FormatError("Q6_K row " + std::to_string(m) + " block " + std::to_string(b) + " has scale d = " +
-                          std::to_string(dr));
+      detail::unpack_q6_k_block(w.blocks + (m * blocks + b) * block_bytes, q, sc, dr);
+      detail::check_q6_k_scale(dr, m, b);
     }
     for (int v = 0; v < 32; ++v)
       for (int i = 0; i < 4; ++i)

@@ -36,11 +36,12 @@ class ReferenceQ6k final : public PackedMatrix {
       : PackedMatrix(w.rows, w.cols), values(static_cast<std::size_t>(w.rows * w.cols)),
         scales(static_cast<std::size_t>(w.rows * w.cols / 16)), d(static_cast<std::size_t>(w.rows * w.cols / 256)) {
     std::uint8_t q[256];
+    const auto block_bytes = static_cast<std::size_t>(type_traits(GgmlType::Q6_K).block_bytes);
     for (std::size_t b = 0; b < d.size(); ++b) {
-      detail::unpack_q6_k_block(w.blocks + b * 210, q, scales.data() + 16 * b, d[b]);
-      if (!std::isfinite(d[b]))
-        throw FormatError("Q6_K row " + std::to_string(b / static_cast<std::size_t>(w.cols / 256)) + " has scale d = " +
-                          std::to_string(d[b]));
+      detail::unpack_q6_k_block(w.blocks + b * block_bytes, q, scales.data() + 16 * b, d[b]);
+      const auto blocks_per_row = static_cast<std::size_t>(w.cols / 256);
+      detail::check_q6_k_scale(d[b], static_cast<std::int64_t>(b / blocks_per_row),
+                               static_cast<std::int64_t>(b % blocks_per_row));
       for (int k = 0; k < 256; ++k) values[256 * b + k] = static_cast<std::int8_t>(q[k] - 32);
     }
   }

@@ -46,7 +46,7 @@ void Api::generate(const httplib::Request& req, httplib::Response& res, Endpoint
   // longest token text, so this many tokens at least.
   std::size_t text_bytes = r.prompt_is_tokens ? 0 : r.prompt_text.size();
   for (const auto& m : r.messages) text_bytes += m.content.size();
-  const std::int64_t context = make_decode_request(ctx_.config, ctx_.model, {}, 1).context_size;
+  const std::int64_t context = request_context_size(ctx_.config, ctx_.model);
   if (const auto at_least = static_cast<std::int64_t>(text_bytes / tok.max_token_text_bytes()); at_least >= context)
     bad_request("the prompt is at least " + std::to_string(at_least) + " tokens long (" + std::to_string(text_bytes) +
                 " bytes of text) but the context holds " + std::to_string(context));

@@ -24,7 +24,7 @@ Json model_json(const ServeContext& ctx) {
   // bitrun's own fields (OpenAI clients ignore them; the chat page shows them).
   Json info = Json::object();
   info["architecture"] = ctx.model.architecture().name;
-  info["context_length"] = make_decode_request(ctx.config, ctx.model, {}, 1).context_size;
+  info["context_length"] = request_context_size(ctx.config, ctx.model);
   info["backend"] = ctx.model.backend().name();
   info["vocab_size"] = ctx.model.hparams().n_vocab;
   const ModelFacts facts = model_facts(ctx.model);

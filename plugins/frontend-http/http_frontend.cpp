@@ -35,6 +35,13 @@ void log_request(const httplib::Request& req, const httplib::Response& res) {
   log_event("http", spdlog::level::info, "request", fields);
 }
 
+// Answers `status` and ends the connection: what is left of the request on it (an unread body, a head that was
+// refused) must not be taken for the next request.
+void refuse_and_close(httplib::Response& res, int status, const std::string& message) {
+  res.set_header("Connection", "close");
+  send_json(res, status, error_body(status, message));
+}
+
 }  // namespace
 
 HttpFrontend::HttpFrontend(const Config& config)
@@ -102,16 +109,11 @@ httplib::Server::HandlerWithContentReader HttpFrontend::post_route(httplib::Serv
       with_body.body.append(data, length);
       return true;
     });
-    if (too_large || !complete) {
-      // The unread rest of the body would be taken for the next request: this connection ends with the answer.
-      res.set_header("Connection", "close");
-      if (too_large)
-        send_json(res, 413, error_body(413, "the request body is larger than server.max_body_bytes = " +
-                                                std::to_string(settings_.max_body_bytes) + " bytes"));
-      else
-        send_json(res, 400, error_body(400, "the request body could not be read (malformed chunked encoding?)"));
-      return;
-    }
+    if (too_large)
+      return refuse_and_close(res, 413, "the request body is larger than server.max_body_bytes = " +
+                                            std::to_string(settings_.max_body_bytes) + " bytes");
+    if (!complete)
+      return refuse_and_close(res, 400, "the request body could not be read (malformed chunked encoding?)");
     handler(with_body, res);
   };
 }
@@ -129,11 +131,9 @@ void HttpFrontend::install_routes() {
     std::size_t head_bytes = req.path.size();
     for (const auto& [name, value] : req.headers) head_bytes += name.size() + value.size() + 4;
     if (req.headers.size() > kMaxHeaders || head_bytes > kMaxHeadBytes) {
-      res.set_header("Connection", "close");
-      send_json(res, 431, error_body(431, "the request has " + std::to_string(req.headers.size()) + " headers of " +
-                                              std::to_string(head_bytes) + " bytes (at most " +
-                                              std::to_string(kMaxHeaders) + " headers, " +
-                                              std::to_string(kMaxHeadBytes) + " bytes)"));
+      refuse_and_close(res, 431, "the request has " + std::to_string(req.headers.size()) + " headers of " +
+                                     std::to_string(head_bytes) + " bytes (at most " + std::to_string(kMaxHeaders) +
+                                     " headers, " + std::to_string(kMaxHeadBytes) + " bytes)");
       return httplib::Server::HandlerResponse::Handled;
     }
     // A body framed two ways (or in a coding bitrun does not read) is refused before any of it is read: a proxy
@@ -146,8 +146,7 @@ void HttpFrontend::install_routes() {
       else if (req.get_header_value_count("Transfer-Encoding") != 1 || coding != "chunked")
         problem = "a Transfer-Encoding other than a single 'chunked'";
       if (problem) {
-        res.set_header("Connection", "close");
-        send_json(res, 400, error_body(400, std::string("the request has ") + problem));
+        refuse_and_close(res, 400, std::string("the request has ") + problem);
         return httplib::Server::HandlerResponse::Handled;
       }
     }

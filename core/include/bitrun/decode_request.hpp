@@ -17,6 +17,9 @@ class Model;
 // text `|<MASK>|` if it encodes to a single token, else -1 (a diffusion decoder then refuses the request).
 ModelFacts model_facts(const Model& model);
 
+// Positions a request's sequence gets: the config's context_size, else the model's training context.
+std::int32_t request_context_size(const Config& config, const Model& model);
+
 // A request for `prompt` with the config's context size (context_size, else the model's), sampling.*, the model's
 // end-of-generation tokens and model_facts(model).
 DecodeRequest make_decode_request(const Config& config, const Model& model, std::vector<std::int32_t> prompt,
