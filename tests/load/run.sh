@@ -7,6 +7,7 @@
 # usage: tests/load/run.sh BUILD_DIR [serve options...]
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "$here/../lib/wait_for_serving.sh"
 build="$1"
 shift
 model="${BITRUN_SHARED_DIR:-$here/../../../shared}/models/stories260K.gguf"
@@ -14,12 +15,7 @@ log="$(mktemp)"
 "$build/bin/bitrun" serve --model "$model" --port 0 --set log.level=info "$@" >"$log" 2>&1 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true; rm -f "$log"' EXIT
-port=""
-for _ in $(seq 1 100); do
-  port="$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$log" | head -1 | sed 's/.*://')" || true
-  [ -n "$port" ] && grep -q "serving model" "$log" && break
-  sleep 0.1
-done
+wait_for_serving "$log" "$pid"
 rss() { awk '/VmRSS/ {print $2 " kB"}' "/proc/$pid/status"; }
 # A few requests first, so the RSS before is that of a warmed-up server.
 for _ in 1 2 3 4; do curl -s -o /dev/null "http://127.0.0.1:$port/v1/completions" \

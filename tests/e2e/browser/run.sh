@@ -6,6 +6,7 @@
 # usage: run.sh BITRUN_EXE MODEL TEST_DECODER_DIR WORK_DIR      exit 77 = skipped (no node/npm or no chromium)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "$here/../../lib/wait_for_serving.sh"
 bitrun="$1" model="$2" decoders="$3" work="$4"
 
 for tool in node npm; do
@@ -21,14 +22,7 @@ log="$work/server.log"
   --set log.level=info >"$log" 2>&1 &
 pid=$!
 trap 'kill -9 "$pid" 2>/dev/null || true' EXIT
-port=""
-for _ in $(seq 1 200); do
-  port="$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$log" | head -1 | sed 's/.*://')" || true
-  [ -n "$port" ] && grep -q "serving model" "$log" && break
-  kill -0 "$pid" 2>/dev/null || { echo "bitrun serve exited:"; cat "$log"; exit 1; }
-  sleep 0.1
-done
-[ -n "$port" ] || { echo "bitrun serve did not start:"; cat "$log"; exit 1; }
+wait_for_serving "$log" "$pid"
 
 (cd "$work" && npm ci --no-audit --no-fund --loglevel=error)
 (cd "$work" && BITRUN_URL="http://127.0.0.1:$port/" CHROMIUM="$browser" BITRUN_OUT="$work" node --test test.mjs)

@@ -5,6 +5,7 @@
 # usage: run.sh BITRUN_EXE WORK_DIR        exit 77 = skipped (no node/npm, or no ../shared)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "$here/../../lib/wait_for_serving.sh"
 bitrun="$1"
 work="$2"
 shared="${BITRUN_SHARED_DIR:-$here/../../../../shared}"
@@ -25,14 +26,7 @@ pid=$!
 cleanup() { kill -9 "$pid" 2>/dev/null || true; }
 trap cleanup EXIT
 
-port=""
-for _ in $(seq 1 200); do
-  port="$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$log" | head -1 | sed 's/.*://')" || true
-  [ -n "$port" ] && break
-  kill -0 "$pid" 2>/dev/null || { echo "bitrun serve exited:"; cat "$log"; exit 1; }
-  sleep 0.1
-done
-[ -n "$port" ] || { echo "bitrun serve did not start listening:"; cat "$log"; exit 1; }
+wait_for_serving "$log" "$pid"
 
 (cd "$work" && npm ci --no-audit --no-fund --loglevel=error)
 # Ready once /health answers 200 (it says 503 while the model loads).
