@@ -46,7 +46,9 @@ bool copy_from_mapping(void* dst, const void* src, std::size_t n) {
   install_handler();
   sigjmp_buf resume;
   sigjmp_buf* const outer = t_resume;
-  if (sigsetjmp(resume, 1) != 0) {   // back from the handler: a page was gone
+  // savemask 0: saving the signal mask is a system call on every copy (a token's embedding row), and there is
+  // nothing to restore, since SA_NODEFER leaves the mask as it was when the handler jumps back.
+  if (sigsetjmp(resume, 0) != 0) {   // back from the handler: a page was gone
     t_resume = outer;
     return false;
   }
