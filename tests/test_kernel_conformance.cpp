@@ -421,9 +421,11 @@ CachedLayer random_cache(KvCacheType type, std::int64_t positions, std::int64_t 
   return c;
 }
 
-// Heads / KV heads / head size: GQA ratios 1 to 16, head sizes that are not multiples of 8 or 16 lanes.
-const std::tuple<int, int, int> kAttentionShapes[] = {{4, 4, 8}, {8, 4, 64}, {20, 5, 128}, {6, 3, 13},
-                                                      {8, 2, 37}, {16, 1, 100}, {3, 3, 24}};
+// Heads / KV heads / head size: GQA ratios 1 to 16, head sizes that are not multiples of 8 or 16 lanes, and
+// whole-register head sizes that the decode path splits into 1 to 8 registers per slice, odd and even numbers of
+// query vectors per KV head (the default model's 4/2/32, 6/2/48, 2/1/256).
+const std::tuple<int, int, int> kAttentionShapes[] = {{4, 4, 8},  {8, 4, 64}, {20, 5, 128}, {6, 3, 13}, {8, 2, 37},
+                                                      {16, 1, 100}, {3, 3, 24}, {4, 2, 32}, {6, 2, 48}, {2, 1, 256}};
 
 // Attention of `backend` over `cache` for `rows` query rows: a causal prefix for the first half of the rows, all
 // `positions` for the rest (a bidirectional block; block masks are limits too), and with 40 rows (more than one

@@ -23,6 +23,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "bitrun/kv_layer_view.hpp"
@@ -77,27 +78,117 @@ inline FloatVec<16> fma(FloatVec<16> a, FloatVec<16> b, FloatVec<16> c) {
 }
 #endif
 
-inline float hsum(FloatVec<8> v) {
-  const __m256 x = reinterpret_cast<__m256>(v);
-  __m128 r = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
-  r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-  return _mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)));
+// Tree reduction of Lanes registers to one: lane p of the result is the sum of the lanes of a[p]. Each level adds
+// pairs of registers Half lanes apart after interleaving their blocks of Half lanes, which halves the registers and
+// doubles what each lane sums; log2(Lanes) levels in all, instead of a horizontal sum per register.
+template <int Lanes, int Half>
+constexpr int low_halves(int lane) {   // within each block of 2 * Half lanes: x's first Half, then y's first Half
+  const int block = lane / (2 * Half) * (2 * Half), within = lane % (2 * Half);
+  return within < Half ? block + within : Lanes + block + within - Half;
 }
-#ifdef __AVX512F__
-inline float hsum(FloatVec<16> v) { return _mm512_reduce_add_ps(reinterpret_cast<__m512>(v)); }
-#endif
+template <int Lanes, int Half, std::size_t... I>
+inline FloatVec<Lanes> fold_pair(FloatVec<Lanes> x, FloatVec<Lanes> y, std::index_sequence<I...>) {
+  return __builtin_shufflevector(x, y, low_halves<Lanes, Half>(static_cast<int>(I))...) +
+         __builtin_shufflevector(x, y, (low_halves<Lanes, Half>(static_cast<int>(I)) + Half)...);
+}
+template <int Lanes, int Count = Lanes>
+inline FloatVec<Lanes> reduce_lanes(FloatVec<Lanes>* a) {
+  if constexpr (Count == 1) {
+    return a[0];
+  } else {
+    constexpr int Half = Count / 2;
+    for (int i = 0; i < Half; ++i) a[i] = fold_pair<Lanes, Half>(a[i], a[i + Half], std::make_index_sequence<Lanes>{});
+    return reduce_lanes<Lanes, Half>(a);
+  }
+}
 
 // Scores of one query vector against n_pos keys stored as rows (k[p * head_dim + d], head_dim a multiple of
-// Lanes): a dot product per position, summed across lanes at the end. Cheaper than transposing the keys when only
-// a vector or two use them.
+// Lanes; rows up to n_pos rounded up to Lanes must be readable): Lanes positions at a time, each summing its
+// products in its own register (independent chains), then reduce_lanes turns the Lanes registers into one
+// register of Lanes scores. out gets n_pos rounded up to Lanes values.
 template <int Lanes>
 inline void row_scores(const float* q, const float* k, std::int64_t n_pos, std::int64_t head_dim, float* out) {
   using V = FloatVec<Lanes>;
-  for (std::int64_t p = 0; p < n_pos; ++p) {
-    const float* kp = k + p * head_dim;
-    V a = load<Lanes>(q) * load<Lanes>(kp);
-    for (std::int64_t d = Lanes; d < head_dim; d += Lanes) a = fma(load<Lanes>(q + d), load<Lanes>(kp + d), a);
-    out[p] = hsum(a);
+  for (std::int64_t p0 = 0; p0 < n_pos; p0 += Lanes) {
+    V a[Lanes];
+    const float* kb = k + p0 * head_dim;
+    const V q0 = load<Lanes>(q);
+    for (int j = 0; j < Lanes; ++j) a[j] = q0 * load<Lanes>(kb + j * head_dim);
+    for (std::int64_t d = Lanes; d < head_dim; d += Lanes) {
+      const V qd = load<Lanes>(q + d);
+      for (int j = 0; j < Lanes; ++j) a[j] = fma(qd, load<Lanes>(kb + j * head_dim + d), a[j]);
+    }
+    store<Lanes>(out + p0, reduce_lanes<Lanes>(a));
+  }
+}
+
+// Largest of w[0..n), n >= 1.
+template <int Lanes>
+inline float max_of(const float* w, std::int64_t n) {
+  using V = FloatVec<Lanes>;
+  float m = w[0];
+  std::int64_t p = 0;
+  if (n >= Lanes) {
+    V mv = load<Lanes>(w);
+    for (p = Lanes; p + Lanes <= n; p += Lanes) {
+      const V x = load<Lanes>(w + p);
+      mv = mv > x ? mv : x;
+    }
+    for (int j = 0; j < Lanes; ++j) m = std::max(m, mv[j]);
+  }
+  for (; p < n; ++p) m = std::max(m, w[p]);
+  return m;
+}
+
+// For Vecs query vectors at once, over Blocks registers (Blocks * Lanes values) of V rows `stride` values apart
+// starting at v: acc_i = acc_i * rescale_i + sum_p w_i[p] * v_p. The accumulators stay in registers across all
+// positions (Vecs * Blocks independent chains keep the multiply-add units busy) and each V register loaded serves
+// every vector.
+template <int Lanes, int Blocks, int Vecs>
+inline void weighted_sums(const float* const* w, const float* rescale, const float* v, std::int64_t positions,
+                          std::int64_t stride, float* const* acc) {
+  using V = FloatVec<Lanes>;
+  V r[Vecs][Blocks];
+  for (int i = 0; i < Vecs; ++i)
+    for (int b = 0; b < Blocks; ++b) r[i][b] = load<Lanes>(acc[i] + b * Lanes) * rescale[i];
+  for (std::int64_t p = 0; p < positions; ++p) {
+    V wp[Vecs];
+    for (int i = 0; i < Vecs; ++i) wp[i] = V{} + w[i][p];
+    const float* vp = v + p * stride;
+    for (int b = 0; b < Blocks; ++b) {
+      const V vb = load<Lanes>(vp + b * Lanes);
+      for (int i = 0; i < Vecs; ++i) r[i][b] = fma(wp[i], vb, r[i][b]);
+    }
+  }
+  for (int i = 0; i < Vecs; ++i)
+    for (int b = 0; b < Blocks; ++b) store<Lanes>(acc[i] + b * Lanes, r[i][b]);
+}
+
+// weighted_sums over the whole head dimension (a multiple of Lanes) for n_vec vectors: pairs of vectors, slices
+// of at most kSlice registers (16 + 3 registers in flight on AVX-512's 32, 8 + 3 on AVX2's 16).
+template <int Lanes>
+inline void weighted_sums_all(const float* w, std::int64_t w_stride, const float* rescale, std::int64_t n_vec,
+                              const float* v, std::int64_t positions, std::int64_t head_dim, float* acc) {
+  constexpr std::int64_t kSlice = Lanes == 16 ? 8 : 4;
+  const std::int64_t blocks = head_dim / Lanes;
+  for (std::int64_t i = 0; i < n_vec; i += 2) {
+    const bool pair = i + 1 < n_vec;
+    const float* wi[2] = {w + i * w_stride, w + (i + pair) * w_stride};
+    for (std::int64_t b0 = 0; b0 < blocks;) {
+      const std::int64_t left = std::min(kSlice, blocks - b0);
+      const std::int64_t nb = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
+      float* ai[2] = {acc + i * head_dim + b0 * Lanes, acc + (i + pair) * head_dim + b0 * Lanes};
+      const float* vb = v + b0 * Lanes;
+      auto run = [&]<int Blocks>() {
+        if (pair) weighted_sums<Lanes, Blocks, 2>(wi, rescale + i, vb, positions, head_dim, ai);
+        else weighted_sums<Lanes, Blocks, 1>(wi, rescale + i, vb, positions, head_dim, ai);
+      };
+      if (nb == 8) run.template operator()<8>();
+      else if (nb == 4) run.template operator()<4>();
+      else if (nb == 2) run.template operator()<2>();
+      else run.template operator()<1>();
+      b0 += nb;
+    }
   }
 }
 
@@ -243,6 +334,9 @@ void attention_kernel(int threads, const float* q, std::int64_t rows, const KvLa
         const float* qi = q + ((r0 + i / group) * n_heads + kvh * group + i % group) * head_dim;
         for (std::int64_t d = 0; d < head_dim; ++d)
           qt[(lg * head_dim + d) * Lanes + lane] = i < n_vec ? qi[d] * scale : 0.0f;
+      } else if (i < n_vec) {   // the few-vectors path reads vector i, pre-scaled, at qt + i * head_dim
+        const float* qi = q + ((r0 + i / group) * n_heads + kvh * group + i % group) * head_dim;
+        for (std::int64_t d = 0; d < head_dim; ++d) qt[i * head_dim + d] = qi[d] * scale;
       }
       lim[i] = i < n_vec ? static_cast<float>(limit[r0 + i / group]) : 0.0f;
       max[i] = -std::numeric_limits<float>::infinity();
@@ -255,12 +349,21 @@ void attention_kernel(int threads, const float* q, std::int64_t rows, const KvLa
 
     for (std::int64_t c0 = p_begin; c0 < p_end; c0 += kPosChunk) {
       const std::int64_t n_pos = std::min(kPosChunk, p_end - c0);
-      for (std::int64_t p = 0; p < n_pos; ++p) cached.key(c0 + p, kvh, k_rows + p * head_dim);
-      for (std::int64_t p = 0; p < n_pos; ++p) cached.value(c0 + p, kvh, v_rows + p * head_dim);
+      // Each row read is followed by a prefetch of the same row one chunk ahead: a task walks positions a whole
+      // cache row apart (all KV heads lie between), which the hardware prefetchers follow too late.
+      const std::int64_t ahead = std::max<std::int64_t>(0, std::min(n_pos, p_end - c0 - kPosChunk));
+      for (std::int64_t p = 0; p < n_pos; ++p) {
+        if (p < ahead) cached.prefetch_key(c0 + kPosChunk + p, kvh);
+        cached.key(c0 + p, kvh, k_rows + p * head_dim);
+      }
+      for (std::int64_t p = 0; p < n_pos; ++p) {
+        if (p < ahead) cached.prefetch_value(c0 + kPosChunk + p, kvh);
+        cached.value(c0 + p, kvh, v_rows + p * head_dim);
+      }
       if (!lane_groups_used) {
-        // Too few query vectors to fill half the lanes (decoding a row or two): each vector's scores one dot product
-        // per key, or (a head dimension that is not whole registers) against the keys transposed once per chunk
-        // as registers of positions.
+        // Too few query vectors to fill half the lanes (decoding a row or two): each vector's scores come from its
+        // dot products with the key rows, reduced Lanes positions at a time (row_scores), or (a head dimension
+        // that is not whole registers) against the keys transposed once per chunk as registers of positions.
         const bool by_rows = head_dim % Lanes == 0;
         if (!by_rows) {
           for (std::int64_t p = 0; p < n_pos; ++p)
@@ -269,22 +372,39 @@ void attention_kernel(int threads, const float* q, std::int64_t rows, const KvLa
             for (std::int64_t d = 0; d < head_dim; ++d)
               std::fill(k_t + d * kPosChunk + n_pos, k_t + (d + 1) * kPosChunk, 0.0f);
         }
+        // Vector i's weights go to w + i * kPosChunk: exp(score - max) for the positions it sees in this chunk, 0
+        // for the rest, so all vectors can share one pass over the V rows.
+        float* rescale = w + n_vec * kPosChunk;
         for (std::int64_t i = 0; i < n_vec; ++i) {
+          float* wi = w + i * kPosChunk;
           const std::int64_t seen = std::clamp<std::int64_t>(limit[r0 + i / group] - c0, 0, n_pos);
-          if (seen == 0) continue;
-          const float* qi = q + ((r0 + i / group) * n_heads + kvh * group + i % group) * head_dim;
-          if (by_rows) row_scores<Lanes>(qi, k_rows, seen, head_dim, w);
-          else chunk_scores<Lanes>(qi, k_t, head_dim, w);
-          float chunk_max = -std::numeric_limits<float>::infinity();
-          for (std::int64_t p = 0; p < seen; ++p) chunk_max = std::max(chunk_max, w[p] *= scale);
-          const float new_max = std::max(max[i], chunk_max);
-          const float rescale = std::exp(max[i] - new_max);   // 0 on the first chunk (max was -inf)
-          sum[i] = sum[i] * rescale + ExpShifted(w, seen, new_max);
+          rescale[i] = 1.0f;
+          if (seen == 0) {
+            std::fill(wi, wi + n_pos, 0.0f);
+            continue;
+          }
+          if (by_rows) {
+            row_scores<Lanes>(qt + i * head_dim, k_rows, seen, head_dim, wi);
+          } else {
+            const float* qi = q + ((r0 + i / group) * n_heads + kvh * group + i % group) * head_dim;
+            chunk_scores<Lanes>(qi, k_t, head_dim, wi);
+            for (std::int64_t p = 0; p < seen; ++p) wi[p] *= scale;
+          }
+          const float new_max = std::max(max[i], max_of<Lanes>(wi, seen));
+          rescale[i] = std::exp(max[i] - new_max);   // 0 on the first chunk (max was -inf)
+          sum[i] = sum[i] * rescale[i] + ExpShifted(wi, seen, new_max);
           max[i] = new_max;
-          float* a = acc + i * head_dim;
-          if (rescale != 1.0f)
-            for (std::int64_t d = 0; d < head_dim; ++d) a[d] *= rescale;
-          weighted_sum<Lanes>(w, v_rows, seen, head_dim, a);
+          std::fill(wi + seen, wi + n_pos, 0.0f);
+        }
+        if (by_rows) {
+          weighted_sums_all<Lanes>(w, kPosChunk, rescale, n_vec, v_rows, n_pos, head_dim, acc);
+        } else {
+          for (std::int64_t i = 0; i < n_vec; ++i) {
+            float* a = acc + i * head_dim;
+            if (rescale[i] != 1.0f)
+              for (std::int64_t d = 0; d < head_dim; ++d) a[d] *= rescale[i];
+            weighted_sum<Lanes>(w + i * kPosChunk, v_rows, n_pos, head_dim, a);
+          }
         }
         continue;
       }

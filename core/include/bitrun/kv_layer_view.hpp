@@ -46,8 +46,16 @@ class KvRowReader {
   // head_dim floats of KV head kvh at position p.
   void key(std::int64_t p, std::int64_t kvh, float* dst) const { read(kv_.k, kv_.k_scale, p, kvh, dst); }
   void value(std::int64_t p, std::int64_t kvh, float* dst) const { read(kv_.v, kv_.v_scale, p, kvh, dst); }
+  // Ask for the K (V) row of (p, kvh) to be brought into cache ahead of its reading.
+  void prefetch_key(std::int64_t p, std::int64_t kvh) const { prefetch(kv_.k, p, kvh); }
+  void prefetch_value(std::int64_t p, std::int64_t kvh) const { prefetch(kv_.v, p, kvh); }
 
  private:
+  void prefetch(const void* base, std::int64_t p, std::int64_t kvh) const {
+    const std::int64_t size = kv_value_bytes(kv_.type);
+    const char* row = static_cast<const char*>(base) + (p * kv_.row_stride + kvh * head_dim_) * size;
+    for (std::int64_t b = 0; b < head_dim_ * size; b += 64) __builtin_prefetch(row + b);
+  }
   void read(const void* base, const float* scales, std::int64_t p, std::int64_t kvh, float* dst) const {
     const std::int64_t offset = p * kv_.row_stride + kvh * head_dim_;
     if (kv_.type == KvCacheType::F16)
