@@ -38,7 +38,7 @@ for t in "${targets[@]}"; do
     # The request parser's own sources are instrumented; the rest of the core (config, unicode) comes from the
     # built library.
     request) build request "$root/tests/fuzz/fuzz_request.cpp" \
-               "$root"/plugins/frontend-http/{json,request_parser,api_error}.cpp \
+               "$root"/plugins/frontend-http/{request_parser,api_error}.cpp "$root"/core/src/json.cpp \
                -L"$build_dir/lib" -lbitrun_core -Wl,-rpath,"$build_dir/lib" ;;
     *) echo "fuzz: unknown target '$t' (gguf, request)" >&2; exit 2 ;;
   esac

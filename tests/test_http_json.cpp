@@ -4,7 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "api_error.hpp"
-#include "json.hpp"
+#include "bitrun/json.hpp"
 #include "request_parser.hpp"
 
 namespace bitrun::http {

@@ -32,14 +32,13 @@
 #include "bitrun/stop_strings.hpp"
 #include "bitrun/tokenizer.hpp"
 #include "test_support.hpp"
-#include "json.hpp"
+#include "bitrun/json.hpp"
 
 namespace bitrun {
 namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
-using http::Json;
 
 fs::path model_file() { return test::shared_path("models/stories260K.gguf"); }
 

@@ -1,6 +1,6 @@
 #include "api_error.hpp"
 
-#include "json.hpp"
+#include "bitrun/json.hpp"
 
 namespace bitrun::http {
 

@@ -8,7 +8,7 @@
 #include "bitrun/model.hpp"
 #include "bitrun/scheduler.hpp"
 #include "bitrun/tokenizer.hpp"
-#include "json.hpp"
+#include "bitrun/json.hpp"
 
 namespace bitrun::http {
 

@@ -11,7 +11,7 @@
 
 #include "bitrun/chat_template.hpp"
 #include "bitrun/decoder.hpp"
-#include "json.hpp"
+#include "bitrun/json.hpp"
 
 namespace bitrun::http {
 

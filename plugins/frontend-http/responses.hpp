@@ -7,7 +7,7 @@
 
 #include "bitrun/decoder.hpp"
 #include "bitrun/engine.hpp"
-#include "json.hpp"
+#include "bitrun/json.hpp"
 #include "request_parser.hpp"
 
 namespace bitrun {

@@ -10,7 +10,7 @@
 #include <string>
 
 #include "generation.hpp"
-#include "json.hpp"
+#include "bitrun/json.hpp"
 #include "responses.hpp"
 
 namespace bitrun::http {

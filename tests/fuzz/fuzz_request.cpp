@@ -8,7 +8,7 @@
 #include "api_error.hpp"
 #include "bitrun/error.hpp"
 #include "bitrun/sampler.hpp"
-#include "json.hpp"
+#include "bitrun/json.hpp"
 #include "request_parser.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -35,8 +35,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   } catch (const bitrun::Error&) {
   }
   try {   // the JSON value itself, written back out and read again: the same document
-    const bitrun::http::Json j = bitrun::http::parse_body(body);
-    if (bitrun::http::Json::parse(j.dump()).dump() != j.dump()) __builtin_trap();
+    const bitrun::Json j = bitrun::http::parse_body(body);
+    if (bitrun::Json::parse(j.dump()).dump() != j.dump()) __builtin_trap();
   } catch (const bitrun::http::ApiError&) {
   } catch (const bitrun::Error&) {
   }

@@ -1,11 +1,11 @@
-#include "json.hpp"
+#include "bitrun/json.hpp"
 
 #include <charconv>
 #include <cmath>
 
 #include "bitrun/utf8.hpp"
 
-namespace bitrun::http {
+namespace bitrun {
 namespace {
 
 constexpr int kMaxDepth = 64;
@@ -366,4 +366,4 @@ std::string Json::dump() const {
   return out;
 }
 
-}  // namespace bitrun::http
+}  // namespace bitrun

@@ -1,5 +1,5 @@
-// A small strict JSON value (RFC 8259) for the HTTP API: Debian's Boost 1.74 ships no Boost.JSON and nothing else
-// in the dependency list parses JSON. The parser rejects what the RFC does not allow (trailing commas, comments,
+// A small strict JSON value (RFC 8259) for the HTTP API and for model import (config.json, tokenizer.json): Debian's
+// Boost 1.74 ships no Boost.JSON and nothing else in the dependency list parses JSON. The parser rejects what the RFC does not allow (trailing commas, comments,
 // bad escapes, invalid UTF-8, duplicate keys, nesting deeper than 64) with an error that gives the byte offset.
 // Objects keep insertion order, so responses come out in the order OpenAI documents them.
 #pragma once
@@ -12,7 +12,7 @@
 #include <utility>
 #include <vector>
 
-namespace bitrun::http {
+namespace bitrun {
 
 class JsonError : public std::runtime_error {
  public:
@@ -91,4 +91,4 @@ class Json {
 // True when `s` is well-formed UTF-8.
 bool valid_utf8(std::string_view s);
 
-}  // namespace bitrun::http
+}  // namespace bitrun
