@@ -55,6 +55,12 @@ TEST(Json, RefusesWhatTheRfcForbidsAndSaysWhere) {
   EXPECT_NE(parse_error("\"\xC0\xAF\"").find("invalid UTF-8"), std::string::npos);   // overlong '/'
   EXPECT_NE(parse_error("\"\xED\xA0\x80\"").find("invalid UTF-8"), std::string::npos);   // encoded surrogate
   EXPECT_NE(parse_error("{\"a\":1,\"a\":2}").find("duplicate key \"a\""), std::string::npos);
+  // Large objects keep their keys in a hash set: a duplicate far down is still found, and 100K keys parse.
+  std::string big = "{";
+  for (int i = 0; i < 100000; ++i) big += (i ? ",\"k" : "\"k") + std::to_string(i) + "\":0";
+  EXPECT_EQ(parse_error(big + "}"), "(parsed)");
+  EXPECT_NE(parse_error(big + ",\"k17\":1}").find("duplicate key \"k17\""), std::string::npos);
+  EXPECT_NE(parse_error(big + ",\"k3\":1}").find("duplicate key \"k3\""), std::string::npos);
   EXPECT_NE(parse_error("").find("unexpected end of input"), std::string::npos);
   EXPECT_NE(parse_error("[\"unterminated").find("unterminated string"), std::string::npos);
   EXPECT_NE(parse_error(std::string(65, '[') + std::string(65, ']')).find("nesting deeper than 64"), std::string::npos);

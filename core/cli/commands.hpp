@@ -14,6 +14,7 @@ int run_generate_config(const Args& args, char** envp);
 int run_bench(const Args& args, char** envp);
 int run_chat(const Args& args, char** envp);
 int run_convert(const Args& args, char** envp);
+int run_import(const Args& args, char** envp);
 int run_generate(const Args& args, char** envp);
 int run_perplexity(const Args& args, char** envp);
 int run_serve(const Args& args, char** envp);

@@ -32,6 +32,7 @@ const std::map<std::string, Command>& commands() {
       {"perplexity", {bitrun::cli::run_perplexity, "score a text file with a model"}},
       {"synth", {bitrun::cli::run_synth, "write a synthetic benchmark model (real shapes, random ternary weights)"}},
       {"convert", {bitrun::cli::run_convert, "re-encode a GGUF to another weight type"}},
+      {"import", {bitrun::cli::run_import, "a Hugging Face checkpoint folder (safetensors) to GGUF"}},
   };
   return table;
 }

@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <cmath>
+#include <unordered_set>
 
 #include "bitrun/utf8.hpp"
 
@@ -69,16 +70,27 @@ class JsonParser {
       ++i_;
       return out;
     }
+    // Keys seen: a linear scan for small objects, a hash set past kLinearKeys (a tokenizer.json vocabulary has
+    // 128K keys, and a request body of many short keys must not cost quadratic time).
+    constexpr std::size_t kLinearKeys = 16;
+    std::unordered_set<std::string> seen;
     for (;;) {
       skip_ws();
       if (i_ >= s_.size() || s_[i_] != '"') fail("expected a string key");
       const std::size_t key_at = i_;
       std::string key = string();
-      for (const auto& [k, v] : members)
-        if (k == key) {
-          i_ = key_at;
-          fail("duplicate key \"" + key + "\"");
-        }
+      bool duplicate = false;
+      if (members.size() < kLinearKeys) {
+        for (const auto& [k, v] : members) duplicate |= k == key;
+      } else {
+        if (seen.empty())
+          for (const auto& [k, v] : members) seen.insert(k);
+        duplicate = !seen.insert(key).second;
+      }
+      if (duplicate) {
+        i_ = key_at;
+        fail("duplicate key \"" + key + "\"");
+      }
       skip_ws();
       if (i_ >= s_.size() || s_[i_] != ':') fail("expected ':'");
       ++i_;

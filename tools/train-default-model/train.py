@@ -27,6 +27,7 @@ sys.path.insert(0, HERE)
 import data  # noqa: E402
 import evaluate  # noqa: E402
 import export  # noqa: E402
+import export_hf  # noqa: E402
 import gguf_io  # noqa: E402
 import stages  # noqa: E402
 from modeling import Shape, Student, Teacher  # noqa: E402
@@ -46,6 +47,8 @@ def parse_args():
     p.add_argument("--work", default=os.path.join(REPO, "build", "train-default-model"),
                    help="checkpoints, the float GGUF and the report (default: build/train-default-model)")
     p.add_argument("--bitrun", default=os.path.join(REPO, "build", "bin", "bitrun"))
+    p.add_argument("--hf-out", default=os.path.join(REPO, "tests", "data", "default-model-hf"),
+                   help="the student as a Hugging Face style folder (safetensors) for `bitrun import` (export stage)")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--heldout-lines", type=int, default=40, help="first N non-empty lines: evaluation only")
@@ -262,6 +265,8 @@ def main():
                                 "stories260K (Karpathy, MIT) and trained for block diffusion (tools/train-default-model)")
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         export.convert(args.bitrun, float_path, args.out)
+        export_hf.write_hf_folder(student, meta, args.hf_out, args.block_size, args.context, export.MASK_TOKEN)
+        log("wrote %s (the same model as a safetensors folder, for bitrun import)" % args.hf_out)
         check = export.compare_with_bitrun(args.bitrun, args.out, student, tok, heldout, args.threads)
         report["bitrun_check"] = check
         log("bitrun vs PyTorch on the held-out lines: max |logit diff| %.2e, top-1 agreement %.4f over %d rows; "
