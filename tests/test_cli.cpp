@@ -207,6 +207,30 @@ std::vector<int> printed_ids(const std::string& output) {
 
 // Block diffusion from the command line: on stories260K with a designated mask token (mechanics only: it is not
 // a diffusion model), on a synthetic model that carries its own, and the errors when it cannot run.
+TEST(Cli, ImportWritesAModelThatGeneratesAndNamesBadInput) {
+  const std::string dir = std::string(BITRUN_SOURCE_DIR) + "/tests/data/default-model-hf";
+  const std::string out = (std::filesystem::temp_directory_path() / "bitrun-cli-import.gguf").string();
+  std::filesystem::remove(out);
+  Result r = run("import " + dir + " " + out);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("[  93/93]"), std::string::npos) << r.output;   // progress, one line per tensor
+  EXPECT_NE(r.output.find("wrote " + out), std::string::npos) << r.output;
+  const std::string greedy = " -n 16 --log-level warn --set sampling.temperature=0 -p 'Once upon a time'";
+  Result imported = run("generate -m " + out + greedy);
+  Result committed = run("generate -m " + std::string(BITRUN_SOURCE_DIR) + "/models/default.gguf" + greedy);
+  ASSERT_EQ(imported.status, 0) << imported.output;
+  EXPECT_EQ(imported.output.substr(0, imported.output.find("prompt")),
+            committed.output.substr(0, committed.output.find("prompt")));   // the text, not the timings
+  Result missing = run("import /nonexistent-folder " + out + ".2");
+  EXPECT_NE(missing.status, 0);
+  EXPECT_NE(missing.output.find("/nonexistent-folder: not a directory"), std::string::npos) << missing.output;
+  Result bad_type = run("import " + dir + " " + out + ".3 --type q4_0");
+  EXPECT_NE(bad_type.status, 0);
+  EXPECT_NE(bad_type.output.find("--type: unknown type 'q4_0'"), std::string::npos) << bad_type.output;
+  EXPECT_FALSE(std::filesystem::exists(out + ".2") || std::filesystem::exists(out + ".3"));
+  std::filesystem::remove(out);
+}
+
 TEST(Cli, GenerateRunsTheDiffusionDecoderAndReportsTokensPerForward) {
   if (!std::filesystem::exists(kShared + "models/stories260K.gguf")) GTEST_SKIP() << kShared << " not found";
   const std::string stories = "generate -m " + kShared + "models/stories260K.gguf --ids --log-level warn" +
