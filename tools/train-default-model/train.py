@@ -85,6 +85,8 @@ def parse_args():
     p.add_argument("--refine-lr", type=float, default=1e-3)
     # Stage 4: trajectories re-made by the refined student, then the stage-3 objective on them (same steps, lr).
     p.add_argument("--redistill-steps", type=int, default=1200)
+    p.add_argument("--redistill-rounds", type=int, default=1,
+                   help="stage 4 rounds, each on the trajectories of the previous round's student")
     p.add_argument("--ce-weight", type=float, default=0.5, help="weight of text cross-entropy next to the KL")
     p.add_argument("--stages", default=",".join(ALL_STAGES),
                    help="comma-separated subset; a later stage alone starts from the previous one's checkpoint")
@@ -234,12 +236,27 @@ def main():
 
     ckpt_redistilled = os.path.join(args.work, "student-redistilled.pt")
     if "redistill" in wanted:
-        trajectories = load_trajectories(args, student, documents, tok, report, made_by="refined",
-                                         regenerate="refine" in wanted)
-        log("stage 4: self-distillation on the refined student's own trajectories, %d steps at peak lr %g" % (
-            args.redistill_steps, args.refine_lr))
-        report["redistill_seconds"] = refine(args, student, distiller, documents, trajectories, mask_id,
-                                             args.redistill_steps, args.seed + 12)
+        # Round k makes the trajectories with the student of round k - 1 (the refined one for round 1) and trains on
+        # them; each round's checkpoint is kept, so a run with more rounds resumes after the last one it finds
+        # (unless an earlier stage ran in the same invocation).
+        first = 1
+        for k in range(args.redistill_rounds - 1, 0, -1):
+            ckpt = os.path.join(args.work, "student-redistilled-r%d.pt" % k)
+            if "refine" not in wanted and os.path.exists(ckpt):
+                student.load_state_dict(torch.load(ckpt))
+                first = k + 1
+                log("stage 4: resuming after round %d (%s)" % (k, ckpt))
+                break
+        for k in range(first, args.redistill_rounds + 1):
+            made_by = "refined" if k == 1 else "redistilled-r%d" % (k - 1)
+            trajectories = load_trajectories(args, student, documents, tok, report, made_by=made_by,
+                                             regenerate="refine" in wanted or k > first)
+            log("stage 4, round %d of %d: self-distillation on the %s student's own trajectories, %d steps at peak "
+                "lr %g" % (k, args.redistill_rounds, made_by, args.redistill_steps, args.refine_lr))
+            report["redistill_seconds" + ("" if k == 1 else "_r%d" % k)] = refine(
+                args, student, distiller, documents, trajectories, mask_id, args.redistill_steps,
+                args.seed + 12 + 3 * (k - 1))
+            torch.save(student.state_dict(), os.path.join(args.work, "student-redistilled-r%d.pt" % k))
         torch.save(student.state_dict(), ckpt_redistilled)
     elif "export" in wanted and os.path.exists(ckpt_redistilled):
         student.load_state_dict(torch.load(ckpt_redistilled))
