@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Fuzzes the GGUF reader and the HTTP request parser with libFuzzer (clang from Debian, with ASan and UBSan):
-#   bash scripts/fuzz.sh [SECONDS per target, default 60] [gguf|request ...]
+# Fuzzes the GGUF reader, the safetensors reader and the HTTP request parser with libFuzzer (clang from Debian,
+# with ASan and UBSan):
+#   bash scripts/fuzz.sh [SECONDS per target, default 60] [gguf|safetensors|request ...]
 # Builds the targets into build-fuzz/, starts from the seed corpus in tests/fuzz/corpus/ (plus what earlier runs
 # found, kept in build-fuzz/corpus/), and stops at the first crash, leak or sanitizer report (the reproducer is
 # written to build-fuzz/). Prints each target's executions and coverage. Not part of the test suite.
@@ -9,7 +10,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 seconds="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(gguf request)
+[ ${#targets[@]} -gt 0 ] || targets=(gguf safetensors request)
 
 build_dir="${BITRUN_BUILD_DIR:-$root/build}"
 "$root/scripts/build.sh" >/dev/null                          # the core library the request target links
@@ -35,12 +36,15 @@ build() {
 for t in "${targets[@]}"; do
   case "$t" in
     gguf) build gguf "$root/tests/fuzz/fuzz_gguf.cpp" "${gguf_sources[@]}" ;;
+    # The reader and the JSON parser of its header are instrumented; the rest comes from the built library.
+    safetensors) build safetensors "$root/tests/fuzz/fuzz_safetensors.cpp" "$root"/core/src/{safetensors,json}.cpp \
+                   -L"$build_dir/lib" -lbitrun_core -Wl,-rpath,"$build_dir/lib" ;;
     # The request parser's own sources are instrumented; the rest of the core (config, unicode) comes from the
     # built library.
     request) build request "$root/tests/fuzz/fuzz_request.cpp" \
                "$root"/plugins/frontend-http/{request_parser,api_error}.cpp "$root"/core/src/json.cpp \
                -L"$build_dir/lib" -lbitrun_core -Wl,-rpath,"$build_dir/lib" ;;
-    *) echo "fuzz: unknown target '$t' (gguf, request)" >&2; exit 2 ;;
+    *) echo "fuzz: unknown target '$t' (gguf, safetensors, request)" >&2; exit 2 ;;
   esac
 done
 

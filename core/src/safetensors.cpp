@@ -210,7 +210,8 @@ SafetensorsCheckpoint SafetensorsCheckpoint::open(const std::filesystem::path& d
     }
     for (const auto& [tensor, shard] : map->as_object()) {
       const SafetensorsFile& f = *c.files_[file_of[shard.as_string()]];
-      const auto it = std::find_if(f.tensors().begin(), f.tensors().end(), [&](auto& t) { return t.name == tensor; });
+      const std::string& wanted = tensor;   // (a structured binding cannot be captured before C++20 in clang 14)
+      const auto it = std::find_if(f.tensors().begin(), f.tensors().end(), [&](auto& t) { return t.name == wanted; });
       if (it == f.tensors().end())
         throw FormatError(index.string() + ": tensor '" + tensor + "' is not in " + shard.as_string());
       c.by_name_[tensor] = &*it;
