@@ -1,4 +1,4 @@
-// Block-diffusion decoding of one sequence as a step-wise policy (../shared/reference/diffusion.md). Positions
+// Block-diffusion decoding of one sequence as a step-wise policy (Fast-dLLM v2; docs/models.md). Positions
 // are generated block by block; inside a block, sub-blocks left to right, each step predicting every masked
 // position of the current sub-block (output row j-1 predicts position j) and unmasking some by the mode's rule.
 //

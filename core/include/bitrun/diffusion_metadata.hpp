@@ -7,7 +7,7 @@
 
 namespace bitrun {
 
-// The attention contract a diffusion model was trained under (../shared/reference/diffusion.md).
+// The attention contract a diffusion model was trained under (docs/models.md, "Diffusion metadata").
 enum class DiffusionAttention : std::int32_t {
   Unspecified,   // the file does not say
   BlockCausal,   // Fast-dLLM v2: bidirectional inside a block, causal across blocks, commit pass per block
