@@ -85,7 +85,7 @@ def parse_args():
     p.add_argument("--refine-lr", type=float, default=1e-3)
     # Stage 4: trajectories re-made by the refined student, then the stage-3 objective on them (same steps, lr).
     p.add_argument("--redistill-steps", type=int, default=1200)
-    p.add_argument("--redistill-rounds", type=int, default=1,
+    p.add_argument("--redistill-rounds", type=int, default=2,
                    help="stage 4 rounds, each on the trajectories of the previous round's student")
     p.add_argument("--ce-weight", type=float, default=0.5, help="weight of text cross-entropy next to the KL")
     p.add_argument("--stages", default=",".join(ALL_STAGES),

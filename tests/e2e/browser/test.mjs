@@ -39,6 +39,7 @@ test("shows the model and streams a reply", async () => {
 });
 
 test("block diffusion shows several tokens per forward", async () => {
+  await page.click("#new-chat");   // one story request: the small default model is confident on a single turn
   await page.selectOption("#decoder", "diffusion");
   await page.selectOption("#mode", "adaptive");
   await say("Tell me a story about a little dog.");
