@@ -23,7 +23,7 @@ flags=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recov
 mkdir -p "$out/include/bitrun"
 sed 's/@[A-Za-z_]*@/0/g' "$root/core/include/bitrun/version.hpp.in" > "$out/include/bitrun/version.hpp"
 
-gguf_sources=("$root"/core/src/{error,fp16,ggml_float_codecs,ggml_ternary,ggml_types}.cpp
+gguf_sources=("$root"/core/src/{error,file_mapping,fp16,ggml_float_codecs,ggml_ternary,ggml_types}.cpp
               "$root"/core/src/{gguf_reader,gguf_value,gguf_writer,mapping_guard}.cpp)
 build() {
   local name="$1"; shift

@@ -1,19 +1,16 @@
 // GgufFile: maps a GGUF file read-only and validates all of it before handing anything out. Every read goes
 // through Cursor, which checks the bytes left first, so a truncated or hostile file yields a FormatError naming
 // the offset and the problem instead of an out-of-bounds read.
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <limits>
 #include <string>
 
 #include "bitrun/error.hpp"
 #include "bitrun/gguf.hpp"
+#include "file_mapping.hpp"
 #include "ggml_codecs.hpp"
 #include "mapping_guard.hpp"
 
@@ -178,15 +175,6 @@ bool is_integer_type(GgufValueType t) {
 
 }  // namespace
 
-struct GgufFile::Mapping {
-  void* addr = nullptr;
-  std::size_t size = 0;
-  ~Mapping() {
-    if (addr) ::munmap(addr, size);
-  }
-  const std::uint8_t* bytes() const { return static_cast<const std::uint8_t*>(addr); }
-};
-
 GgufFile::GgufFile(GgufFile&&) noexcept = default;
 GgufFile& GgufFile::operator=(GgufFile&&) noexcept = default;
 GgufFile::~GgufFile() = default;
@@ -196,26 +184,8 @@ GgufFile GgufFile::open(const std::filesystem::path& path) {
   f.path_ = path;
   const std::string name = path.string();
 
-  const int fd = ::open(name.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw Error(name + ": cannot open model file: " + std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw Error(name + ": not a regular file");
-  }
-  f.size_ = static_cast<std::uint64_t>(st.st_size);
-  if (f.size_ < 24) {
-    ::close(fd);
-    throw FormatError(name + ": " + std::to_string(f.size_) + " bytes is too small to be a GGUF file (header is 24)");
-  }
-  f.map_ = std::make_unique<Mapping>();
-  f.map_->size = static_cast<std::size_t>(f.size_);
-  f.map_->addr = ::mmap(nullptr, f.map_->size, PROT_READ, MAP_PRIVATE, fd, 0);
-  ::close(fd);
-  if (f.map_->addr == MAP_FAILED) {
-    f.map_->addr = nullptr;
-    throw Error(name + ": cannot map model file: " + std::strerror(errno));
-  }
+  f.map_ = detail::FileMapping::open(path, "model file", 24, "to be a GGUF file (header is 24)");
+  f.size_ = f.map_->size();
 
   Cursor c(f.map_->bytes(), f.size_, name);
   if (std::memcmp(f.map_->bytes(), "GGUF", 4) != 0) c.fail("not a GGUF file (magic is not 'GGUF')");
@@ -413,7 +383,7 @@ void GgufFile::release(const GgufTensorInfo& t) const {
   const auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
   const std::uint64_t begin = (data_offset_ + t.offset + page - 1) / page * page;   // whole pages inside the tensor
   const std::uint64_t end = (data_offset_ + t.offset + t.bytes) / page * page;
-  if (end > begin) ::madvise(static_cast<std::uint8_t*>(map_->addr) + begin, end - begin, MADV_DONTNEED);
+  map_->release(begin, end);
 }
 
 }  // namespace bitrun

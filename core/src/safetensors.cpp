@@ -1,12 +1,6 @@
 #include "bitrun/safetensors.hpp"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -14,6 +8,7 @@
 #include "bitrun/error.hpp"
 #include "bitrun/ggml_types.hpp"
 #include "bitrun/json.hpp"
+#include "file_mapping.hpp"
 
 namespace bitrun {
 namespace {
@@ -84,34 +79,16 @@ std::vector<float> SafetensorsTensor::to_floats() const {
   return out;
 }
 
-SafetensorsFile::~SafetensorsFile() {
-  if (addr_) ::munmap(addr_, size_);
-}
+SafetensorsFile::~SafetensorsFile() = default;
 
 std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::filesystem::path& path) {
   const std::string name = path.string();
   auto fail = [&](const std::string& what) -> void { throw FormatError(name + ": " + what); };
   std::unique_ptr<SafetensorsFile> f(new SafetensorsFile());
-  const int fd = ::open(name.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw Error(name + ": cannot open: " + std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw Error(name + ": not a regular file");
-  }
-  const auto file_size = static_cast<std::uint64_t>(st.st_size);
-  if (file_size < 8) {
-    ::close(fd);
-    fail(std::to_string(file_size) + " bytes is too small for a safetensors file (the header length alone is 8)");
-  }
-  f->size_ = static_cast<std::size_t>(file_size);
-  f->addr_ = ::mmap(nullptr, f->size_, PROT_READ, MAP_PRIVATE, fd, 0);
-  ::close(fd);
-  if (f->addr_ == MAP_FAILED) {
-    f->addr_ = nullptr;
-    throw Error(name + ": cannot map: " + std::strerror(errno));
-  }
-  const auto* bytes = static_cast<const std::uint8_t*>(f->addr_);
+  f->map_ = detail::FileMapping::open(path, "checkpoint file", 8,
+                                      "for a safetensors file (the header length alone is 8)");
+  const std::uint64_t file_size = f->map_->size();
+  const std::uint8_t* bytes = f->map_->bytes();
   std::uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = header_len << 8 | bytes[i];
   if (header_len > kMaxHeaderBytes || header_len > file_size - 8)

@@ -20,6 +20,10 @@
 
 namespace bitrun {
 
+namespace detail {
+class FileMapping;   // core/src/file_mapping.hpp
+}
+
 enum class GgufValueType : std::uint32_t {
   U8 = 0, I8 = 1, U16 = 2, I16 = 3, U32 = 4, I32 = 5, F32 = 6, BOOL = 7, STRING = 8, ARRAY = 9, U64 = 10, I64 = 11,
   F64 = 12,
@@ -104,8 +108,7 @@ class GgufFile {
 
  private:
   GgufFile() = default;
-  struct Mapping;
-  std::unique_ptr<Mapping> map_;
+  std::unique_ptr<detail::FileMapping> map_;
   std::filesystem::path path_;
   std::uint32_t version_ = 0;
   std::uint64_t alignment_ = 32, size_ = 0, data_offset_ = 0;

@@ -14,6 +14,10 @@
 
 namespace bitrun {
 
+namespace detail {
+class FileMapping;   // core/src/file_mapping.hpp
+}
+
 enum class SafetensorsDtype { F64, F32, F16, BF16, I64, I32, I16, I8, U8, Bool };
 
 // "F32", "BF16", ... as the header spells them.
@@ -46,8 +50,7 @@ class SafetensorsFile {
 
  private:
   SafetensorsFile() = default;
-  void* addr_ = nullptr;
-  std::size_t size_ = 0;
+  std::unique_ptr<detail::FileMapping> map_;
   std::vector<SafetensorsTensor> tensors_;
   std::map<std::string, std::string> metadata_;
 };
