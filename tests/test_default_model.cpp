@@ -103,15 +103,14 @@ PluginHost& plugin_host() {
   return host;
 }
 
-// The reference kernels and every plugin backend that can run on this CPU.
+// The reference kernels and every backend plugin the host discovers that can run on this CPU.
 std::vector<std::unique_ptr<Backend>> runnable_backends() {
   PluginHost& host = plugin_host();
   std::vector<std::unique_ptr<Backend>> backends;
   backends.push_back(make_reference_backend({}));
-  for (const char* name : {"avx2", "avx512"}) {
-    const PluginRecord* r = host.find(PluginKind::Backend, name);
-    if (r && r->score > 0) backends.push_back(host.create_backend(host.choose_backend(name), 2));
-  }
+  for (const PluginRecord& r : host.plugins())
+    if (r.kind == PluginKind::Backend && r.usable() && r.score > 0)
+      backends.push_back(host.create_backend(host.choose_backend(r.name), 2));
   return backends;
 }
 

@@ -18,6 +18,7 @@
 #include "bitrun/decode_request.hpp"
 #include "bitrun/engine.hpp"
 #include "bitrun/error.hpp"
+#include "bitrun/json.hpp"
 #include "bitrun/log.hpp"
 #include "bitrun/parallel_slices.hpp"
 #include "bitrun/kv_cache.hpp"
@@ -186,22 +187,6 @@ double concurrent_decode_tps(const Model& model, Decoder& decoder, int sequences
   return static_cast<double>(tokens - after_prefill) / seconds_since(start);
 }
 
-// A JSON string literal (the file and model names come from the user).
-std::string json_string(const std::string& text) {
-  std::string out = "\"";
-  for (const char c : text) {
-    if (c == '"' || c == '\\') out += '\\', out += c;
-    else if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(static_cast<unsigned char>(c)));
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
-
 }  // namespace
 
 int run_bench(const Args& args, char** envp) {
@@ -346,45 +331,77 @@ int run_bench(const Args& args, char** envp) {
   }
   const std::string json_path = cl.value("--json");
   if (!json_path.empty()) {
-    std::ostringstream j;
-    j << "{\n  \"model\": " << json_string(model_file.string()) << ",\n  \"backend\": " << json_string(rt.backend->name())
-      << ",\n  \"prompt_tokens\": " << prompt << ",\n  \"gen_tokens\": " << gen << ",\n  \"reps\": " << reps
-      << ",\n  \"file_bytes\": " << static_cast<std::uint64_t>(file_bytes) << ",\n  \"load_s\": " << load_s
-      << ",\n  \"peak_rss_after_load_bytes\": " << static_cast<std::uint64_t>(rss_after_load)
-      << ",\n  \"peak_rss_bytes\": " << static_cast<std::uint64_t>(peak) << ",\n  \"kv_cache_type\": \"" << kv_type
-      << "\",\n  \"kv_cache_bytes_per_position\": " << kv_bytes << ",\n  \"runs\": [";
+    // Through bitrun::Json: strings escaped, a non-finite ratio written as null.
+    Json j = Json::object();
+    j["model"] = model_file.string();
+    j["backend"] = rt.backend->name();
+    j["prompt_tokens"] = Json(static_cast<std::int64_t>(prompt));
+    j["gen_tokens"] = Json(static_cast<std::int64_t>(gen));
+    j["reps"] = Json(static_cast<std::int64_t>(reps));
+    j["file_bytes"] = Json(static_cast<std::int64_t>(file_bytes));
+    j["load_s"] = Json(load_s);
+    j["peak_rss_after_load_bytes"] = Json(static_cast<std::int64_t>(rss_after_load));
+    j["peak_rss_bytes"] = Json(static_cast<std::int64_t>(peak));
+    j["kv_cache_type"] = std::string(kv_type);
+    j["kv_cache_bytes_per_position"] = Json(static_cast<std::int64_t>(kv_bytes));
+    Json runs_json = Json::array();
     for (std::size_t i = 0; i < results.size(); ++i) {
       const auto& r = results[i];
-      j << (i ? "," : "") << "\n    {\"threads\": " << r.threads << ", \"prefill_tok_s\": " << r.prefill_tps
-        << ", \"decode_tok_s\": " << r.decode_tps << ", \"ratio_8_rows\": " << r.ratio(8)
-        << ", \"ratio_32_rows\": " << r.ratio(32) << ", \"row_cost\": [";
-      for (std::size_t k = 0; k < r.row_cost.size(); ++k)
-        j << (k ? ", " : "") << "{\"rows\": " << kRowCounts[k] << ", \"ratio\": " << r.row_cost[k] << "}";
-      j << "], \"decode_gb_s\": " << r.decode_gbs << ", \"read_bandwidth_gb_s\": " << bandwidth[i] << "}";
+      Json run = Json::object();
+      run["threads"] = Json(static_cast<std::int64_t>(r.threads));
+      run["prefill_tok_s"] = Json(r.prefill_tps);
+      run["decode_tok_s"] = Json(r.decode_tps);
+      run["ratio_8_rows"] = Json(r.ratio(8));
+      run["ratio_32_rows"] = Json(r.ratio(32));
+      Json costs = Json::array();
+      for (std::size_t k = 0; k < r.row_cost.size(); ++k) {
+        Json c = Json::object();
+        c["rows"] = Json(static_cast<std::int64_t>(kRowCounts[k]));
+        c["ratio"] = Json(r.row_cost[k]);
+        costs.push_back(std::move(c));
+      }
+      run["row_cost"] = std::move(costs);
+      run["decode_gb_s"] = Json(r.decode_gbs);
+      run["read_bandwidth_gb_s"] = Json(bandwidth[i]);
+      runs_json.push_back(std::move(run));
     }
-    j << "\n  ],\n  \"concurrent_decode\": [";
-    for (std::size_t i = 0; i < concurrent.size(); ++i)
-      j << (i ? ", " : "") << "{\"sequences\": " << concurrent[i].first << ", \"tok_s\": " << concurrent[i].second << "}";
-    j << "],\n  \"decoder_prompts\": " << (prompts_file.empty() ? std::string("null") : json_string(prompts_file))
-      << ",\n  \"decoder_prompt_count\": " << prompts.size() << ",\n  \"decoders\": [";
-    bool first = true;
+    j["runs"] = std::move(runs_json);
+    Json concurrent_json = Json::array();
+    for (const auto& [sequences, tok_s] : concurrent) {
+      Json c = Json::object();
+      c["sequences"] = Json(static_cast<std::int64_t>(sequences));
+      c["tok_s"] = Json(tok_s);
+      concurrent_json.push_back(std::move(c));
+    }
+    j["concurrent_decode"] = std::move(concurrent_json);
+    j["decoder_prompts"] = prompts_file.empty() ? Json() : Json(prompts_file);
+    j["decoder_prompt_count"] = Json(static_cast<std::int64_t>(prompts.size()));
+    Json decoders = Json::array();
     for (const auto& runs : decoder_runs)
       for (const DecoderRun& d : runs) {
-        j << (first ? "" : ",") << "\n    {\"threads\": " << d.threads << ", \"decoder\": " << json_string(d.decoder)
-          << ", \"tok_s\": " << d.tok_s() << ", \"tokens\": " << d.tokens << ", \"forwards\": " << d.forwards
-          << ", \"tokens_per_forward\": " << d.tokens_per_forward() << ", \"rows_per_forward\": "
-          << d.rows_per_forward() << ", \"vs_ar\": " << d.tok_s() / runs[0].tok_s()
-          << ", \"break_even_tokens_per_forward\": " << d.break_even_tokens_per_forward(runs[0]);
-        if (judged) j << ", \"judge_perplexity\": " << d.judge_perplexity << ", \"distinct_3grams\": " << d.distinct_3grams;
-        j << "}";
-        first = false;
+        Json dj = Json::object();
+        dj["threads"] = Json(static_cast<std::int64_t>(d.threads));
+        dj["decoder"] = d.decoder;
+        dj["tok_s"] = Json(d.tok_s());
+        dj["tokens"] = Json(static_cast<std::int64_t>(d.tokens));
+        dj["forwards"] = Json(static_cast<std::int64_t>(d.forwards));
+        dj["tokens_per_forward"] = Json(d.tokens_per_forward());
+        dj["rows_per_forward"] = Json(d.rows_per_forward());
+        dj["vs_ar"] = Json(d.tok_s() / runs[0].tok_s());
+        dj["break_even_tokens_per_forward"] = Json(d.break_even_tokens_per_forward(runs[0]));
+        if (judged) {
+          dj["judge_perplexity"] = Json(d.judge_perplexity);
+          dj["distinct_3grams"] = Json(d.distinct_3grams);
+        }
+        decoders.push_back(std::move(dj));
       }
-    j << "\n  ]\n}\n";
+    j["decoders"] = std::move(decoders);
+    const std::string text = j.dump() + "\n";
     if (json_path == "-") {
-      std::cout << j.str();
+      std::cout << text;
     } else {
       std::ofstream out(json_path);
-      if (!(out << j.str())) throw Error(json_path + ": cannot write");
+      if (!(out << text)) throw Error(json_path + ": cannot write");
     }
   }
   return 0;
