@@ -12,7 +12,6 @@
 #include <iostream>
 #include <map>
 #include <random>
-#include <sstream>
 #include <vector>
 
 #include "bitrun/decode_request.hpp"
