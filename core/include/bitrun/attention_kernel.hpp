@@ -64,6 +64,21 @@ inline void store(float* p, FloatVec<Lanes> v) {
   std::memcpy(p, &v, sizeof v);
 }
 
+// Every lane = x. (Not `V{} + x`: without fast-math the compiler must keep that addition, since 0 + -0 is +0, and
+// emits an add and a broadcast where one broadcast from memory does.)
+template <int Lanes>
+inline FloatVec<Lanes> splat(float x) {
+  if constexpr (Lanes == 8) {
+    return reinterpret_cast<FloatVec<8>>(_mm256_set1_ps(x));
+  } else {
+#ifdef __AVX512F__
+    return reinterpret_cast<FloatVec<16>>(_mm512_set1_ps(x));
+#else
+    static_assert(Lanes == 8, "16 lanes need AVX-512");
+#endif
+  }
+}
+
 // a * b + c in one rounding. The backends build with -ffp-contract=off (their matmuls must equal the reference bit
 // for bit), which also keeps the compiler from fusing attention's multiply-adds; attention is compared with a
 // tolerance, and the fused form halves its arithmetic.
@@ -153,7 +168,7 @@ inline void weighted_sums(const float* const* w, const float* rescale, const flo
     for (int b = 0; b < Blocks; ++b) r[i][b] = load<Lanes>(acc[i] + b * Lanes) * rescale[i];
   for (std::int64_t p = 0; p < positions; ++p) {
     V wp[Vecs];
-    for (int i = 0; i < Vecs; ++i) wp[i] = V{} + w[i][p];
+    for (int i = 0; i < Vecs; ++i) wp[i] = splat<Lanes>(w[i][p]);
     const float* vp = v + p * stride;
     for (int b = 0; b < Blocks; ++b) {
       const V vb = load<Lanes>(vp + b * Lanes);
@@ -200,7 +215,7 @@ inline void chunk_scores(const float* q, const float* k_t, std::int64_t head_dim
   constexpr int kVecs = static_cast<int>(kPosChunk) / Lanes;
   V acc[kVecs] = {};
   for (std::int64_t d = 0; d < head_dim; ++d) {
-    const V qd = V{} + q[d];
+    const V qd = splat<Lanes>(q[d]);
     for (int j = 0; j < kVecs; ++j) acc[j] = fma(qd, load<Lanes>(k_t + d * kPosChunk + j * Lanes), acc[j]);
   }
   for (int j = 0; j < kVecs; ++j) store<Lanes>(out + j * Lanes, acc[j]);
@@ -217,7 +232,7 @@ inline void weighted_sum(const float* w, const float* v, std::int64_t positions,
       r3 = load<Lanes>(acc + d + 3 * Lanes);
     for (std::int64_t p = 0; p < positions; ++p) {
       const float* vp = v + p * n + d;
-      const V wp = V{} + w[p];
+      const V wp = splat<Lanes>(w[p]);
       r0 = fma(wp, load<Lanes>(vp), r0);
       r1 = fma(wp, load<Lanes>(vp + Lanes), r1);
       r2 = fma(wp, load<Lanes>(vp + 2 * Lanes), r2);
@@ -230,7 +245,7 @@ inline void weighted_sum(const float* w, const float* v, std::int64_t positions,
   }
   for (; d + Lanes <= n; d += Lanes) {
     V r = load<Lanes>(acc + d);
-    for (std::int64_t p = 0; p < positions; ++p) r = fma(V{} + w[p], load<Lanes>(v + p * n + d), r);
+    for (std::int64_t p = 0; p < positions; ++p) r = fma(splat<Lanes>(w[p]), load<Lanes>(v + p * n + d), r);
     store<Lanes>(acc + d, r);
   }
   for (; d < n; ++d) {
@@ -303,7 +318,7 @@ void attention_kernel(int threads, const float* q, std::int64_t rows, const KvLa
   // horizontal sum, and the softmax state of Lanes vectors moves together.
   auto run_task = [&](Scratch& scratch, std::int64_t task) {
     using V = FloatVec<Lanes>;
-    const V minus_inf = V{} - std::numeric_limits<float>::infinity();
+    const V minus_inf = splat<Lanes>(-std::numeric_limits<float>::infinity());
     const std::int64_t split = task % splits, base = task / splits;
     const std::int64_t kvh = base % n_kv_heads, block = base / n_kv_heads;
     const std::int64_t r0 = block * kRowBlock, r1 = std::min(rows, r0 + kRowBlock);
@@ -419,10 +434,10 @@ void attention_kernel(int threads, const float* q, std::int64_t rows, const KvLa
           const float* k = k_rows + p0 * head_dim;   // rows past n_pos hold older (finite) keys; unused
           for (std::int64_t d = 0; d < head_dim; ++d) {
             const V qd = load<Lanes>(qg + d * Lanes);
-            for (int j = 0; j < 8; ++j) a[j] = fma(qd, V{} + k[j * head_dim + d], a[j]);
+            for (int j = 0; j < 8; ++j) a[j] = fma(qd, splat<Lanes>(k[j * head_dim + d]), a[j]);
           }
           for (std::int64_t j = 0; j < 8 && p0 + j < n_pos; ++j) {
-            const V score = (V{} + static_cast<float>(c0 + p0 + j)) < limits_v ? a[j] : minus_inf;
+            const V score = splat<Lanes>(static_cast<float>(c0 + p0 + j)) < limits_v ? a[j] : minus_inf;
             store<Lanes>(w + (p0 + j) * Lanes, score);
             chunk_max = chunk_max > score ? chunk_max : score;
           }
@@ -437,7 +452,7 @@ void attention_kernel(int threads, const float* q, std::int64_t rows, const KvLa
         ExpShifted(w, (n_pos + 1) * Lanes, 0.0f);
         V chunk_sum = {};
         for (std::int64_t p = 0; p < n_pos; ++p) {   // exactly 0 where not visible (the exp of -inf is not)
-          const V e = (V{} + static_cast<float>(c0 + p)) < limits_v ? load<Lanes>(w + p * Lanes) : V{};
+          const V e = splat<Lanes>(static_cast<float>(c0 + p)) < limits_v ? load<Lanes>(w + p * Lanes) : V{};
           store<Lanes>(w + p * Lanes, e);
           chunk_sum += e;
         }
@@ -454,14 +469,14 @@ void attention_kernel(int threads, const float* q, std::int64_t rows, const KvLa
           for (std::int64_t p = 0; p < n_pos; ++p) {
             const V wp = load<Lanes>(w + p * Lanes);
             const float* vp = v_rows + p * head_dim + d0;
-            for (int j = 0; j < 8; ++j) r[j] = fma(wp, V{} + vp[j], r[j]);
+            for (int j = 0; j < 8; ++j) r[j] = fma(wp, splat<Lanes>(vp[j]), r[j]);
           }
           for (int j = 0; j < 8; ++j) store<Lanes>(at + (d0 + j) * Lanes, r[j]);
         }
         for (; d0 < head_dim; ++d0) {
           V r = load<Lanes>(at + d0 * Lanes) * rescale;
           for (std::int64_t p = 0; p < n_pos; ++p)
-            r = fma(load<Lanes>(w + p * Lanes), V{} + v_rows[p * head_dim + d0], r);
+            r = fma(load<Lanes>(w + p * Lanes), splat<Lanes>(v_rows[p * head_dim + d0]), r);
           store<Lanes>(at + d0 * Lanes, r);
         }
       }
