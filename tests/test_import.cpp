@@ -364,6 +364,11 @@ TEST(Import, NamesWhatIsWrong) {
   write_text(dir / "config.json", config.substr(0, config.rfind('}')) + ", \"rope_scaling\": {\"type\": \"llama3\"}}");
   expect(dir, "rope_scaling is set");
 
+  dir = default_copy("head-dim");
+  config = read_text(dir / "config.json");
+  write_text(dir / "config.json", config.replace(config.find("\"head_dim\": 32"), 14, "\"head_dim\": 64"));
+  expect(dir, "head_dim 64 is not hidden_size / num_attention_heads (32)");
+
   dir = default_copy("arch");
   write_text(dir / "config.json", R"({"architectures": ["MambaForCausalLM"], "model_type": "mamba"})");
   expect(dir, "architecture 'MambaForCausalLM'");

@@ -88,6 +88,9 @@ ModelConfig read_config(const Json& c, const std::filesystem::path& path, const 
   m.n_ctx = integer("max_position_embeddings", 2048);
   m.n_vocab = integer("vocab_size");
   if (m.n_head % m.n_head_kv != 0) fail("num_attention_heads is not a multiple of num_key_value_heads");
+  if (m.head_dim * m.n_head != m.n_embd)
+    fail("head_dim " + std::to_string(m.head_dim) + " is not hidden_size / num_attention_heads (" +
+         std::to_string(m.n_embd / m.n_head) + "); bitrun's graph needs the two equal");
   if (member(c, "rope_theta").is_number()) m.rope_theta = member(c, "rope_theta").as_double();
   if (member(c, "rms_norm_eps").is_number()) m.rms_eps = member(c, "rms_norm_eps").as_double();
   m.tied = member(c, "tie_word_embeddings").is_bool() && member(c, "tie_word_embeddings").as_bool();
@@ -226,7 +229,6 @@ void import_hf_checkpoint(const std::filesystem::path& dir, const std::filesyste
   writer.set(a + ".rope.freq_base", GgufValue::f32(static_cast<float>(m.rope_theta)));
   writer.set(a + ".rope.dimension_count", GgufValue::u32(static_cast<std::uint32_t>(m.head_dim)));
   writer.set(a + ".vocab_size", GgufValue::u32(static_cast<std::uint32_t>(m.n_vocab)));
-  if (m.head_dim * m.n_head != m.n_embd) writer.set(a + ".attention.key_length", GgufValue::u32(static_cast<std::uint32_t>(m.head_dim)));
 
   const Json tokenizer = read_json(dir / "tokenizer.json", true);
   const Json tokenizer_config = read_json(dir / "tokenizer_config.json", false);
