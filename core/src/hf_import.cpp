@@ -3,10 +3,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <set>
-#include <sstream>
 
 #include "bitrun/architecture.hpp"
 #include "bitrun/error.hpp"
@@ -17,27 +15,6 @@
 
 namespace bitrun {
 namespace {
-
-Json read_json(const std::filesystem::path& path, bool required) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    if (required) throw Error(path.string() + ": cannot open (an imported folder needs it)");
-    return Json();
-  }
-  std::ostringstream s;
-  s << in.rdbuf();
-  try {
-    return Json::parse(s.str());
-  } catch (const JsonError& e) {
-    throw FormatError(path.string() + ": not valid JSON: " + e.what());
-  }
-}
-
-const Json& member(const Json& j, std::string_view key) {
-  static const Json null;
-  const Json* m = j.is_object() ? j.find(key) : nullptr;
-  return m ? *m : null;
-}
 
 // The model's shapes and settings from config.json.
 struct ModelConfig {
@@ -53,18 +30,18 @@ struct ModelConfig {
 ModelConfig read_config(const Json& c, const std::filesystem::path& path, const ImportOptions& options) {
   auto fail = [&](const std::string& what) -> void { throw FormatError(path.string() + ": " + what); };
   auto integer = [&](std::string_view key, std::optional<std::int64_t> fallback = std::nullopt) {
-    const Json& v = member(c, key);
+    const Json& v = c.get(key);
     if (v.is_null() && fallback) return *fallback;
     if (!v.is_integer() || v.as_int() <= 0 || v.as_int() > (std::int64_t{1} << 31))
       fail(std::string(key) + " is " + (v.is_null() ? "missing" : "not a positive integer"));
     return v.as_int();
   };
   ModelConfig m;
-  const Json& archs = member(c, "architectures");
+  const Json& archs = c.get("architectures");
   const std::string hf_arch =
       archs.is_array() && !archs.as_array().empty() && archs.as_array()[0].is_string() ? archs.as_array()[0].as_string() : "";
-  const std::string model_type = member(c, "model_type").is_string() ? member(c, "model_type").as_string() : "";
-  const std::string act = member(c, "hidden_act").is_string() ? member(c, "hidden_act").as_string() : "";
+  const std::string model_type = c.get("model_type").is_string() ? c.get("model_type").as_string() : "";
+  const std::string act = c.get("hidden_act").is_string() ? c.get("hidden_act").as_string() : "";
   const bool bitnet = hf_arch == "BitNetForCausalLM" || hf_arch == "BitnetForCausalLM" || model_type == "bitnet";
   const bool llama = hf_arch == "LlamaForCausalLM" || model_type == "llama";
   if (options.arch) m.arch = *options.arch;
@@ -77,7 +54,7 @@ ModelConfig read_config(const Json& c, const std::filesystem::path& path, const 
   const ArchitectureSpec* spec = find_architecture(m.arch);
   if (!spec) fail("--arch '" + m.arch + "' is not an architecture bitrun runs");
   if (bitnet && !act.empty() && act != "relu2" && act != "silu") fail("hidden_act '" + act + "' is not supported (relu2, silu)");
-  if (!member(c, "rope_scaling").is_null())
+  if (!c.get("rope_scaling").is_null())
     fail("rope_scaling is set; scaled RoPE (long-context variants) is not supported");
   m.n_embd = integer("hidden_size");
   m.n_layer = integer("num_hidden_layers");
@@ -91,16 +68,18 @@ ModelConfig read_config(const Json& c, const std::filesystem::path& path, const 
   if (m.head_dim * m.n_head != m.n_embd)
     fail("head_dim " + std::to_string(m.head_dim) + " is not hidden_size / num_attention_heads (" +
          std::to_string(m.n_embd / m.n_head) + "); bitrun's graph needs the two equal");
-  if (member(c, "rope_theta").is_number()) m.rope_theta = member(c, "rope_theta").as_double();
-  if (member(c, "rms_norm_eps").is_number()) m.rms_eps = member(c, "rms_norm_eps").as_double();
-  m.tied = member(c, "tie_word_embeddings").is_bool() && member(c, "tie_word_embeddings").as_bool();
-  if (member(c, "mask_token_id").is_integer()) m.mask_token_id = member(c, "mask_token_id").as_int();
+  if (c.get("rope_theta").is_number()) m.rope_theta = c.get("rope_theta").as_double();
+  if (c.get("rms_norm_eps").is_number()) m.rms_eps = c.get("rms_norm_eps").as_double();
+  m.tied = c.get("tie_word_embeddings").is_bool() && c.get("tie_word_embeddings").as_bool();
+  if (c.get("mask_token_id").is_integer()) m.mask_token_id = c.get("mask_token_id").as_int();
   for (const char* key : {"block_size", "bd_size"})
-    if (member(c, key).is_integer()) m.block_size = integer(key);
-  if (member(c, "diffusion_attention").is_string()) m.diffusion_attention = member(c, "diffusion_attention").as_string();
-  if (m.diffusion_attention != "block-causal" && m.diffusion_attention != "bidirectional" && m.diffusion_attention != "causal")
-    fail("diffusion_attention '" + m.diffusion_attention + "' is not block-causal, bidirectional or causal");
-  if (member(c, "shift_logits").is_bool()) m.shift_logits = member(c, "shift_logits").as_bool();
+    if (c.get(key).is_integer()) m.block_size = integer(key);
+  if (c.get("diffusion_attention").is_string()) m.diffusion_attention = c.get("diffusion_attention").as_string();
+  // The contracts and bounds the loader accepts (diffusion.attention, diffusion.block_size).
+  if (m.diffusion_attention != "block-causal" && m.diffusion_attention != "causal")
+    fail("diffusion_attention '" + m.diffusion_attention + "' is neither block-causal nor causal");
+  if (m.block_size && *m.block_size > 4096) fail("block_size " + std::to_string(*m.block_size) + " is over 4096");
+  if (c.get("shift_logits").is_bool()) m.shift_logits = c.get("shift_logits").as_bool();
   return m;
 }
 
@@ -201,7 +180,7 @@ void import_hf_checkpoint(const std::filesystem::path& dir, const std::filesyste
                           const ImportOptions& options) {
   const auto start = std::chrono::steady_clock::now();
   if (!std::filesystem::is_directory(dir)) throw Error(dir.string() + ": not a directory");
-  const Json config = read_json(dir / "config.json", true);
+  const Json config = read_json_file((dir / "config.json").string());
   const ModelConfig m = read_config(config, dir / "config.json", options);
   const ArchitectureSpec& spec = *find_architecture(m.arch);
   const bool ternary_target = type_traits(options.weight_type).ternary;
@@ -216,8 +195,8 @@ void import_hf_checkpoint(const std::filesystem::path& dir, const std::filesyste
   GgufWriter writer;
   const std::string a = m.arch;
   writer.set("general.architecture", GgufValue::string(a));
-  writer.set("general.name", GgufValue::string(member(config, "_name_or_path").is_string()
-                                                   ? member(config, "_name_or_path").as_string()
+  writer.set("general.name", GgufValue::string(config.get("_name_or_path").is_string()
+                                                   ? config.get("_name_or_path").as_string()
                                                    : std::filesystem::absolute(dir).lexically_normal().filename().string()));
   writer.set(a + ".context_length", GgufValue::u32(static_cast<std::uint32_t>(m.n_ctx)));
   writer.set(a + ".embedding_length", GgufValue::u32(static_cast<std::uint32_t>(m.n_embd)));
@@ -230,8 +209,9 @@ void import_hf_checkpoint(const std::filesystem::path& dir, const std::filesyste
   writer.set(a + ".rope.dimension_count", GgufValue::u32(static_cast<std::uint32_t>(m.head_dim)));
   writer.set(a + ".vocab_size", GgufValue::u32(static_cast<std::uint32_t>(m.n_vocab)));
 
-  const Json tokenizer = read_json(dir / "tokenizer.json", true);
-  const Json tokenizer_config = read_json(dir / "tokenizer_config.json", false);
+  const Json tokenizer = read_json_file((dir / "tokenizer.json").string());
+  const Json tokenizer_config =   // optional
+      std::filesystem::exists(dir / "tokenizer_config.json") ? read_json_file((dir / "tokenizer_config.json").string()) : Json();
   const HfTokenizerFacts facts = add_hf_tokenizer(writer, tokenizer, tokenizer_config, config, m.n_vocab,
                                                   (dir / "tokenizer.json").string());
   std::optional<std::int64_t> mask = m.mask_token_id;

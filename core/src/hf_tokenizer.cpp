@@ -36,16 +36,11 @@ bool has_typed(const Json& j, std::string_view type) {
   return !found.empty();
 }
 
-const Json& member(const Json& j, std::string_view key) {
-  static const Json null;
-  const Json* m = j.is_object() ? j.find(key) : nullptr;
-  return m ? *m : null;
-}
 
 // tokenizer_config.json spells special tokens as a string or as {"content": ...}.
 std::optional<std::string> token_text(const Json& v) {
   if (v.is_string()) return v.as_string();
-  if (v.is_object() && member(v, "content").is_string()) return member(v, "content").as_string();
+  if (v.is_object() && v.get("content").is_string()) return v.get("content").as_string();
   return std::nullopt;
 }
 
@@ -57,11 +52,11 @@ bool is_byte_piece(const std::string& s) {
 }  // namespace
 
 std::optional<std::int32_t> hf_token_id(const Json& tokenizer, const std::string& text) {
-  for (const Json& a : member(tokenizer, "added_tokens").is_array() ? member(tokenizer, "added_tokens").as_array()
-                                                                     : Json::Array{})
-    if (member(a, "content").is_string() && member(a, "content").as_string() == text && member(a, "id").is_integer())
-      return static_cast<std::int32_t>(member(a, "id").as_int());
-  const Json& vocab = member(member(tokenizer, "model"), "vocab");
+  if (const Json& added = tokenizer.get("added_tokens"); added.is_array())
+    for (const Json& a : added.as_array())
+      if (a.get("content").is_string() && a.get("content").as_string() == text && a.get("id").is_integer())
+        return static_cast<std::int32_t>(a.get("id").as_int());
+  const Json& vocab = tokenizer.get("model").get("vocab");
   if (vocab.is_object()) {
     if (const Json* id = vocab.find(text); id && id->is_integer()) return static_cast<std::int32_t>(id->as_int());
   } else if (vocab.is_array()) {
@@ -78,9 +73,9 @@ HfTokenizerFacts add_hf_tokenizer(GgufWriter& out, const Json& tok, const Json& 
                                   std::int64_t min_tokens, const std::string& source) {
   auto fail = [&](const std::string& what) -> void { throw FormatError(source + ": " + what); };
   constexpr std::int64_t kMaxTokens = 1 << 24;
-  const Json& model = member(tok, "model");
+  const Json& model = tok.get("model");
   if (!model.is_object()) fail("tokenizer.json has no \"model\" object");
-  const std::string type = member(model, "type").is_string() ? member(model, "type").as_string() : "";
+  const std::string type = model.get("type").is_string() ? model.get("type").as_string() : "";
 
   std::map<std::int64_t, std::string> pieces;
   std::map<std::int64_t, float> scores;
@@ -94,9 +89,9 @@ HfTokenizerFacts add_hf_tokenizer(GgufWriter& out, const Json& tok, const Json& 
 
   std::string ggml_model, pre;
   std::vector<std::string> merges;
-  const bool byte_level = has_typed(member(tok, "pre_tokenizer"), "ByteLevel") || has_typed(member(tok, "decoder"), "ByteLevel");
+  const bool byte_level = has_typed(tok.get("pre_tokenizer"), "ByteLevel") || has_typed(tok.get("decoder"), "ByteLevel");
   if (type == "BPE") {
-    const Json& vocab = member(model, "vocab");
+    const Json& vocab = model.get("vocab");
     if (!vocab.is_object()) fail("model.vocab is not an object of token -> id");
     std::unordered_map<std::string, std::int64_t> index;
     for (const auto& [text, id] : vocab.as_object()) {
@@ -104,7 +99,7 @@ HfTokenizerFacts add_hf_tokenizer(GgufWriter& out, const Json& tok, const Json& 
       add_piece(id.as_int(), text, "model.vocab");
       index.emplace(text, id.as_int());
     }
-    const Json& m = member(model, "merges");
+    const Json& m = model.get("merges");
     if (!m.is_array()) fail("model.merges is not an array");
     for (const Json& e : m.as_array()) {
       if (e.is_string()) merges.push_back(e.as_string());
@@ -112,16 +107,16 @@ HfTokenizerFacts add_hf_tokenizer(GgufWriter& out, const Json& tok, const Json& 
         merges.push_back(e.as_array()[0].as_string() + " " + e.as_array()[1].as_string());
       else fail("model.merges holds an entry that is neither \"a b\" nor [\"a\", \"b\"]");
     }
-    const bool byte_fallback = member(model, "byte_fallback").is_bool() && member(model, "byte_fallback").as_bool();
+    const bool byte_fallback = model.get("byte_fallback").is_bool() && model.get("byte_fallback").as_bool();
     if (byte_level) {
       ggml_model = "gpt2";
       std::vector<const Json*> splits;
-      find_typed(member(tok, "pre_tokenizer"), "Split", splits);
+      find_typed(tok.get("pre_tokenizer"), "Split", splits);
       std::vector<const Json*> levels;
-      find_typed(member(tok, "pre_tokenizer"), "ByteLevel", levels);
-      const bool own_regex = !levels.empty() && member(*levels[0], "use_regex").is_bool() && member(*levels[0], "use_regex").as_bool();
-      if (splits.size() == 1 && member(member(*splits[0], "pattern"), "Regex").is_string() &&
-          member(member(*splits[0], "pattern"), "Regex").as_string() == kLlama3Pattern)
+      find_typed(tok.get("pre_tokenizer"), "ByteLevel", levels);
+      const bool own_regex = !levels.empty() && levels[0]->get("use_regex").is_bool() && levels[0]->get("use_regex").as_bool();
+      if (splits.size() == 1 && splits[0]->get("pattern").get("Regex").is_string() &&
+          splits[0]->get("pattern").get("Regex").as_string() == kLlama3Pattern)
         pre = "llama-bpe";
       else if (splits.empty() && own_regex)
         pre = "default";
@@ -146,7 +141,7 @@ HfTokenizerFacts add_hf_tokenizer(GgufWriter& out, const Json& tok, const Json& 
     }
   } else if (type == "Unigram") {
     ggml_model = "llama";
-    const Json& vocab = member(model, "vocab");
+    const Json& vocab = model.get("vocab");
     if (!vocab.is_array()) fail("model.vocab of a Unigram model is not an array of [piece, score]");
     const auto& arr = vocab.as_array();
     for (std::size_t i = 0; i < arr.size(); ++i) {
@@ -160,13 +155,13 @@ HfTokenizerFacts add_hf_tokenizer(GgufWriter& out, const Json& tok, const Json& 
     fail("model.type '" + type + "' is not supported (BPE, Unigram)");
   }
 
-  const Json& added = member(tok, "added_tokens");
+  const Json& added = tok.get("added_tokens");
   if (added.is_array())
     for (const Json& a : added.as_array()) {
-      if (!member(a, "id").is_integer() || !member(a, "content").is_string()) fail("an added_tokens entry lacks id or content");
-      const std::int64_t id = member(a, "id").as_int();
-      add_piece(id, member(a, "content").as_string(), "added_tokens");
-      const bool special = member(a, "special").is_bool() && member(a, "special").as_bool();
+      if (!a.get("id").is_integer() || !a.get("content").is_string()) fail("an added_tokens entry lacks id or content");
+      const std::int64_t id = a.get("id").as_int();
+      add_piece(id, a.get("content").as_string(), "added_tokens");
+      const bool special = a.get("special").is_bool() && a.get("special").as_bool();
       types[id] = special ? TokenType::Control : TokenType::UserDefined;
     }
   if (pieces.empty()) fail("the tokenizer has no tokens");
@@ -178,11 +173,11 @@ HfTokenizerFacts add_hf_tokenizer(GgufWriter& out, const Json& tok, const Json& 
          std::to_string(min_tokens) + " rows");
   const std::int64_t n = std::max(n_defined, min_tokens);
 
-  std::optional<std::string> unk = member(model, "unk_token").is_string()
-                                       ? std::optional<std::string>(member(model, "unk_token").as_string())
+  std::optional<std::string> unk = model.get("unk_token").is_string()
+                                       ? std::optional<std::string>(model.get("unk_token").as_string())
                                        : std::nullopt;
-  if (type == "Unigram" && member(model, "unk_id").is_integer())
-    unk = pieces.at(member(model, "unk_id").as_int());
+  if (type == "Unigram" && model.get("unk_id").is_integer())
+    unk = pieces.at(model.get("unk_id").as_int());
   std::vector<std::string> tokens(static_cast<std::size_t>(n));
   std::vector<std::int32_t> token_types(static_cast<std::size_t>(n));
   std::vector<float> token_scores(static_cast<std::size_t>(n), 0.0f);
@@ -217,11 +212,11 @@ HfTokenizerFacts add_hf_tokenizer(GgufWriter& out, const Json& tok, const Json& 
     return static_cast<std::uint32_t>(*id);
   };
   auto special = [&](const std::string& name, const std::string& gguf_key) {
-    if (auto text = token_text(member(config, name + "_token"))) {
+    if (auto text = token_text(config.get(name + "_token"))) {
       out.set(gguf_key, GgufValue::u32(id_of(*text, "tokenizer_config.json " + name + "_token")));
       return;
     }
-    const Json& id = member(model_config, name + "_token_id");
+    const Json& id = model_config.get(name + "_token_id");
     const Json& first = id.is_array() && !id.as_array().empty() ? id.as_array()[0] : id;
     if (first.is_integer()) {
       if (first.as_int() < 0 || first.as_int() >= n) fail("config.json " + name + "_token_id is not a token id");
@@ -233,29 +228,29 @@ HfTokenizerFacts add_hf_tokenizer(GgufWriter& out, const Json& tok, const Json& 
   special("pad", "tokenizer.ggml.padding_token_id");
   if (unk) out.set("tokenizer.ggml.unknown_token_id", GgufValue::u32(id_of(*unk, "model.unk_token")));
 
-  if (member(config, "add_bos_token").is_bool())
-    out.set("tokenizer.ggml.add_bos_token", GgufValue::boolean(member(config, "add_bos_token").as_bool()));
-  else if (has_typed(member(tok, "post_processor"), "TemplateProcessing"))
+  if (config.get("add_bos_token").is_bool())
+    out.set("tokenizer.ggml.add_bos_token", GgufValue::boolean(config.get("add_bos_token").as_bool()));
+  else if (has_typed(tok.get("post_processor"), "TemplateProcessing"))
     out.set("tokenizer.ggml.add_bos_token", GgufValue::boolean(true));
   if (ggml_model == "llama") {
     bool prefix = false;
     std::vector<const Json*> found;
-    find_typed(member(tok, "normalizer"), "Prepend", found);
-    for (const Json* p : found) prefix |= member(*p, "prepend").is_string() && member(*p, "prepend").as_string() == "\xe2\x96\x81";
+    find_typed(tok.get("normalizer"), "Prepend", found);
+    for (const Json* p : found) prefix |= p->get("prepend").is_string() && p->get("prepend").as_string() == "\xe2\x96\x81";
     found.clear();
-    find_typed(member(tok, "pre_tokenizer"), "Metaspace", found);
+    find_typed(tok.get("pre_tokenizer"), "Metaspace", found);
     for (const Json* p : found)
-      prefix |= (member(*p, "add_prefix_space").is_bool() && member(*p, "add_prefix_space").as_bool()) ||
-                (member(*p, "prepend_scheme").is_string() && member(*p, "prepend_scheme").as_string() != "never");
+      prefix |= (p->get("add_prefix_space").is_bool() && p->get("add_prefix_space").as_bool()) ||
+                (p->get("prepend_scheme").is_string() && p->get("prepend_scheme").as_string() != "never");
     out.set("tokenizer.ggml.add_space_prefix", GgufValue::boolean(prefix));
   }
-  const Json& tmpl = member(config, "chat_template");
+  const Json& tmpl = config.get("chat_template");
   if (tmpl.is_string()) {
     out.set("tokenizer.chat_template", GgufValue::string(tmpl.as_string()));
   } else if (tmpl.is_array()) {
     for (const Json& t : tmpl.as_array())
-      if (member(t, "name").is_string() && member(t, "name").as_string() == "default" && member(t, "template").is_string())
-        out.set("tokenizer.chat_template", GgufValue::string(member(t, "template").as_string()));
+      if (t.get("name").is_string() && t.get("name").as_string() == "default" && t.get("template").is_string())
+        out.set("tokenizer.chat_template", GgufValue::string(t.get("template").as_string()));
   }
 
   HfTokenizerFacts facts;

@@ -2,8 +2,11 @@
 
 #include <charconv>
 #include <cmath>
+#include <fstream>
+#include <sstream>
 #include <unordered_set>
 
+#include "bitrun/error.hpp"
 #include "bitrun/utf8.hpp"
 
 namespace bitrun {
@@ -319,6 +322,24 @@ const Json* Json::find(std::string_view key) const {
   for (const auto& [k, v] : object_)
     if (k == key) return &v;
   return nullptr;
+}
+
+const Json& Json::get(std::string_view key) const {
+  static const Json null;
+  const Json* member = find(key);
+  return member ? *member : null;
+}
+
+Json read_json_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(path + ": cannot open");
+  std::ostringstream text;
+  text << in.rdbuf();
+  try {
+    return Json::parse(text.str());
+  } catch (const JsonError& e) {
+    throw FormatError(path + ": not valid JSON: " + e.what());
+  }
 }
 
 Json& Json::operator[](std::string_view key) {

@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "bitrun/error.hpp"
 #include "bitrun/ggml_types.hpp"
@@ -33,13 +31,6 @@ const DtypeInfo& info(SafetensorsDtype d) {
   throw Error("unknown safetensors dtype");
 }
 
-std::string read_text_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path.string() + ": cannot open");
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 }  // namespace
 
@@ -168,12 +159,7 @@ SafetensorsCheckpoint SafetensorsCheckpoint::open(const std::filesystem::path& d
   const auto single = dir / "model.safetensors";
   const auto index = dir / "model.safetensors.index.json";
   if (std::filesystem::exists(index)) {
-    Json j;
-    try {
-      j = Json::parse(read_text_file(index));
-    } catch (const JsonError& e) {
-      throw FormatError(index.string() + ": not valid JSON: " + e.what());
-    }
+    const Json j = read_json_file(index.string());
     const Json* map = j.is_object() ? j.find("weight_map") : nullptr;
     if (!map || !map->is_object()) throw FormatError(index.string() + ": no weight_map object");
     std::map<std::string, std::size_t> file_of;   // shard name -> index in files_

@@ -1,6 +1,7 @@
 // A small strict JSON value (RFC 8259) for the HTTP API and for model import (config.json, tokenizer.json): Debian's
-// Boost 1.74 ships no Boost.JSON and nothing else in the dependency list parses JSON. The parser rejects what the RFC does not allow (trailing commas, comments,
-// bad escapes, invalid UTF-8, duplicate keys, nesting deeper than 64) with an error that gives the byte offset.
+// Boost 1.74 ships no Boost.JSON and nothing else in the dependency list parses JSON. The parser rejects what the
+// RFC does not allow (trailing commas, comments, bad escapes, invalid UTF-8, duplicate keys, nesting deeper than 64)
+// with an error that gives the byte offset.
 // Objects keep insertion order, so responses come out in the order OpenAI documents them.
 #pragma once
 
@@ -67,6 +68,9 @@ class Json {
 
   // Object member, or nullptr.
   const Json* find(std::string_view key) const;
+  // Object member, or a null value when absent or when this is not an object (reading optional fields of a file
+  // whose shape is not trusted).
+  const Json& get(std::string_view key) const;
   // Object member, inserted as null when absent (the value must be an object).
   Json& operator[](std::string_view key);
   void push_back(Json value);   // the value must be an array
@@ -87,6 +91,10 @@ class Json {
   Object object_;
   friend class JsonParser;
 };
+
+// The JSON text of a file: Error "<path>: cannot open" when unreadable, FormatError "<path>: not valid JSON: ..."
+// when malformed.
+Json read_json_file(const std::string& path);   // (a string: <filesystem> here would bring std::quoted into reach)
 
 // True when `s` is well-formed UTF-8.
 bool valid_utf8(std::string_view s);
