@@ -26,11 +26,21 @@ struct Lanes8 {
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23));
   }
   static F swap_pairs(F v) { return _mm256_permute_ps(v, 0xB1); }
+  static float hsum(F v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
 };
 
 }  // namespace
 
 float exp_shifted(float* w, std::int64_t n, float shift) { return exp_shifted_kernel<Lanes8>(w, n, shift); }
+
+void rms_norm(const float* x, const float* weight, std::int64_t rows, std::int64_t cols, float eps, float* y) {
+  rms_norm_kernel<Lanes8>(x, weight, rows, cols, eps, y);
+}
 
 void gated_activation(int threads, float* gate, const float* up, std::int64_t n, bool relu_squared) {
   gated_activation_kernel<Lanes8>(threads, gate, up, n, relu_squared);

@@ -25,13 +25,6 @@ inline std::int32_t hsum_epi32(__m256i v) {
   return _mm_cvtsi128_si32(s);
 }
 
-inline float hsum_ps(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
 // packed_matmul.hpp's interleaved matmul on plain AVX2: vpmaddubsw multiplies unsigned bytes with signed ones into
 // int16 pair sums. Ternary codes (0..2) are unsigned already and a pair sums to at most 2 * 2 * 127 = 508, so a
 // 128-weight block's 32 products per lane add up in int16 (at most 16256) and vpmaddwd widens them once per block.
@@ -219,37 +212,7 @@ class Avx2Backend final : public Backend {
 
   void rms_norm(const float* x, const float* weight, std::int64_t rows, std::int64_t cols, float eps,
                 float* y) const override {
-    // Eight rows' sums of squares first, then their scaling, as the AVX-512 backend: the rows' reduce / sqrt /
-    // divide chains overlap; the same operations per row, so the same result (and x may be y).
-    constexpr std::int64_t kRows = 8;
-    for (std::int64_t r0 = 0; r0 < rows; r0 += kRows) {
-      const std::int64_t n = std::min(kRows, rows - r0);
-      float inv_rms[kRows];
-      for (std::int64_t i = 0; i < n; ++i) {
-        const float* xr = x + (r0 + i) * cols;
-        __m256 acc = _mm256_setzero_ps();
-        std::int64_t k = 0;
-        for (; k + 8 <= cols; k += 8) {
-          __m256 v = _mm256_loadu_ps(xr + k);
-          acc = _mm256_fmadd_ps(v, v, acc);
-        }
-        float sum_sq = hsum_ps(acc);
-        for (; k < cols; ++k) sum_sq += xr[k] * xr[k];
-        inv_rms[i] = 1.0f / std::sqrt(sum_sq / static_cast<float>(cols) + eps);
-      }
-      for (std::int64_t i = 0; i < n; ++i) {
-        const float* xr = x + (r0 + i) * cols;
-        float* yr = y + (r0 + i) * cols;
-        const __m256 vinv = _mm256_set1_ps(inv_rms[i]);
-        std::int64_t k = 0;
-        for (; k + 8 <= cols; k += 8) {
-          __m256 v = _mm256_mul_ps(_mm256_loadu_ps(xr + k), vinv);
-          if (weight) v = _mm256_mul_ps(v, _mm256_loadu_ps(weight + k));
-          _mm256_storeu_ps(yr + k, v);
-        }
-        for (; k < cols; ++k) yr[k] = xr[k] * inv_rms[i] * (weight ? weight[k] : 1.0f);
-      }
-    }
+    avx2::rms_norm(x, weight, rows, cols, eps, y);
   }
 
  private:

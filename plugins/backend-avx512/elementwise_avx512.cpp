@@ -26,11 +26,16 @@ struct Lanes16 {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23));
   }
   static F swap_pairs(F v) { return _mm512_permute_ps(v, 0xB1); }
+  static float hsum(F v) { return _mm512_reduce_add_ps(v); }
 };
 
 }  // namespace
 
 float exp_shifted(float* w, std::int64_t n, float shift) { return exp_shifted_kernel<Lanes16>(w, n, shift); }
+
+void rms_norm(const float* x, const float* weight, std::int64_t rows, std::int64_t cols, float eps, float* y) {
+  rms_norm_kernel<Lanes16>(x, weight, rows, cols, eps, y);
+}
 
 void gated_activation(int threads, float* gate, const float* up, std::int64_t n, bool relu_squared) {
   gated_activation_kernel<Lanes16>(threads, gate, up, n, relu_squared);

@@ -196,37 +196,7 @@ class Avx512Backend final : public Backend {
 
   void rms_norm(const float* x, const float* weight, std::int64_t rows, std::int64_t cols, float eps,
                 float* y) const override {
-    // Eight rows' sums of squares first, then their scaling: the rows' reduce / sqrt / divide chains overlap
-    // instead of each waiting for the previous row's (a norm of a few short rows is latency, not arithmetic).
-    // The same operations per row as one at a time, so the same result (and x may be y).
-    constexpr std::int64_t kRows = 8;
-    for (std::int64_t r0 = 0; r0 < rows; r0 += kRows) {
-      const std::int64_t n = std::min(kRows, rows - r0);
-      float inv_rms[kRows];
-      for (std::int64_t i = 0; i < n; ++i) {
-        const float* xr = x + (r0 + i) * cols;
-        __m512 acc = _mm512_setzero_ps();
-        for (std::int64_t k = 0; k < cols; k += 16) {
-          const __mmask16 lanes =
-              cols - k >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (cols - k)) - 1);
-          const __m512 v = _mm512_maskz_loadu_ps(lanes, xr + k);
-          acc = _mm512_fmadd_ps(v, v, acc);
-        }
-        inv_rms[i] = 1.0f / std::sqrt(_mm512_reduce_add_ps(acc) / static_cast<float>(cols) + eps);
-      }
-      for (std::int64_t i = 0; i < n; ++i) {
-        const float* xr = x + (r0 + i) * cols;
-        float* yr = y + (r0 + i) * cols;
-        const __m512 vinv = _mm512_set1_ps(inv_rms[i]);
-        for (std::int64_t k = 0; k < cols; k += 16) {
-          const __mmask16 lanes =
-              cols - k >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (cols - k)) - 1);
-          __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(lanes, xr + k), vinv);
-          if (weight) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(lanes, weight + k));
-          _mm512_mask_storeu_ps(yr + k, lanes, v);
-        }
-      }
-    }
+    avx512::rms_norm(x, weight, rows, cols, eps, y);
   }
 };
 

@@ -3,7 +3,8 @@
 // its own vector type `V`, a struct of static functions over one register of V::kLanes floats:
 //   F (the register type), kLanes, load, store, set1, add, sub, mul, div, fmadd (a * b + c, one rounding),
 //   max, min (both return the second operand when either is NaN, as x86 does), round (to nearest even),
-//   floor, pow2 (2^n for integral n in [-126, 127]), swap_pairs (lanes 2i and 2i+1 exchanged).
+//   floor, pow2 (2^n for integral n in [-126, 127]), swap_pairs (lanes 2i and 2i+1 exchanged), hsum (the sum of
+//   the lanes, in the ISA's usual reduction order).
 //
 // Accuracy against the scalar reference (Backend::gated_activation, Backend::rope):
 // - ReLU^2 gating and both rope pair layouts perform the reference's float operations in its order: bit-identical.
@@ -65,6 +66,48 @@ float exp_shifted_kernel(float* w, std::int64_t n, float shift) {
     for (std::int64_t j = 0; j < n - i; ++j) sum += w[i + j] = tail[j];
   }
   return sum;
+}
+
+// Backend::rms_norm: y = x / sqrt(mean(x^2) + eps) (* weight) for `rows` rows of `cols`; x may be y. Eight rows'
+// sums of squares first, then their scaling, so the rows' reduce / sqrt / divide chains overlap (a norm of a few
+// short rows is latency, not arithmetic). A last partial register goes through a zero-padded copy.
+template <typename V>
+void rms_norm_kernel(const float* x, const float* weight, std::int64_t rows, std::int64_t cols, float eps, float* y) {
+  constexpr std::int64_t kRows = 8;
+  const std::int64_t whole = cols / V::kLanes * V::kLanes;
+  auto load_tail = [&](const float* row) {
+    float t[V::kLanes] = {};
+    std::copy(row + whole, row + cols, t);
+    return V::load(t);
+  };
+  for (std::int64_t r0 = 0; r0 < rows; r0 += kRows) {
+    const std::int64_t n = std::min(kRows, rows - r0);
+    float inv_rms[kRows];
+    for (std::int64_t i = 0; i < n; ++i) {
+      const float* xr = x + (r0 + i) * cols;
+      typename V::F acc = V::set1(0.0f);
+      for (std::int64_t k = 0; k < whole; k += V::kLanes) acc = V::fmadd(V::load(xr + k), V::load(xr + k), acc);
+      if (whole < cols) acc = V::fmadd(load_tail(xr), load_tail(xr), acc);
+      inv_rms[i] = 1.0f / std::sqrt(V::hsum(acc) / static_cast<float>(cols) + eps);
+    }
+    for (std::int64_t i = 0; i < n; ++i) {
+      const float* xr = x + (r0 + i) * cols;
+      float* yr = y + (r0 + i) * cols;
+      const typename V::F vinv = V::set1(inv_rms[i]);
+      for (std::int64_t k = 0; k < whole; k += V::kLanes) {
+        typename V::F v = V::mul(V::load(xr + k), vinv);
+        if (weight) v = V::mul(v, V::load(weight + k));
+        V::store(yr + k, v);
+      }
+      if (whole < cols) {
+        typename V::F v = V::mul(load_tail(xr), vinv);
+        if (weight) v = V::mul(v, load_tail(weight));
+        float t[V::kLanes];
+        V::store(t, v);
+        std::copy(t, t + (cols - whole), yr + whole);
+      }
+    }
+  }
 }
 
 namespace detail {
