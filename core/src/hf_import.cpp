@@ -11,6 +11,7 @@
 #include "bitrun/gguf.hpp"
 #include "bitrun/hf_tokenizer.hpp"
 #include "bitrun/json.hpp"
+#include "bitrun/model.hpp"
 #include "bitrun/safetensors.hpp"
 
 namespace bitrun {
@@ -18,10 +19,7 @@ namespace {
 
 // The model's shapes and settings from config.json.
 struct ModelConfig {
-  std::string arch;   // GGUF architecture
-  std::int64_t n_embd = 0, n_layer = 0, n_ff = 0, n_head = 0, n_head_kv = 0, head_dim = 0, n_ctx = 0, n_vocab = 0;
-  double rope_theta = 10000.0, rms_eps = 1e-5;
-  bool tied = false;
+  ModelHparams hp;   // architecture (the GGUF one), shapes, context, RoPE, eps, tied output
   std::optional<std::int64_t> mask_token_id, block_size;
   std::string diffusion_attention = "block-causal";
   bool shift_logits = true;
@@ -44,33 +42,34 @@ ModelConfig read_config(const Json& c, const std::filesystem::path& path, const 
   const std::string act = c.get("hidden_act").is_string() ? c.get("hidden_act").as_string() : "";
   const bool bitnet = hf_arch == "BitNetForCausalLM" || hf_arch == "BitnetForCausalLM" || model_type == "bitnet";
   const bool llama = hf_arch == "LlamaForCausalLM" || model_type == "llama";
-  if (options.arch) m.arch = *options.arch;
-  else if (bitnet) m.arch = act == "silu" ? "bitnet" : "bitnet-b1.58";
-  else if (llama) m.arch = "llama";
+  if (options.arch) m.hp.architecture = *options.arch;
+  else if (bitnet) m.hp.architecture = act == "silu" ? "bitnet" : "bitnet-b1.58";
+  else if (llama) m.hp.architecture = "llama";
   else
     fail("architecture '" + hf_arch + "' (model_type '" + model_type +
          "') is not supported: BitNetForCausalLM, LlamaForCausalLM, or a variant with model_type bitnet or llama "
          "(--arch names the GGUF architecture to write)");
-  const ArchitectureSpec* spec = find_architecture(m.arch);
-  if (!spec) fail("--arch '" + m.arch + "' is not an architecture bitrun runs");
+  const ArchitectureSpec* spec = find_architecture(m.hp.architecture);
+  if (!spec) fail("--arch '" + m.hp.architecture + "' is not an architecture bitrun runs");
   if (bitnet && !act.empty() && act != "relu2" && act != "silu") fail("hidden_act '" + act + "' is not supported (relu2, silu)");
   if (!c.get("rope_scaling").is_null())
     fail("rope_scaling is set; scaled RoPE (long-context variants) is not supported");
-  m.n_embd = integer("hidden_size");
-  m.n_layer = integer("num_hidden_layers");
-  m.n_ff = integer("intermediate_size");
-  m.n_head = integer("num_attention_heads");
-  m.n_head_kv = integer("num_key_value_heads", m.n_head);
-  m.head_dim = integer("head_dim", m.n_embd / m.n_head);
-  m.n_ctx = integer("max_position_embeddings", 2048);
-  m.n_vocab = integer("vocab_size");
-  if (m.n_head % m.n_head_kv != 0) fail("num_attention_heads is not a multiple of num_key_value_heads");
-  if (m.head_dim * m.n_head != m.n_embd)
-    fail("head_dim " + std::to_string(m.head_dim) + " is not hidden_size / num_attention_heads (" +
-         std::to_string(m.n_embd / m.n_head) + "); bitrun's graph needs the two equal");
-  if (c.get("rope_theta").is_number()) m.rope_theta = c.get("rope_theta").as_double();
-  if (c.get("rms_norm_eps").is_number()) m.rms_eps = c.get("rms_norm_eps").as_double();
-  m.tied = c.get("tie_word_embeddings").is_bool() && c.get("tie_word_embeddings").as_bool();
+  m.hp.n_embd = integer("hidden_size");
+  m.hp.n_layer = integer("num_hidden_layers");
+  m.hp.n_ff = integer("intermediate_size");
+  m.hp.n_head = integer("num_attention_heads");
+  m.hp.n_head_kv = integer("num_key_value_heads", m.hp.n_head);
+  m.hp.head_dim = integer("head_dim", m.hp.n_embd / m.hp.n_head);
+  m.hp.n_ctx_train = integer("max_position_embeddings", 2048);
+  m.hp.n_vocab = integer("vocab_size");
+  if (m.hp.n_head % m.hp.n_head_kv != 0) fail("num_attention_heads is not a multiple of num_key_value_heads");
+  if (m.hp.head_dim * m.hp.n_head != m.hp.n_embd)
+    fail("head_dim " + std::to_string(m.hp.head_dim) + " is not hidden_size / num_attention_heads (" +
+         std::to_string(m.hp.n_embd / m.hp.n_head) + "); bitrun's graph needs the two equal");
+  m.hp.rope_dims = m.hp.head_dim;
+  if (c.get("rope_theta").is_number()) m.hp.rope_freq_base = static_cast<float>(c.get("rope_theta").as_double());
+  if (c.get("rms_norm_eps").is_number()) m.hp.rms_eps = static_cast<float>(c.get("rms_norm_eps").as_double());
+  m.hp.tied_output = c.get("tie_word_embeddings").is_bool() && c.get("tie_word_embeddings").as_bool();
   if (c.get("mask_token_id").is_integer()) m.mask_token_id = c.get("mask_token_id").as_int();
   for (const char* key : {"block_size", "bd_size"})
     if (c.get(key).is_integer()) m.block_size = integer(key);
@@ -95,17 +94,17 @@ struct Target {
 
 // Maps an HF tensor name; nullopt when it is a weight_scale (read with its weight) or a derived buffer.
 std::optional<Target> map_tensor(const std::string& name, const ModelConfig& m, std::string& skipped_reason) {
-  const std::int64_t q_dim = m.n_head * m.head_dim, kv_dim = m.n_head_kv * m.head_dim;
-  if (name == "model.embed_tokens.weight") return Target{"token_embd.weight", "", false, false, 0, m.n_vocab, m.n_embd};
-  if (name == "lm_head.weight") return Target{"output.weight", "", false, false, 0, m.n_vocab, m.n_embd};
-  if (name == "model.norm.weight") return Target{"output_norm.weight", "", false, false, 0, m.n_embd, 0};
+  const std::int64_t q_dim = m.hp.n_head * m.hp.head_dim, kv_dim = m.hp.n_head_kv * m.hp.head_dim;
+  if (name == "model.embed_tokens.weight") return Target{"token_embd.weight", "", false, false, 0, m.hp.n_vocab, m.hp.n_embd};
+  if (name == "lm_head.weight") return Target{"output.weight", "", false, false, 0, m.hp.n_vocab, m.hp.n_embd};
+  if (name == "model.norm.weight") return Target{"output_norm.weight", "", false, false, 0, m.hp.n_embd, 0};
   const std::string prefix = "model.layers.";
   if (name.rfind(prefix, 0) != 0) throw FormatError("unknown tensor '" + name + "'");
   const auto dot = name.find('.', prefix.size());
   const std::string layer = name.substr(prefix.size(), dot == std::string::npos ? std::string::npos : dot - prefix.size());
   if (dot == std::string::npos || layer.empty() || layer.find_first_not_of("0123456789") != std::string::npos ||
-      layer.size() > 6 || std::stoll(layer) >= m.n_layer)
-    throw FormatError("tensor '" + name + "' names a layer outside the " + std::to_string(m.n_layer) + " of config.json");
+      layer.size() > 6 || std::stoll(layer) >= m.hp.n_layer)
+    throw FormatError("tensor '" + name + "' names a layer outside the " + std::to_string(m.hp.n_layer) + " of config.json");
   const std::string rest = name.substr(dot + 1), blk = "blk." + layer + ".";
   struct Proj {
     const char* hf;
@@ -114,13 +113,13 @@ std::optional<Target> map_tensor(const std::string& name, const ModelConfig& m, 
     bool qk;
     std::int64_t heads;
   };
-  const Proj projs[] = {{"self_attn.q_proj", "attn_q", q_dim, m.n_embd, true, m.n_head},
-                        {"self_attn.k_proj", "attn_k", kv_dim, m.n_embd, true, m.n_head_kv},
-                        {"self_attn.v_proj", "attn_v", kv_dim, m.n_embd, false, 0},
-                        {"self_attn.o_proj", "attn_output", m.n_embd, q_dim, false, 0},
-                        {"mlp.gate_proj", "ffn_gate", m.n_ff, m.n_embd, false, 0},
-                        {"mlp.up_proj", "ffn_up", m.n_ff, m.n_embd, false, 0},
-                        {"mlp.down_proj", "ffn_down", m.n_embd, m.n_ff, false, 0}};
+  const Proj projs[] = {{"self_attn.q_proj", "attn_q", q_dim, m.hp.n_embd, true, m.hp.n_head},
+                        {"self_attn.k_proj", "attn_k", kv_dim, m.hp.n_embd, true, m.hp.n_head_kv},
+                        {"self_attn.v_proj", "attn_v", kv_dim, m.hp.n_embd, false, 0},
+                        {"self_attn.o_proj", "attn_output", m.hp.n_embd, q_dim, false, 0},
+                        {"mlp.gate_proj", "ffn_gate", m.hp.n_ff, m.hp.n_embd, false, 0},
+                        {"mlp.up_proj", "ffn_up", m.hp.n_ff, m.hp.n_embd, false, 0},
+                        {"mlp.down_proj", "ffn_down", m.hp.n_embd, m.hp.n_ff, false, 0}};
   for (const Proj& p : projs) {
     const std::string base = p.hf;
     if (rest == base + ".weight")
@@ -131,10 +130,10 @@ std::optional<Target> map_tensor(const std::string& name, const ModelConfig& m, 
     if (rest == base + ".lrc_U") return Target{blk + p.gguf + ".lrc_U", "", false, false, 0, p.rows, -1};
     if (rest == base + ".lrc_V") return Target{blk + p.gguf + ".lrc_V", "", false, false, 0, p.cols, -1};
   }
-  if (rest == "input_layernorm.weight") return Target{blk + "attn_norm.weight", "", false, false, 0, m.n_embd, 0};
-  if (rest == "post_attention_layernorm.weight") return Target{blk + "ffn_norm.weight", "", false, false, 0, m.n_embd, 0};
+  if (rest == "input_layernorm.weight") return Target{blk + "attn_norm.weight", "", false, false, 0, m.hp.n_embd, 0};
+  if (rest == "post_attention_layernorm.weight") return Target{blk + "ffn_norm.weight", "", false, false, 0, m.hp.n_embd, 0};
   if (rest == "self_attn.attn_sub_norm.weight") return Target{blk + "attn_sub_norm.weight", "", false, false, 0, q_dim, 0};
-  if (rest == "mlp.ffn_sub_norm.weight") return Target{blk + "ffn_sub_norm.weight", "", false, false, 0, m.n_ff, 0};
+  if (rest == "mlp.ffn_sub_norm.weight") return Target{blk + "ffn_sub_norm.weight", "", false, false, 0, m.hp.n_ff, 0};
   if (rest == "self_attn.rotary_emb.inv_freq") {
     skipped_reason = "derived from rope_theta";
     return std::nullopt;
@@ -182,37 +181,26 @@ void import_hf_checkpoint(const std::filesystem::path& dir, const std::filesyste
   if (!std::filesystem::is_directory(dir)) throw Error(dir.string() + ": not a directory");
   const Json config = read_json_file((dir / "config.json").string());
   const ModelConfig m = read_config(config, dir / "config.json", options);
-  const ArchitectureSpec& spec = *find_architecture(m.arch);
+  const ArchitectureSpec& spec = *find_architecture(m.hp.architecture);
   const bool ternary_target = type_traits(options.weight_type).ternary;
   if (ternary_target && !spec.ternary_projections)
     throw Error("--type " + std::string(type_traits(options.weight_type).name) + " is for the ternary architectures; '" +
-                m.arch + "' has float projections (choose f16, bf16 or f32)");
+                m.hp.architecture + "' has float projections (choose f16, bf16 or f32)");
   const GgmlType t = options.weight_type;
   if (!ternary_target && t != GgmlType::F16 && t != GgmlType::BF16 && t != GgmlType::F32)
     throw Error("--type must be i2_s, tq1_0, tq2_0, f16, bf16 or f32");
 
   const SafetensorsCheckpoint ckpt = SafetensorsCheckpoint::open(dir);
   GgufWriter writer;
-  const std::string a = m.arch;
-  writer.set("general.architecture", GgufValue::string(a));
+  set_hparams_metadata(writer, m.hp);
   writer.set("general.name", GgufValue::string(config.get("_name_or_path").is_string()
                                                    ? config.get("_name_or_path").as_string()
                                                    : std::filesystem::absolute(dir).lexically_normal().filename().string()));
-  writer.set(a + ".context_length", GgufValue::u32(static_cast<std::uint32_t>(m.n_ctx)));
-  writer.set(a + ".embedding_length", GgufValue::u32(static_cast<std::uint32_t>(m.n_embd)));
-  writer.set(a + ".block_count", GgufValue::u32(static_cast<std::uint32_t>(m.n_layer)));
-  writer.set(a + ".feed_forward_length", GgufValue::u32(static_cast<std::uint32_t>(m.n_ff)));
-  writer.set(a + ".attention.head_count", GgufValue::u32(static_cast<std::uint32_t>(m.n_head)));
-  writer.set(a + ".attention.head_count_kv", GgufValue::u32(static_cast<std::uint32_t>(m.n_head_kv)));
-  writer.set(a + ".attention.layer_norm_rms_epsilon", GgufValue::f32(static_cast<float>(m.rms_eps)));
-  writer.set(a + ".rope.freq_base", GgufValue::f32(static_cast<float>(m.rope_theta)));
-  writer.set(a + ".rope.dimension_count", GgufValue::u32(static_cast<std::uint32_t>(m.head_dim)));
-  writer.set(a + ".vocab_size", GgufValue::u32(static_cast<std::uint32_t>(m.n_vocab)));
 
   const Json tokenizer = read_json_file((dir / "tokenizer.json").string());
   const Json tokenizer_config =   // optional
       std::filesystem::exists(dir / "tokenizer_config.json") ? read_json_file((dir / "tokenizer_config.json").string()) : Json();
-  const HfTokenizerFacts facts = add_hf_tokenizer(writer, tokenizer, tokenizer_config, config, m.n_vocab,
+  const HfTokenizerFacts facts = add_hf_tokenizer(writer, tokenizer, tokenizer_config, config, m.hp.n_vocab,
                                                   (dir / "tokenizer.json").string());
   std::optional<std::int64_t> mask = m.mask_token_id;
   if (options.mask_token) {
@@ -246,7 +234,7 @@ void import_hf_checkpoint(const std::filesystem::path& dir, const std::filesyste
     try {
       target = map_tensor(src->name, m, skipped);
     } catch (const FormatError& e) {
-      throw FormatError(src->file + ": " + e.what() + " (not part of the " + m.arch + " layout)");
+      throw FormatError(src->file + ": " + e.what() + " (not part of the " + m.hp.architecture + " layout)");
     }
     if (target) {
       const std::string what = src->file + ": tensor '" + src->name + "' " + shape_text(src->shape) + " " +
@@ -332,8 +320,8 @@ void import_hf_checkpoint(const std::filesystem::path& dir, const std::filesyste
 
   // Every tensor the architecture needs.
   std::vector<std::string> required = {"token_embd.weight", "output_norm.weight"};
-  if (!m.tied) required.push_back("output.weight");
-  for (std::int64_t l = 0; l < m.n_layer; ++l) {
+  if (!m.hp.tied_output) required.push_back("output.weight");
+  for (std::int64_t l = 0; l < m.hp.n_layer; ++l) {
     const std::string blk = "blk." + std::to_string(l) + ".";
     for (const std::string& p : projection_names()) required.push_back(blk + p + ".weight");
     required.push_back(blk + "attn_norm.weight");
@@ -345,7 +333,7 @@ void import_hf_checkpoint(const std::filesystem::path& dir, const std::filesyste
   }
   for (const std::string& r : required)
     if (!written.count(r)) throw FormatError(dir.string() + ": the checkpoint has no tensor for '" + r + "'");
-  if (m.tied && written.count("output.weight"))
+  if (m.hp.tied_output && written.count("output.weight"))
     throw FormatError((dir / "config.json").string() + ": tie_word_embeddings is true but lm_head.weight is present");
   writer.write(output);
 }

@@ -250,6 +250,22 @@ DiffusionMetadata read_diffusion_metadata(const GgufFile& file, const std::strin
 
 }  // namespace
 
+void set_hparams_metadata(GgufWriter& out, const ModelHparams& hp) {
+  const std::string& a = hp.architecture;
+  auto u32 = [](std::int64_t v) { return GgufValue::u32(static_cast<std::uint32_t>(v)); };
+  out.set("general.architecture", GgufValue::string(a));
+  out.set(a + ".context_length", u32(hp.n_ctx_train));
+  out.set(a + ".embedding_length", u32(hp.n_embd));
+  out.set(a + ".block_count", u32(hp.n_layer));
+  out.set(a + ".feed_forward_length", u32(hp.n_ff));
+  out.set(a + ".attention.head_count", u32(hp.n_head));
+  out.set(a + ".attention.head_count_kv", u32(hp.n_head_kv));
+  out.set(a + ".rope.dimension_count", u32(hp.rope_dims));
+  out.set(a + ".rope.freq_base", GgufValue::f32(hp.rope_freq_base));
+  out.set(a + ".attention.layer_norm_rms_epsilon", GgufValue::f32(hp.rms_eps));
+  out.set(a + ".vocab_size", u32(hp.n_vocab));
+}
+
 Model::Model(GgufFile file) : file_(std::move(file)) {}
 Model::~Model() = default;
 

@@ -5,6 +5,7 @@
 #include "bitrun/architecture.hpp"
 #include "bitrun/error.hpp"
 #include "bitrun/gguf.hpp"
+#include "bitrun/model.hpp"
 
 namespace bitrun {
 namespace {
@@ -80,20 +81,16 @@ void write_synthetic_model(const SyntheticSpec& spec, const std::filesystem::pat
   if (!arch || !arch->ternary_projections) throw Error("synthetic models need a ternary architecture");
   if (!type_traits(spec.weight_type).ternary) throw Error("synthetic models have ternary projection weights");
   const std::string& a = spec.architecture;
-  const std::int64_t head_dim = spec.n_embd / spec.n_head;
+  ModelHparams hp;
+  hp.architecture = a;
+  hp.n_vocab = spec.n_vocab, hp.n_embd = spec.n_embd, hp.n_layer = spec.n_layer, hp.n_ff = spec.n_ff;
+  hp.n_head = spec.n_head, hp.n_head_kv = spec.n_head_kv, hp.n_ctx_train = spec.n_ctx;
+  hp.rope_dims = spec.n_embd / spec.n_head;
+  hp.rope_freq_base = spec.rope_freq_base;
+  hp.rms_eps = 1e-5f;
   GgufWriter w;
-  w.set("general.architecture", GgufValue::string(a));
+  set_hparams_metadata(w, hp);
   w.set("general.name", GgufValue::string("synthetic-" + spec.preset));
-  w.set(a + ".context_length", GgufValue::u32(static_cast<std::uint32_t>(spec.n_ctx)));
-  w.set(a + ".embedding_length", GgufValue::u32(static_cast<std::uint32_t>(spec.n_embd)));
-  w.set(a + ".block_count", GgufValue::u32(static_cast<std::uint32_t>(spec.n_layer)));
-  w.set(a + ".feed_forward_length", GgufValue::u32(static_cast<std::uint32_t>(spec.n_ff)));
-  w.set(a + ".attention.head_count", GgufValue::u32(static_cast<std::uint32_t>(spec.n_head)));
-  w.set(a + ".attention.head_count_kv", GgufValue::u32(static_cast<std::uint32_t>(spec.n_head_kv)));
-  w.set(a + ".rope.dimension_count", GgufValue::u32(static_cast<std::uint32_t>(head_dim)));
-  w.set(a + ".rope.freq_base", GgufValue::f32(spec.rope_freq_base));
-  w.set(a + ".attention.layer_norm_rms_epsilon", GgufValue::f32(1e-5f));
-  w.set(a + ".vocab_size", GgufValue::u32(static_cast<std::uint32_t>(spec.n_vocab)));
   std::vector<std::string> tokens = filler_vocab(spec.n_vocab);
   std::vector<std::int32_t> types(tokens.size(), static_cast<std::int32_t>(1));
   types[0] = 2;
@@ -129,7 +126,7 @@ void write_synthetic_model(const SyntheticSpec& spec, const std::filesystem::pat
   step();
   w.add_f32_tensor("output_norm.weight", {spec.n_embd}, std::vector<float>(static_cast<std::size_t>(spec.n_embd), 1.0f));
   step();
-  const std::int64_t q_dim = spec.n_embd, kv_dim = spec.n_head_kv * head_dim;
+  const std::int64_t q_dim = spec.n_embd, kv_dim = spec.n_head_kv * hp.rope_dims;   // rope_dims = head size here
   for (std::int64_t l = 0; l < spec.n_layer; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";
     for (const auto& [name, len] : {std::pair<std::string, std::int64_t>{"attn_norm", spec.n_embd},

@@ -29,6 +29,10 @@ struct ModelHparams {
   bool tied_output = false;
 };
 
+// Writes hp as the general.architecture and <arch>.* keys Model::load() reads (shapes, context, RoPE, norm epsilon,
+// vocabulary size): the one list of them for the writers of model files (synth, import).
+void set_hparams_metadata(GgufWriter& out, const ModelHparams& hp);
+
 // A projection weight: ternary or int8 (packed by the backend, int8 activations), or dense float.
 struct Linear {
   std::int64_t rows = 0, cols = 0;                // out x in
