@@ -61,7 +61,7 @@ TEST(ChatTemplate, ConfigKeyDefaultsToAutoAndRejectsOtherNames) {
   EXPECT_EQ(c.get_string("chat.template"), "chatml");
   EXPECT_THROW(c.set_from_cli("chat.template=jinja"), ConfigError);
   // Every allowed value of the key is a name the parser knows.
-  for (const auto& choice : find_config_key("chat.template")->choices)
+  for (const auto& choice : core_config_schema()->find("chat.template")->choices)
     EXPECT_NO_THROW(parse_chat_template_name(choice)) << choice;
 }
 

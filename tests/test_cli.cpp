@@ -122,6 +122,37 @@ TEST(Cli, UnknownCommandsAndOptionsAreErrors) {
   Result r = run("info --frobnicate");
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.output.find("unknown option '--frobnicate'"), std::string::npos);
+  r = run("serve --model x.gguf --prot 80");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.output.find("unknown option '--prot'"), std::string::npos) << r.output;
+}
+
+// A plugin's keys exist when the plugin is found: validated, printed, written by generate-config, and its
+// shorthands (--port) are options of every command.
+TEST(Cli, PluginKeysAndShorthandsComeFromThePluginsFound) {
+  Result without = run("config --print --set decoder.delay_ms=5");
+  EXPECT_EQ(without.status, 1) << without.output;
+  EXPECT_NE(without.output.find("unknown key 'decoder.delay_ms'"), std::string::npos) << without.output;
+  EXPECT_NE(without.output.find("keys beyond the core's come from the plugins found in"), std::string::npos);
+  const std::string decoders = " --set plugins.dir=" BITRUN_TEST_DECODER_DIR;
+  Result with = run("config --print" + decoders + " --set decoder.delay_ms=5");
+  EXPECT_EQ(with.status, 0) << with.output;
+  EXPECT_NE(with.output.find("  delay_ms: 5   # from command line"), std::string::npos) << with.output;
+  Result bad = run("config --print" + decoders + " --set decoder.delay_ms=-5");
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_NE(bad.output.find("key 'decoder.delay_ms': value -5 is out of range [0, 60000]"), std::string::npos)
+      << bad.output;
+  Result generated = run("generate-config" + decoders);
+  EXPECT_NE(generated.output.find("# test decoder slow: milliseconds each step sleeps\n  delay_ms: 20"),
+            std::string::npos) << generated.output;
+  Result info = run("info" + decoders);
+  EXPECT_NE(info.output.find("  slow: decoder.delay_ms\n"), std::string::npos) << info.output;
+  EXPECT_NE(info.output.find("  http: server.host, server.port,"), std::string::npos) << info.output;
+  Result port = run("config --print --port 9123");
+  EXPECT_NE(port.output.find("  port: 9123   # from command line"), std::string::npos) << port.output;
+  Result help = run("serve --help");
+  EXPECT_NE(help.output.find("--port VALUE"), std::string::npos) << help.output;
+  EXPECT_NE(help.output.find("same as --set server.port=VALUE (plugin 'http')"), std::string::npos) << help.output;
 }
 
 }  // namespace

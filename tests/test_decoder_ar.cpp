@@ -8,6 +8,7 @@
 #include "bitrun/config.hpp"
 #include "bitrun/error.hpp"
 #include "bitrun/plugin_host.hpp"
+#include "test_support.hpp"
 
 namespace bitrun {
 namespace {
@@ -46,7 +47,7 @@ class ArDecoderTest : public ::testing::Test {
  protected:
   void SetUp() override {
     static PluginHost host({BITRUN_TEST_PLUGIN_DIR}, detect_cpu());
-    decoder_ = host.create_decoder("ar", Config());
+    decoder_ = host.create_decoder("ar", test::plugin_config());
   }
   DecodeRequest request(std::vector<std::int32_t> prompt, std::int32_t max_tokens, std::int32_t ctx = 64) {
     DecodeRequest r;

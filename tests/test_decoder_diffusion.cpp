@@ -92,7 +92,7 @@ class DiffusionDecoderTest : public ::testing::Test {
   void SetUp() override {
     static PluginHost host({BITRUN_TEST_PLUGIN_DIR}, detect_cpu());
     host_ = &host;
-    decoder_ = host.create_decoder("diffusion", Config());
+    decoder_ = host.create_decoder("diffusion", test::plugin_config());
   }
   // A block-causal model with block size 8; options override decoder.* per request.
   DecodeRequest request(std::int32_t prompt_len, std::int32_t max_tokens, std::map<std::string, std::string> options,
@@ -397,7 +397,7 @@ TEST_F(DiffusionDecoderTest, CausalContractFeedsOnlyWhatThePredictionsNeedAndRef
   for (std::int32_t p = 3; p < 11; ++p) expected.push_back(token_for(p));
   EXPECT_EQ(r.tokens, expected);
   // decoder.attention overrides the model's contract.
-  Config config;
+  Config config = test::plugin_config();
   config.set("decoder.attention", "block-causal", ConfigSource::CommandLine, "test");
   DecodeRun forced = drive(*host_->create_decoder("diffusion", config)->start(req), confident());
   EXPECT_EQ(forced.steps[0].attention, StepAttention::BlockCausal);
@@ -455,14 +455,14 @@ TEST_F(DiffusionDecoderTest, SeededSamplingIsReproducible) {
 TEST_F(DiffusionDecoderTest, BadOptionsAreConfigErrorsNamingThem) {
   const std::vector<std::pair<std::map<std::string, std::string>, std::string>> cases = {
       {{{"temperature", "1"}}, "no option 'temperature'"},
-      {{{"mode", "fast"}}, "unknown mode 'fast'"},
-      {{{"threshold", "1.5"}}, "'threshold': '1.5'"},
-      {{{"threshold", "abc"}}, "'threshold': 'abc'"},
-      {{{"sub_block_size", "0"}}, "'sub_block_size': '0'"},
-      {{{"block_size", "8x"}}, "'block_size': '8x'"},
-      {{{"max_iterations_per_block", "-1"}}, "'max_iterations_per_block': '-1'"},
-      {{{"sub_block_cache", "yes"}}, "'sub_block_cache': 'yes'"},
-      {{{"gamma", "-0.5"}}, "'gamma': '-0.5'"},
+      {{{"mode", "fast"}}, "decoder option: key 'mode': 'fast' is not one of: greedy, iterative, adaptive"},
+      {{{"threshold", "1.5"}}, "key 'threshold': value 1.5 is out of range [0, 1]"},
+      {{{"threshold", "abc"}}, "key 'threshold': expected a number, got 'abc'"},
+      {{{"sub_block_size", "0"}}, "key 'sub_block_size': value 0 is out of range"},
+      {{{"block_size", "8x"}}, "key 'block_size': expected an integer, got '8x'"},
+      {{{"max_iterations_per_block", "-1"}}, "key 'max_iterations_per_block': value -1 is out of range"},
+      {{{"sub_block_cache", "maybe"}}, "key 'sub_block_cache': expected true or false, got 'maybe'"},
+      {{{"gamma", "-0.5"}}, "key 'gamma': value -0.5 is out of range"},
       {{{"mask_token", "3"}}, "describes the model"},
   };
   for (const auto& [options, expected] : cases) {
@@ -477,7 +477,7 @@ TEST_F(DiffusionDecoderTest, ModelsItCannotDecodeAreClearErrors) {
   std::string msg = test::error_message<Error>([&] { decoder_->start(no_mask); });
   EXPECT_NE(msg.find("the model has no mask token"), std::string::npos) << msg;
   // decoder.mask_token designates one.
-  Config config;
+  Config config = test::plugin_config();
   config.set("decoder.mask_token", "13", ConfigSource::CommandLine, "test");
   DecodeRun r = drive(*host_->create_decoder("diffusion", config)->start(no_mask), confident());
   EXPECT_EQ(r.steps[0].tokens.back(), 13);

@@ -25,6 +25,7 @@
 #include "bitrun/sampler.hpp"
 #include "bitrun/tokenizer.hpp"
 #include "bitrun/transformer.hpp"
+#include "test_support.hpp"
 
 namespace bitrun {
 namespace {
@@ -139,7 +140,7 @@ const std::vector<std::int32_t> kDiffusionGoldenIds = {
 
 // A decoder configured with greedy sampling and decoder.mode = `mode` (and `threshold` when given).
 std::unique_ptr<Decoder> diffusion_decoder(const char* mode, const char* threshold = nullptr) {
-  Config config;
+  Config config = test::plugin_config();
   config.set("sampling.temperature", "0", ConfigSource::CommandLine, "test");
   config.set("decoder.mode", mode, ConfigSource::CommandLine, "test");
   if (threshold) config.set("decoder.threshold", threshold, ConfigSource::CommandLine, "test");
@@ -150,7 +151,7 @@ std::unique_ptr<Decoder> diffusion_decoder(const char* mode, const char* thresho
 // the sequence ends in an error.
 SequenceStats decode(const Model& model, Decoder& decoder, const std::vector<std::int32_t>& prompt,
                      std::int64_t max_tokens, std::vector<std::int32_t>* out = nullptr) {
-  Config greedy;
+  Config greedy = test::plugin_config();
   greedy.set("sampling.temperature", "0", ConfigSource::CommandLine, "test");
   const DecodeRequest request = make_decode_request(greedy, model, prompt, max_tokens);
   Engine engine(model);

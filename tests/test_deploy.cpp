@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "bitrun/config.hpp"
+#include "test_support.hpp"
 
 namespace bitrun {
 namespace {
@@ -53,7 +54,7 @@ Config pod_config(const fs::path& dir) {
   EXPECT_EQ(gen["name"].as<std::string>(), "bitrun-config");
   const std::string file = gen["files"][0].as<std::string>();
   EXPECT_EQ(file, "config.yaml");   // the key, and so the file name under the mount
-  Config c;
+  Config c = test::plugin_config();
   c.load_file(dir / file);
   return c;
 }
@@ -207,7 +208,7 @@ TEST(Deploy, DockerfileBuildsWithTheProjectsScriptsAndServes) {
   EXPECT_NE(entrypoint.find("bitrun\", \"serve\""), std::string::npos) << entrypoint;
   EXPECT_NE(healthcheck.find("/health"), std::string::npos);
   // The image's own config (the default when no ConfigMap is mounted) is valid and binds the exposed port.
-  Config c;
+  Config c = test::plugin_config();
   c.load_file(kDeploy / "container-config.yaml");
   EXPECT_EQ(expose, std::to_string(c.get_int("server.port")));
   EXPECT_NE(healthcheck.find("/dev/tcp/127.0.0.1/" + expose), std::string::npos);

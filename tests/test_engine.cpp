@@ -85,8 +85,8 @@ class EngineTest : public ::testing::Test {
     host_ = &host;
     backend_ = host.create_backend(host.choose_backend("auto"), 2);
     model_ = Model::load(model, *backend_);
-    decoder_ = host.create_decoder("ar", Config());
-    Config config;
+    decoder_ = host.create_decoder("ar", test::plugin_config());
+    Config config = test::plugin_config();
     config.set("decoder.mask_token", std::to_string(kMask), ConfigSource::CommandLine, "test");
     diffusion_ = host.create_decoder("diffusion", config);
   }
@@ -551,7 +551,7 @@ TEST_F(EngineTest, ThePrefixPoolIsNotSharedAcrossAttentionContracts) {
   EXPECT_EQ(got[d2], got[d1]);
   EXPECT_EQ(got[d1], alone(diffusion(prompt, 10, block_causal)));
   // The causal contract shares K/V with autoregressive decoding.
-  Config config;
+  Config config = test::plugin_config();
   config.set("decoder.mask_token", std::to_string(kMask), ConfigSource::CommandLine, "test");
   config.set("decoder.attention", "causal", ConfigSource::CommandLine, "test");
   auto causal_decoder = host_->create_decoder("diffusion", config);
@@ -572,7 +572,7 @@ TEST_F(EngineTest, ThePrefixPoolIsNotSharedAcrossAttentionContracts) {
 TEST_F(EngineTest, DiffusionDecodesStories260KMechanicallyInEveryMode) {
   for (const char* contract : {"block-causal", "causal"})
     for (const char* mode : {"greedy", "iterative", "adaptive", "factor", "eb"}) {
-      Config config;
+      Config config = test::plugin_config();
       config.set("decoder.mask_token", std::to_string(kMask), ConfigSource::CommandLine, "test");
       config.set("decoder.attention", contract, ConfigSource::CommandLine, "test");
       DecodeRequest r;

@@ -427,7 +427,7 @@ TEST(Synthetic, TinyPresetCarriesAMaskTokenAndTheBlockCausalContract) {
   EXPECT_EQ(model->mask_token(), 1023);
   EXPECT_EQ(model->diffusion().block_size, 32);
   EXPECT_EQ(model->diffusion().attention, DiffusionAttention::BlockCausal);
-  Config config;
+  Config config = test::plugin_config();
   config.set("sampling.temperature", "0", ConfigSource::CommandLine, "test");
   const DecodeRequest r = make_decode_request(config, *model, {1, 5}, 9);
   EXPECT_EQ(r.model.mask_token, 1023);

@@ -2,6 +2,7 @@
 // honours a forced backend and refuses one the CPU cannot run.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
 
@@ -103,7 +104,8 @@ TEST(PluginHost, RejectsBrokenPluginsNamingTheFile) {
   PluginHost host({dir}, detect_cpu());
   const PluginRecord* bad_abi = record_for_file(host, "bitrun-test-bad-abi.so");
   ASSERT_NE(bad_abi, nullptr);
-  EXPECT_NE(bad_abi->error.find("plugin ABI version 999"), std::string::npos) << bad_abi->error;
+  EXPECT_NE(bad_abi->error.find("plugin ABI version " + std::to_string(kPluginAbiVersion - 1) + ", this bitrun needs " +
+                                 std::to_string(kPluginAbiVersion)), std::string::npos) << bad_abi->error;
   EXPECT_FALSE(bad_abi->usable());
 
   const PluginRecord* no_desc = record_for_file(host, "bitrun-test-no-descriptor.so");
@@ -118,10 +120,46 @@ TEST(PluginHost, RejectsBrokenPluginsNamingTheFile) {
   ASSERT_NE(garbage, nullptr);
   EXPECT_NE(garbage->error.find("cannot load"), std::string::npos) << garbage->error;
 
+  // Keys that clash with taken ones leave the whole plugin out, none of its keys in.
+  const PluginRecord* clash = record_for_file(host, "bitrun-test-clashing-settings.so");
+  ASSERT_NE(clash, nullptr);
+  EXPECT_NE(clash->error.find("config key 'decoder.type' (from plugin 'clash') is already defined by the core"),
+            std::string::npos) << clash->error;
+  EXPECT_EQ(host.config_schema()->find("clash.fine"), nullptr);
+  EXPECT_EQ(host.find(PluginKind::Decoder, "clash"), nullptr);
+
   EXPECT_EQ(record_for_file(host, "README.txt"), nullptr);
   EXPECT_EQ(host.find(PluginKind::Backend, "bad-abi"), nullptr);
   EXPECT_EQ(host.find(PluginKind::Decoder, "no-factory"), nullptr);
   std::filesystem::remove_all(dir);
+}
+
+TEST(PluginHost, PluginKeysJoinTheSchemaAndReachTheFactory) {
+  PluginHost host({BITRUN_TEST_PLUGIN_DIR, BITRUN_TEST_DECODER_DIR}, detect_cpu());
+  const ConfigKey* delay = host.config_schema()->find("decoder.delay_ms");
+  ASSERT_NE(delay, nullptr);
+  EXPECT_EQ(delay->owner, "plugin 'slow'");
+  EXPECT_EQ(std::get<std::int64_t>(delay->default_value), 20);
+  const PluginRecord* slow = host.find(PluginKind::Decoder, "slow");
+  ASSERT_NE(slow, nullptr);
+  ASSERT_EQ(slow->settings.size(), 1u);
+  // Without the plugin's directory the key does not exist.
+  PluginHost without({BITRUN_TEST_PLUGIN_DIR}, detect_cpu());
+  EXPECT_EQ(without.config_schema()->find("decoder.delay_ms"), nullptr);
+  EXPECT_NE(without.config_schema()->find("decoder.threshold"), nullptr);
+
+  // The factory reads the value the configuration holds: a step of the slow decoder sleeps that long.
+  Config config(host.config_schema());
+  config.set_from_cli("decoder.delay_ms=120");
+  auto decoder = host.create_decoder("slow", config);
+  DecodeRequest request;
+  request.prompt = {1};
+  request.max_tokens = 1;
+  auto session = decoder->start(request);
+  session->next_step();
+  const auto start = std::chrono::steady_clock::now();
+  session->consume(StepLogits{});
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(120));
 }
 
 TEST(PluginHost, EarlierDirectoriesShadowLaterOnes) {

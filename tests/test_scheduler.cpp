@@ -55,7 +55,7 @@ class SchedulerTest : public ::testing::Test {
     static PluginHost host({BITRUN_TEST_PLUGIN_DIR}, detect_cpu());
     backend_ = host.create_backend(host.choose_backend("auto"), 2);
     model_ = Model::load(model, *backend_);
-    decoder_ = host.create_decoder("ar", Config());
+    decoder_ = host.create_decoder("ar", test::plugin_config());
   }
 
   DecodeRequest request(const std::string& prompt, std::int32_t max_tokens) {

@@ -57,7 +57,8 @@ const Model& model() {
 // destructor. listen_only: the model is "still loading" until ready() is called.
 class TestServer {
  public:
-  explicit TestServer(const std::vector<std::string>& settings = {}, bool listen_only = false) {
+  explicit TestServer(const std::vector<std::string>& settings = {}, bool listen_only = false)
+      : config_(host().config_schema()) {
     config_.set("server.port", "0", ConfigSource::CommandLine, "test");
     config_.set("sampling.temperature", "0", ConfigSource::CommandLine, "test");
     config_.set("log.level", "warn", ConfigSource::CommandLine, "test");
@@ -68,8 +69,7 @@ class TestServer {
   }
   void ready() {
     scheduler_ = std::make_unique<Scheduler>(
-        model(), SchedulerOptions{static_cast<std::size_t>(config_.get_int("server.max_parallel")),
-                                  static_cast<std::size_t>(config_.get_int("server.max_queue"))});
+        model(), frontend_->scheduler_options());
     decoders_ = std::make_unique<DecoderSet>(host(), config_, config_.get_string("decoder.type"));
     context_ = std::make_unique<ServeContext>(
         ServeContext{config_, model(), *scheduler_, *decoders_, "stories260K", std::chrono::system_clock::now()});
@@ -231,7 +231,7 @@ Json expect_error(const httplib::Result& r, int status, const std::string& messa
 // continuation: the text continues the prompt's (completions), so its first token keeps its leading space.
 std::pair<std::string, std::size_t> greedy_reference(const std::vector<std::int32_t>& prompt, int max_tokens,
                                                      std::vector<std::string> stops = {}, bool continuation = false) {
-  static std::unique_ptr<Decoder> ar = host().create_decoder("ar", Config());
+  static std::unique_ptr<Decoder> ar = host().create_decoder("ar", Config(host().config_schema()));
   DecodeRequest r;
   r.prompt = prompt;
   r.max_tokens = max_tokens;
@@ -387,7 +387,7 @@ TEST_F(ServerTest, StreamedChatHasOpenAisExactShape) {
 TEST_F(ServerTest, TheDecoderObjectSelectsBlockDiffusionPerRequest) {
   if (!host().find(PluginKind::Decoder, "diffusion")) GTEST_SKIP() << "the decoder-diffusion plugin is not built";
   TestServer s({"decoder.mask_token=0"});
-  Config config;
+  Config config(host().config_schema());
   config.set("decoder.mask_token", "0", ConfigSource::CommandLine, "test");
   config.set("sampling.temperature", "0", ConfigSource::CommandLine, "test");
   std::unique_ptr<Decoder> diffusion = host().create_decoder("diffusion", config);

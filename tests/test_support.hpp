@@ -8,6 +8,9 @@
 #include <string>
 #include <string_view>
 
+#include "bitrun/config.hpp"
+#include "bitrun/cpu_features.hpp"
+#include "bitrun/plugin_host.hpp"
 #include "bitrun/tokenizer.hpp"
 
 namespace bitrun::test {
@@ -18,6 +21,17 @@ inline std::filesystem::path shared_path(std::string_view relative) {
   return (env && *env ? std::filesystem::path(env) : std::filesystem::path(BITRUN_SOURCE_DIR) / ".." / "shared") /
          relative;
 }
+
+#ifdef BITRUN_TEST_PLUGIN_DIR   // (not in the stand-alone sanitizer build of the GGUF tests)
+// The project's plugins as built (BITRUN_TEST_PLUGIN_DIR), opened once.
+inline const PluginHost& project_plugins() {
+  static const PluginHost host({BITRUN_TEST_PLUGIN_DIR}, detect_cpu());
+  return host;
+}
+
+// A configuration with the core's keys and those the project's plugins add (decoder.*, server.*), at defaults.
+inline Config plugin_config() { return Config(project_plugins().config_schema()); }
+#endif
 
 // The message of the exception of type E that `f` throws, or "(no error)".
 template <typename E>

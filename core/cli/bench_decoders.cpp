@@ -21,8 +21,24 @@
 namespace bitrun::cli {
 namespace {
 
-// The diffusion decoder's modes, each compared with AR.
-constexpr const char* kDiffusionModes[] = {"greedy", "iterative", "adaptive", "factor", "eb"};
+// The baseline every other decoder is compared with.
+constexpr const char* kBaselineDecoder = "ar";
+
+std::string value_text(const ConfigValue& value) {
+  return std::visit(
+      [](const auto& v) -> std::string {
+        using T = std::decay_t<decltype(v)>;
+        if constexpr (std::is_same_v<T, std::string>) return v.empty() ? "\"\"" : v;
+        else if constexpr (std::is_same_v<T, bool>) return v ? "true" : "false";
+        else if constexpr (std::is_same_v<T, std::vector<std::string>>) return "[" + std::to_string(v.size()) + "]";
+        else {
+          std::ostringstream out;
+          out << v;
+          return out.str();
+        }
+      },
+      value);
+}
 
 // Every prompt through `decoder` once per repetition, one request at a time, each in a fresh engine (no prefix
 // reuse, so every repetition computes its prompts).
@@ -110,18 +126,35 @@ BenchPrompt random_bench_prompt(const Model& model) {
   return p;
 }
 
-std::vector<DecoderRun> compare_decoders(const Model& model, PluginHost& host, const Config& config,
+std::vector<DecoderRun> compare_decoders(const Model& model, const PluginHost& host, const Config& config,
                                          const std::vector<BenchPrompt>& prompts, std::int64_t max_tokens,
                                          bool stop_at_end, int reps, int threads) {
   const_cast<Backend&>(model.backend()).set_threads(threads);
   std::vector<DecoderRun> runs;
-  std::unique_ptr<Decoder> ar = host.create_decoder("ar", config);
-  runs.push_back(run_decoder(model, *ar, config, "ar", {}, prompts, max_tokens, stop_at_end, reps, threads));
-  std::unique_ptr<Decoder> diffusion = host.create_decoder("diffusion", config);
-  for (const char* mode : kDiffusionModes)
-    runs.push_back(run_decoder(model, *diffusion, config, mode, {{"mode", mode}}, prompts, max_tokens, stop_at_end,
-                               reps, threads));
+  std::unique_ptr<Decoder> baseline = host.create_decoder(kBaselineDecoder, config);
+  runs.push_back(
+      run_decoder(model, *baseline, config, kBaselineDecoder, {}, prompts, max_tokens, stop_at_end, reps, threads));
+  for (const PluginRecord& record : host.plugins()) {
+    if (!record.usable() || record.kind != PluginKind::Decoder || record.name == kBaselineDecoder) continue;
+    std::unique_ptr<Decoder> decoder = host.create_decoder(record.name, config);
+    const std::vector<std::string> modes = decoder->modes();
+    if (modes.empty())
+      runs.push_back(
+          run_decoder(model, *decoder, config, record.name, {}, prompts, max_tokens, stop_at_end, reps, threads));
+    for (const std::string& mode : modes)
+      runs.push_back(run_decoder(model, *decoder, config, mode, {{"mode", mode}}, prompts, max_tokens, stop_at_end,
+                                 reps, threads));
+  }
   return runs;
+}
+
+std::string decoder_settings_summary(const PluginHost& host, const Config& config) {
+  std::string out;
+  for (const PluginRecord& record : host.plugins())
+    if (record.usable() && record.kind == PluginKind::Decoder)
+      for (const ConfigKey& key : record.settings)
+        out += (out.empty() ? "" : ", ") + key.path + " " + value_text(config.value(key.path));
+  return out.empty() ? "none" : out;
 }
 
 void judge_decoder_runs(const Model& model, const Model& judge, const std::vector<BenchPrompt>& prompts,

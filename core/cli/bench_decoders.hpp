@@ -50,13 +50,17 @@ std::vector<BenchPrompt> read_bench_prompts(const std::filesystem::path& file, c
 // One synthetic 16-token prompt of random ids (never the mask token), for models without a text to prompt with.
 BenchPrompt random_bench_prompt(const Model& model);
 
-// Decodes every prompt with AR and with each diffusion mode (greedy argmax; the other decoder.* settings from
-// `config`), one request at a time, `reps` times, with `threads` threads. With `stop_at_end`, a request ends at
+// Decodes every prompt with AR, then with every other decoder plugin the host found, once per mode it reports
+// (Decoder::modes(); labelled by the mode, or by the decoder's name when it has none), greedy argmax, with its
+// other settings from `config`; one request at a time, `reps` times, with `threads` threads. With `stop_at_end`, a request ends at
 // the model's end-of-generation tokens or after `max_tokens`; without, it decodes exactly `max_tokens` (an error
 // if a decoder stops short). The first run is AR.
-std::vector<DecoderRun> compare_decoders(const Model& model, PluginHost& host, const Config& config,
+std::vector<DecoderRun> compare_decoders(const Model& model, const PluginHost& host, const Config& config,
                                          const std::vector<BenchPrompt>& prompts, std::int64_t max_tokens,
                                          bool stop_at_end, int reps, int threads);
+
+// The settings the compared decoders read from the configuration, "key value, key value", for bench's report.
+std::string decoder_settings_summary(const PluginHost& host, const Config& config);
 
 // Fills judge_perplexity (the judge's mean NLL over the continuation tokens, each continuation scored after its
 // prompt text, as perplexity) and distinct_3grams (distinct word 3-grams / all word 3-grams over the

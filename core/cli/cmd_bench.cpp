@@ -203,9 +203,10 @@ int run_bench(const Args& args, char** envp) {
                  "(default: all CPUs), and the aggregate decode speed of 1, 4 and 16 concurrent sequences through\n"
                  "the engine (at most 64 tokens each).\n"
                  "On a model with a mask token it compares decoders, with 1 thread and with --threads: AR and each\n"
-                 "diffusion mode (greedy, iterative, adaptive, factor, eb; the other decoder.* settings from the\n"
-                 "config) decode the same greedy requests one at a time: tok/s, tokens and rows per forward, the\n"
-                 "ratio to AR, and the tokens per forward a mode needs to break even with AR. The requests: each\n"
+                 "mode of every other decoder plugin (diffusion: greedy, iterative, adaptive, factor, eb; their other\n"
+                 "settings from the config) decode the same greedy requests one at a time: tok/s, tokens and rows\n"
+                 "per forward, the ratio to AR, and the tokens per forward a mode needs to break even with AR.\n"
+                 "The requests: each\n"
                  "line of --prompts FILE, ending at the model's end tokens or after --diffusion-tokens (default\n"
                  "64; 0 skips the comparison); without --prompts, one random 16-token prompt and exactly\n"
                  "--diffusion-tokens tokens. --judge MODEL scores each decoder's text (with --prompts): the\n"
@@ -237,7 +238,7 @@ int run_bench(const Args& args, char** envp) {
   if (!judge_file.empty() && prompts_file.empty()) throw ConfigError("--judge needs --prompts (text to judge)");
 
   const auto load_start = Clock::now();
-  Runtime rt = load_runtime(cl.config, model_file);
+  Runtime rt = load_runtime(*cl.host, cl.config, model_file);
   const double load_s = seconds_since(load_start);
   const double rss_after_load = peak_rss_bytes();
   const double file_bytes = static_cast<double>(std::filesystem::file_size(model_file));
@@ -268,7 +269,7 @@ int run_bench(const Args& args, char** envp) {
       decoder_runs.push_back(compare_decoders(*rt.model, *rt.host, cl.config, prompts, diffusion_tokens,
                                               /*stop_at_end=*/!prompts_file.empty(), reps, t));
     if (!judge_file.empty()) {
-      Runtime judge = load_runtime(cl.config, judge_file);
+      Runtime judge = load_runtime(*cl.host, cl.config, judge_file);
       for (auto& runs : decoder_runs) judge_decoder_runs(*rt.model, *judge.model, prompts, runs);
     }
     rt.backend->set_threads(threads_n);
@@ -310,11 +311,7 @@ int run_bench(const Args& args, char** envp) {
     else
       std::printf("decoders: %zu prompts from %s, up to %lld tokens each, ending at end tokens", prompts.size(),
                   prompts_file.c_str(), static_cast<long long>(diffusion_tokens));
-    std::printf("; greedy (decoder.* from the config: block %lld (0 = the model's), sub-block %lld, threshold %.2f, "
-                "sub-block cache %s):\n",
-                static_cast<long long>(cl.config.get_int("decoder.block_size")),
-                static_cast<long long>(cl.config.get_int("decoder.sub_block_size")),
-                cl.config.get_float("decoder.threshold"), cl.config.get_bool("decoder.sub_block_cache") ? "on" : "off");
+    std::printf("; greedy; decoder settings: %s\n", decoder_settings_summary(*cl.host, cl.config).c_str());
     std::printf("%-8s %-10s %9s %7s %9s %9s %8s %11s", "threads", "decoder", "tok/s", "tokens", "tok/fwd", "rows/fwd",
                 "vs ar", "break-even");
     if (judged) std::printf(" %10s %10s", "judge ppl", "distinct-3");

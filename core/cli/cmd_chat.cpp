@@ -34,7 +34,7 @@ int run_chat(const Args& args, char** envp) {
     return cl.help ? 0 : 2;
   }
   apply_logging(cl);
-  Runtime rt = load_runtime(cl.config, model_path(cl.config));
+  Runtime rt = load_runtime(*cl.host, cl.config, model_path(cl.config));
   const Model& model = *rt.model;
   const Tokenizer& tok = model.tokenizer();
   const ChatTemplate tmpl = select_chat_template(cl.config.get_string("chat.template"), tok);

@@ -28,12 +28,13 @@ int run_generate_config(const Args& args, char** envp) {
   CommandLine cl = parse_command_line(args, {"--force"}, envp);
   if (cl.help) {
     std::cout << "usage: bitrun generate-config [FILE] [--force]\n"
-                 "Writes a commented config file with every key at its default (stdout when FILE is omitted).\n";
+                 "Writes a commented config file with every key at its default (stdout when FILE is omitted): the\n"
+                 "core's keys and those of the plugins found (see `bitrun info`).\n";
     return 0;
   }
   if (cl.positional.size() > 1) throw ConfigError("generate-config takes at most one FILE");
   if (cl.positional.empty()) {
-    std::cout << default_config_yaml();
+    std::cout << default_config_yaml(cl.config.schema());
     return 0;
   }
   std::filesystem::path out = cl.positional.front();
@@ -41,7 +42,7 @@ int run_generate_config(const Args& args, char** envp) {
   if (std::filesystem::exists(out) && !force)
     throw Error(out.string() + " already exists (use --force to overwrite)");
   std::ofstream file(out);
-  file << default_config_yaml();
+  file << default_config_yaml(cl.config.schema());
   if (!file.flush()) throw Error(out.string() + ": cannot write");
   std::cerr << "wrote " << out.string() << "\n";
   return 0;

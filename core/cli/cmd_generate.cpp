@@ -32,7 +32,7 @@ int run_generate(const Args& args, char** envp) {
   const std::int64_t max_tokens = cl.int_value("--max-tokens", cl.config.get_int("generation.max_tokens"));
   if (max_tokens < 1) throw ConfigError("--max-tokens must be at least 1");
 
-  Runtime rt = load_runtime(cl.config, model_path(cl.config));
+  Runtime rt = load_runtime(*cl.host, cl.config, model_path(cl.config));
   const Model& model = *rt.model;
   const Tokenizer& tok = model.tokenizer();
   DecodeRequest request = make_decode_request(cl.config, model,

@@ -34,7 +34,7 @@ int run_info(const Args& args, char** envp) {
   if (cpu.features != detected.features)
     std::cout << "  disabled by cpu.disable: " << cpu_feature_list(detected.features & ~cpu.features) << "\n";
 
-  PluginHost host(PluginHost::search_path(config), cpu);
+  const PluginHost& host = *cl.host;   // opened with the same search path and cpu.disable
   std::cout << "\nPlugin search path (first match wins):\n";
   for (const auto& dir : host.search_dirs()) {
     std::error_code ec;
@@ -56,6 +56,16 @@ int run_info(const Args& args, char** envp) {
     std::printf("  %-9s %-10s %-8s %-6d %-60s %s\n", plugin_kind_name(p.kind), p.name.c_str(), p.version.c_str(),
                 p.score, requires_isa.c_str(), status == "ok" ? "ok" : ("skipped: " + status).c_str());
   }
+  std::cout << "\nPlugin settings (config keys each plugin adds):\n";
+  bool any_settings = false;
+  for (const auto& p : host.plugins()) {
+    if (!p.usable() || p.settings.empty()) continue;
+    std::string keys;
+    for (const auto& key : p.settings) keys += (keys.empty() ? "" : ", ") + key.path;
+    std::cout << "  " << p.name << ": " << keys << "\n";
+    any_settings = true;
+  }
+  if (!any_settings) std::cout << "  none\n";
 
   std::string requested = config.get_string("backend");
   std::cout << "\nBackend requested: " << requested;
@@ -65,6 +75,7 @@ int run_info(const Args& args, char** envp) {
   std::cout << "Backend chosen: " << choice.name << " (" << choice.reason << ")\n";
   std::cout << "Threads: " << resolve_threads(config) << "\n";
   std::cout << "Decoder default: " << config.get_string("decoder.type") << "\n";
+  std::cout << "Frontend: " << config.get_string("frontend.type") << "\n";
   if (const std::string model = config.get_string("model"); !model.empty()) {
     std::cout << "Model: " << model << " (from " << config.origin_of("model") << ")\n";
   } else {

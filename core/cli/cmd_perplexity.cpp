@@ -35,7 +35,7 @@ int run_perplexity(const Args& args, char** envp) {
   const std::int64_t max_tokens = cl.int_value("--max-tokens", 512);
   if (max_tokens < 2) throw ConfigError("--max-tokens must be at least 2");
 
-  Runtime rt = load_runtime(cl.config, model_path(cl.config, cl.positional.size() == 2 ? cl.positional[0] : ""));
+  Runtime rt = load_runtime(*cl.host, cl.config, model_path(cl.config, cl.positional.size() == 2 ? cl.positional[0] : ""));
   Transformer transformer(*rt.model);
   LineLogitsSink sink;
   std::ofstream dump;

@@ -1,7 +1,7 @@
-// `bitrun serve`: the OpenAI-compatible HTTP server (frontend plugin `http`). It listens first, so /health says
-// "loading" (503) while the model loads, then serves every request through one scheduler (continuous batching).
-// SIGINT/SIGTERM stop it gracefully: new requests get 503, those in flight get server.shutdown_grace_s to finish
-// (then they are cancelled and answered), and it exits 0.
+// `bitrun serve`: runs the frontend plugin frontend.type (default `http`, the OpenAI-compatible HTTP server). It
+// listens first, so a health check can see "loading" while the model loads, then serves every request through one
+// scheduler (continuous batching), sized by the frontend. SIGINT/SIGTERM stop it gracefully (the frontend decides
+// how long requests in flight may still run), and it exits 0.
 #include <malloc.h>
 
 #include <chrono>
@@ -19,21 +19,17 @@
 namespace bitrun::cli {
 
 int run_serve(const Args& args, char** envp) {
-  CommandLine cl = parse_command_line(args, {}, envp, {{"--host", ""}, {"--port", "-p"}});
+  CommandLine cl = parse_command_line(args, {}, envp);
   if (cl.help || !cl.positional.empty()) {
-    std::cout << "usage: bitrun serve [-m MODEL.gguf] [--host ADDR] [--port N] [-c config.yaml] [--set KEY=VALUE]\n"
-                 "OpenAI-compatible HTTP server: GET /health, GET /v1/models, POST /v1/chat/completions,\n"
-                 "POST /v1/completions, POST /tokenize, POST /detokenize, GET /metrics. Settings are the server.*\n"
-                 "keys (--host and --port set server.host and server.port; port 0 = any free port). API keys:\n"
-                 "server.api_keys or BITRUN_SERVER_API_KEYS=key1,key2. SIGINT/SIGTERM stop it gracefully: requests in\n"
-                 "flight get server.shutdown_grace_s to finish. log.format=json: JSON log lines, one per request.\n\n"
-              << common_options_help();
+    std::cout << "usage: bitrun serve [-m MODEL.gguf] [-c config.yaml] [--set KEY=VALUE] [frontend options]\n"
+                 "Runs the frontend plugin frontend.type (default http: the OpenAI-compatible HTTP server, GET\n"
+                 "/health, GET /v1/models, POST /v1/chat/completions, POST /v1/completions, POST /tokenize, POST\n"
+                 "/detokenize, GET /metrics). Its settings are the keys its plugin adds (`bitrun config --print`);\n"
+                 "their shorthands are listed below. SIGINT/SIGTERM stop it gracefully: requests in flight get time\n"
+                 "to finish. log.format=json: JSON log lines, one per request.\n\n"
+              << common_options_help(&cl.config.schema());
     return cl.help ? 0 : 2;
   }
-  if (auto host = cl.value("--host"); !host.empty())
-    cl.config.set("server.host", host, ConfigSource::CommandLine, "command line");
-  if (auto port = cl.value("--port"); !port.empty())
-    cl.config.set("server.port", port, ConfigSource::CommandLine, "command line");
   apply_logging(cl);
   const std::filesystem::path model_file = model_path(cl.config);
   // glibc gives each thread that allocates concurrently an arena of its own (up to 8 per core), and an arena keeps
@@ -42,8 +38,8 @@ int run_serve(const Args& args, char** envp) {
   mallopt(M_ARENA_MAX, 4);
 
   Runtime rt;
-  rt.host = open_plugins(cl.config);
-  std::unique_ptr<Frontend> frontend = rt.host->create_frontend("http", cl.config);
+  rt.host = cl.host.get();
+  std::unique_ptr<Frontend> frontend = rt.host->create_frontend(cl.config.get_string("frontend.type"), cl.config);
   // Before any thread starts (the server's, OpenMP's): they all inherit the blocked signals.
   SignalWatcher signals([&](int sig) {
     logger("serve")->info("signal {}: shutting down", sig);
@@ -52,12 +48,10 @@ int run_serve(const Args& args, char** envp) {
   frontend->listen();
   load_model(rt, cl.config, model_file);
 
-  Scheduler scheduler(*rt.model, SchedulerOptions{static_cast<std::size_t>(cl.config.get_int("server.max_parallel")),
-                                                  static_cast<std::size_t>(cl.config.get_int("server.max_queue"))});
+  Scheduler scheduler(*rt.model, frontend->scheduler_options());
   DecoderSet decoders(*rt.host, cl.config, cl.config.get_string("decoder.type"));
-  std::string model_id = cl.config.get_string("server.model_id");
-  if (model_id.empty()) model_id = model_file.stem().string();
-  ServeContext context{cl.config, *rt.model, scheduler, decoders, model_id, std::chrono::system_clock::now()};
+  ServeContext context{cl.config, *rt.model, scheduler, decoders, model_file.stem().string(),
+                       std::chrono::system_clock::now()};
   const int status = frontend->serve(context);
   frontend->stop();
   scheduler.shutdown();

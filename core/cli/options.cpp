@@ -7,6 +7,7 @@
 #include "bitrun/cpu_features.hpp"
 #include "bitrun/error.hpp"
 #include "bitrun/log.hpp"
+#include "runtime.hpp"
 
 namespace bitrun::cli {
 namespace {
@@ -25,9 +26,31 @@ constexpr Shorthand kShorthands[] = {
     {"--decoder", nullptr, "decoder.type"},
 };
 
+// The configuration's layers as given, applied once per pass.
+struct Layers {
+  std::string file;
+  std::vector<std::pair<std::string, std::string>> overrides;   // key, value: after file and environment
+
+  void apply(Config& config, char** envp, Config::UnknownKeys unknown) const {
+    if (!file.empty()) config.load_file(file, unknown);
+    config.load_environment(envp);
+    for (const auto& [key, value] : overrides)
+      if (unknown == Config::UnknownKeys::Reject || config.schema().find(key))
+        config.set(key, value, ConfigSource::CommandLine, "command line");
+  }
+};
+
 }  // namespace
 
-std::string common_options_help() {
+std::string common_options_help(const ConfigSchema* schema) {
+  std::string plugin_options;
+  if (schema)
+    for (const auto& key : schema->keys())
+      if (!key.option.empty()) {
+        std::string left = "  " + key.option + " VALUE";
+        left += std::string(left.size() < 25 ? 25 - left.size() : 1, ' ');
+        plugin_options += left + "same as --set " + key.path + "=VALUE (" + key.owner + ")\n";
+      }
   return "common options:\n"
          "  -c, --config FILE      YAML config file (default: $BITRUN_CONFIG if set)\n"
          "  --set KEY=VALUE        override any config key (repeatable), e.g. --set server.port=9000\n"
@@ -36,7 +59,8 @@ std::string common_options_help() {
          "  -t, --threads N        same as --set threads=N\n"
          "  --decoder NAME         same as --set decoder.type=NAME\n"
          "  --log-level LEVEL      same as --set log.level=LEVEL\n"
-         "  -h, --help             show help\n"
+         "  -h, --help             show help\n" +
+         plugin_options +
          "Precedence: command line > environment (BITRUN_<KEY>) > config file > defaults.\n";
 }
 
@@ -62,8 +86,9 @@ std::int64_t CommandLine::int_value(const std::string& option, std::int64_t fall
 CommandLine parse_command_line(const std::vector<std::string>& args, const std::vector<std::string>& known_flags,
                                char** envp, const std::vector<ValueOption>& value_options) {
   CommandLine cl;
-  std::string config_file;
-  std::vector<std::pair<std::string, std::string>> overrides;   // key, value, applied after file and env
+  Layers layers;
+  // Options no core table knows: a plugin key's shorthand, or a mistake; decided once the plugins are open.
+  std::vector<std::pair<std::string, std::string>> deferred;
 
   for (std::size_t i = 0; i < args.size(); ++i) {
     const std::string& arg = args[i];
@@ -78,12 +103,12 @@ CommandLine parse_command_line(const std::vector<std::string>& args, const std::
     if (arg == "-h" || arg == "--help") {
       cl.help = true;
     } else if (name == "-c" || name == "--config") {
-      config_file = inline_or_next();
+      layers.file = inline_or_next();
     } else if (name == "--set") {
       std::string assignment = inline_or_next();
       auto pos = assignment.find('=');
       if (pos == std::string::npos || pos == 0) throw ConfigError("--set '" + assignment + "': expected KEY=VALUE");
-      overrides.emplace_back(assignment.substr(0, pos), assignment.substr(pos + 1));
+      layers.overrides.emplace_back(assignment.substr(0, pos), assignment.substr(pos + 1));
     } else if (std::find(known_flags.begin(), known_flags.end(), arg) != known_flags.end()) {
       cl.flags.push_back(arg);
     } else if (auto vo = std::find_if(value_options.begin(), value_options.end(),
@@ -97,7 +122,10 @@ CommandLine parse_command_line(const std::vector<std::string>& args, const std::
       for (const auto& s : kShorthands)
         if (name == s.long_name || (s.short_name && arg == s.short_name)) match = &s;
       if (match) {
-        overrides.emplace_back(match->key, inline_or_next());
+        layers.overrides.emplace_back(match->key, inline_or_next());
+      } else if (name.rfind("--", 0) == 0 && name.size() > 2) {
+        deferred.emplace_back(name, eq != std::string::npos ? arg.substr(eq + 1)
+                                    : i + 1 < args.size() ? args[++i] : std::string());
       } else if (arg.size() > 1 && arg[0] == '-') {
         throw ConfigError("unknown option '" + arg + "' (see --help)");
       } else {
@@ -106,11 +134,23 @@ CommandLine parse_command_line(const std::vector<std::string>& args, const std::
     }
   }
 
-  if (config_file.empty())
-    if (const char* env = std::getenv(kEnvConfigFile); env && *env) config_file = env;
-  if (!config_file.empty()) cl.config.load_file(config_file);
-  cl.config.load_environment(envp);
-  for (const auto& [key, val] : overrides) cl.config.set(key, val, ConfigSource::CommandLine, "command line");
+  if (layers.file.empty())
+    if (const char* env = std::getenv(kEnvConfigFile); env && *env) layers.file = env;
+
+  Config core;
+  layers.apply(core, envp, Config::UnknownKeys::Skip);
+  set_log_level(parse_log_level(core.get_string("log.level")));   // before the plugins log anything
+  set_log_format(parse_log_format(core.get_string("log.format")));
+  cl.host = open_plugins(core);
+
+  cl.config = Config(cl.host->config_schema());
+  for (const auto& [option, value] : deferred) {
+    const ConfigKey* key = cl.config.schema().find_option(option);
+    if (!key) throw ConfigError("unknown option '" + option + "' (see --help)");
+    if (value.empty() && key->type != ConfigType::String) throw ConfigError("option " + option + " needs a value");
+    layers.overrides.emplace_back(key->path, value);
+  }
+  layers.apply(cl.config, envp, Config::UnknownKeys::Reject);
   return cl;
 }
 

@@ -3,15 +3,20 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "bitrun/config.hpp"
+#include "bitrun/plugin_host.hpp"
 
 namespace bitrun::cli {
 
 struct CommandLine {
-  Config config;
+  // Opened from the core's keys (plugins.dir, cpu.disable, threads_wait) before the rest of the configuration is
+  // read, so that the plugins' keys are known when it is.
+  std::unique_ptr<PluginHost> host;
+  Config config;                         // the core's keys and those of every plugin found
   std::vector<std::string> positional;   // arguments left for the subcommand
   std::vector<std::string> flags;        // subcommand-specific --flags (without value) left for the subcommand
   std::map<std::string, std::string> values;   // subcommand-specific options with a value, by long name
@@ -30,14 +35,16 @@ struct ValueOption {
   std::string short_name;
 };
 
-// Parses the common options (--config, --set, --model, --backend, --threads, --log-level) and layers
-// defaults < config file < environment < command line. `known_flags` are extra valueless flags the
-// subcommand accepts; any other option is an error.
+// Parses the common options (--config, --set, --model, --backend, --threads, --log-level, and the shorthands the
+// plugins' keys declare, such as --port) and layers defaults < config file < environment < command line, in two
+// passes: the core's keys first (skipping the others), which say where the plugins are; then, with the plugins
+// open, every key, strictly. `known_flags` are extra valueless flags the subcommand accepts; any other option is
+// an error.
 CommandLine parse_command_line(const std::vector<std::string>& args, const std::vector<std::string>& known_flags,
                                char** envp, const std::vector<ValueOption>& value_options = {});
 
-// Text describing the common options, for --help.
-std::string common_options_help();
+// Text describing the common options, for --help; with a schema, also its plugin keys' shorthands.
+std::string common_options_help(const ConfigSchema* schema = nullptr);
 
 // Applies log.level from the config and warns about unknown BITRUN_* variables.
 void apply_logging(const CommandLine& cl);

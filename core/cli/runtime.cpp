@@ -68,9 +68,9 @@ void throw_if_failed(const Engine& engine, Engine::SequenceId id) {
   if (engine.finish_reason(id) == FinishReason::Error) throw Error(engine.error(id));
 }
 
-Runtime load_runtime(const Config& config, const std::filesystem::path& model_file) {
+Runtime load_runtime(const PluginHost& host, const Config& config, const std::filesystem::path& model_file) {
   Runtime rt;
-  rt.host = open_plugins(config);
+  rt.host = &host;
   load_model(rt, config, model_file);
   return rt;
 }

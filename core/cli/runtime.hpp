@@ -15,7 +15,7 @@
 namespace bitrun::cli {
 
 struct Runtime {
-  std::unique_ptr<PluginHost> host;
+  const PluginHost* host = nullptr;   // owned by the CommandLine (parse_command_line opens it)
   std::unique_ptr<Backend> backend;
   std::unique_ptr<Model> model;
 };
@@ -31,12 +31,13 @@ std::filesystem::path default_model_path();
 // The model file from `explicit_path` when given, else from config (`model`), else the built-in default model.
 std::filesystem::path model_path(const Config& config, const std::string& explicit_path = "");
 
-// open_plugins + load_model.
-Runtime load_runtime(const Config& config, const std::filesystem::path& model_file);
+// A Runtime on `host` with the model loaded (load_model).
+Runtime load_runtime(const PluginHost& host, const Config& config, const std::filesystem::path& model_file);
 
-// Opens the plugin host from config (plugins.dir, BITRUN_PLUGIN_PATH, next to the executable; cpu.disable).
+// Opens the plugin host from config (plugins.dir, BITRUN_PLUGIN_PATH, next to the executable; cpu.disable;
+// threads_wait, applied before any plugin loads OpenMP). parse_command_line calls it.
 std::unique_ptr<PluginHost> open_plugins(const Config& config);
-// Chooses the backend and loads the model into `rt` (whose host is open).
+// Chooses the backend and loads the model into `rt` (whose host is set).
 void load_model(Runtime& rt, const Config& config, const std::filesystem::path& model_file);
 
 // The engine ends a sequence whose decoder failed with FinishReason::Error instead of throwing; a command that

@@ -41,18 +41,6 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
   return prev[b.size()];
 }
 
-std::string unknown_key_message(std::string_view path) {
-  std::string msg = "unknown key '" + std::string(path) + "'";
-  const ConfigKey* best = nullptr;
-  std::size_t best_distance = 4;   // suggest only close matches
-  for (const auto& key : config_schema()) {
-    std::size_t d = edit_distance(path, key.path);
-    if (d < best_distance) best_distance = d, best = &key;
-  }
-  if (best) msg += " (did you mean '" + best->path + "'?)";
-  return msg;
-}
-
 std::string lower(std::string_view s) {
   std::string out(s);
   for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -66,6 +54,7 @@ std::string lower(std::string_view s) {
 std::string scalar_text(const YAML::Node& node) { return node.Scalar(); }
 
 ConfigValue parse_scalar(const ConfigKey& key, const std::string& text, std::string_view where) {
+
   switch (key.type) {
     case ConfigType::String: {
       if (!key.choices.empty() && std::find(key.choices.begin(), key.choices.end(), text) == key.choices.end()) {
@@ -178,32 +167,108 @@ std::string render_value(const ConfigValue& value) {
       value);
 }
 
-bool is_secret(std::string_view path) { return path == "server.api_keys"; }
+std::string_view section_of(std::string_view path) {
+  auto dot = path.find('.');
+  return dot == std::string_view::npos ? std::string_view{} : path.substr(0, dot);
+}
 
-// Renders keys grouped by their first path segment; `annotate` returns the comment for a key (or "").
+// Renders keys grouped by their first path segment, the sections in order of first appearance (a plugin's keys
+// join the core's section of the same name); `annotate` returns the comment for a key (or "").
 template <typename ValueOf, typename Annotate>
-std::string render_yaml(ValueOf value_of, Annotate annotate, bool comments_above) {
+std::string render_yaml(const ConfigSchema& schema, ValueOf value_of, Annotate annotate, bool comments_above) {
+  std::vector<std::string_view> sections;
+  for (const auto& key : schema.keys())
+    if (std::find(sections.begin(), sections.end(), section_of(key.path)) == sections.end())
+      sections.push_back(section_of(key.path));
   std::string out;
-  std::string current_section;
-  for (const auto& key : config_schema()) {
-    auto dot = key.path.find('.');
-    std::string section = dot == std::string::npos ? "" : key.path.substr(0, dot);
-    std::string leaf = dot == std::string::npos ? key.path : key.path.substr(dot + 1);
-    if (section != current_section) {
-      if (!section.empty()) out += "\n" + section + ":\n";
-      current_section = section;
+  for (std::string_view section : sections) {
+    if (!section.empty()) out += "\n" + std::string(section) + ":\n";
+    for (const auto& key : schema.keys()) {
+      if (section_of(key.path) != section) continue;
+      std::string leaf = section.empty() ? key.path : key.path.substr(section.size() + 1);
+      std::string indent = section.empty() ? "" : "  ";
+      std::string note = annotate(key);
+      if (comments_above && !note.empty()) out += indent + "# " + note + "\n";
+      out += indent + leaf + ": " + value_of(key);
+      if (!comments_above && !note.empty()) out += "   # " + note;
+      out += "\n";
     }
-    std::string indent = section.empty() ? "" : "  ";
-    std::string note = annotate(key);
-    if (comments_above && !note.empty()) out += indent + "# " + note + "\n";
-    out += indent + leaf + ": " + value_of(key);
-    if (!comments_above && !note.empty()) out += "   # " + note;
-    out += "\n";
   }
   return out;
 }
 
+bool valid_key_path(std::string_view path) {
+  if (path.empty() || path.front() == '.' || path.back() == '.' || path.find("..") != std::string_view::npos)
+    return false;
+  return std::all_of(path.begin(), path.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.';
+  });
+}
+
 }  // namespace
+
+ConfigSchema::ConfigSchema(std::vector<ConfigKey> keys) {
+  for (auto& key : keys) add(std::move(key));
+}
+
+void ConfigSchema::add(ConfigKey key) {
+  const std::string who = key.owner.empty() ? "the core" : key.owner;
+  if (!valid_key_path(key.path))
+    throw ConfigError("config key '" + key.path + "' (from " + who +
+                      "): a key is lower-case words (a-z, 0-9, _) joined by dots");
+  if (const ConfigKey* taken = find(key.path))
+    throw ConfigError("config key '" + key.path + "' (from " + who + ") is already defined by " +
+                      (taken->owner.empty() ? "the core" : taken->owner));
+  for (const auto& other : keys_) {
+    const bool inside = key.path.rfind(other.path + ".", 0) == 0, contains = other.path.rfind(key.path + ".", 0) == 0;
+    if (inside || contains)
+      throw ConfigError("config key '" + key.path + "' (from " + who + ") clashes with '" + other.path + "' (from " +
+                        (other.owner.empty() ? "the core" : other.owner) + "): a key cannot also be a section");
+  }
+  if (!key.option.empty()) {
+    if (key.option.size() < 3 || key.option.rfind("--", 0) != 0)
+      throw ConfigError("config key '" + key.path + "' (from " + who + "): option '" + key.option +
+                        "' must start with --");
+    if (const ConfigKey* taken = find_option(key.option))
+      throw ConfigError("config key '" + key.path + "' (from " + who + "): option " + key.option +
+                        " already sets '" + taken->path + "'");
+  }
+  index_.emplace(key.path, keys_.size());
+  keys_.push_back(std::move(key));
+}
+
+const ConfigKey* ConfigSchema::find(std::string_view path) const {
+  auto it = index_.find(path);
+  return it == index_.end() ? nullptr : &keys_[it->second];
+}
+
+const ConfigKey* ConfigSchema::find_option(std::string_view option) const {
+  for (const auto& key : keys_)
+    if (!key.option.empty() && key.option == option) return &key;
+  return nullptr;
+}
+
+bool ConfigSchema::is_section(std::string_view prefix) const {
+  const std::string with_dot = std::string(prefix) + ".";
+  return std::any_of(keys_.begin(), keys_.end(), [&](const ConfigKey& k) { return k.path.rfind(with_dot, 0) == 0; });
+}
+
+std::string ConfigSchema::unknown_key_message(std::string_view path) const {
+  std::string msg = "unknown key '" + std::string(path) + "'";
+  const ConfigKey* best = nullptr;
+  std::size_t best_distance = 4;   // suggest only close matches
+  for (const auto& key : keys_) {
+    std::size_t d = edit_distance(path, key.path);
+    if (d < best_distance) best_distance = d, best = &key;
+  }
+  if (best) msg += " (did you mean '" + best->path + "'?)";
+  if (!unknown_key_hint.empty()) msg += "; " + unknown_key_hint;
+  return msg;
+}
+
+ConfigValue parse_config_value(const ConfigKey& key, std::string_view text, std::string_view where) {
+  return parse_scalar(key, std::string(text), where);
+}
 
 std::string config_env_name(std::string_view path) {
   std::string name = "BITRUN_";
@@ -221,11 +286,13 @@ std::string_view config_source_name(ConfigSource s) {
   return "?";
 }
 
-Config::Config() {
-  for (const auto& key : config_schema()) entries_.emplace(key.path, Entry{key.default_value});
+Config::Config() : Config(core_config_schema()) {}
+
+Config::Config(std::shared_ptr<const ConfigSchema> schema) : schema_(std::move(schema)) {
+  for (const auto& key : schema_->keys()) entries_.emplace(key.path, Entry{key.default_value});
 }
 
-void Config::load_file(const std::filesystem::path& path) {
+void Config::load_file(const std::filesystem::path& path, UnknownKeys unknown) {
   YAML::Node root;
   try {
     root = YAML::LoadFile(path.string());
@@ -245,14 +312,15 @@ void Config::load_file(const std::filesystem::path& path) {
     for (const auto& kv : map) {
       if (!kv.first.IsScalar()) throw ConfigError(location(path, kv.first) + ": keys must be plain names");
       std::string full = prefix.empty() ? kv.first.Scalar() : prefix + "." + kv.first.Scalar();
-      const ConfigKey* key = find_config_key(full);
+      const ConfigKey* key = schema_->find(full);
       if (key) {
         parsed.emplace_back(full, parse_node(*key, kv.second, location(path, kv.second)));
         continue;
       }
-      bool is_section = std::any_of(config_schema().begin(), config_schema().end(),
-                                    [&](const ConfigKey& k) { return k.path.rfind(full + ".", 0) == 0; });
-      if (!is_section) throw ConfigError(location(path, kv.first) + ": " + unknown_key_message(full));
+      if (!schema_->is_section(full)) {
+        if (unknown == UnknownKeys::Skip) continue;
+        throw ConfigError(location(path, kv.first) + ": " + schema_->unknown_key_message(full));
+      }
       if (!kv.second.IsMap())
         throw ConfigError(location(path, kv.second) + ": key '" + full + "' is a section and must be a mapping");
       self(self, kv.second, full);
@@ -263,8 +331,8 @@ void Config::load_file(const std::filesystem::path& path) {
 }
 
 void Config::set(std::string_view path, std::string_view yaml_text, ConfigSource source, std::string_view origin) {
-  const ConfigKey* key = find_config_key(path);
-  if (!key) throw ConfigError(std::string(origin) + ": " + unknown_key_message(path));
+  const ConfigKey* key = schema_->find(path);
+  if (!key) throw ConfigError(std::string(origin) + ": " + schema_->unknown_key_message(path));
   YAML::Node node;
   try {
     node = YAML::Load(std::string(yaml_text));
@@ -288,7 +356,7 @@ void Config::load_environment(char** envp) {
     if (eq == std::string_view::npos) continue;
     std::string_view name = entry.substr(0, eq), value = entry.substr(eq + 1);
     const ConfigKey* match = nullptr;
-    for (const auto& key : config_schema())
+    for (const auto& key : schema_->keys())
       if (config_env_name(key.path) == name) match = &key;
     if (match) {
       set(match->path, value, ConfigSource::Environment, name);
@@ -325,13 +393,14 @@ bool Config::get_bool(std::string_view p) const { return typed<bool>(entry(p).va
 std::vector<std::string> Config::get_string_list(std::string_view p) const {
   return typed<std::vector<std::string>>(entry(p).value, p);
 }
+const ConfigValue& Config::value(std::string_view p) const { return entry(p).value; }
 ConfigSource Config::source_of(std::string_view p) const { return entry(p).source; }
 const std::string& Config::origin_of(std::string_view p) const { return entry(p).origin; }
 
 std::string Config::to_yaml(bool with_origins) const {
   auto value_of = [&](const ConfigKey& key) {
     const Entry& e = entry(key.path);
-    if (is_secret(key.path) && !typed<std::vector<std::string>>(e.value, key.path).empty())
+    if (key.secret && !typed<std::vector<std::string>>(e.value, key.path).empty())
       return std::string("[\"<") + std::to_string(std::get<std::vector<std::string>>(e.value).size()) +
              " key(s) hidden>\"]";
     return render_value(e.value);
@@ -340,16 +409,16 @@ std::string Config::to_yaml(bool with_origins) const {
     const Entry& e = entry(key.path);
     return with_origins && e.source != ConfigSource::Default ? "from " + e.origin : std::string();
   };
-  return "# bitrun effective configuration\n" + render_yaml(value_of, annotate, false);
+  return "# bitrun effective configuration\n" + render_yaml(*schema_, value_of, annotate, false);
 }
 
-std::string default_config_yaml() {
+std::string default_config_yaml(const ConfigSchema& schema) {
   std::string header =
       "# bitrun configuration. Every key is optional; shown here with its default.\n"
       "# Precedence: command line (--set key=value) > environment (BITRUN_<KEY>, dots as underscores)\n"
       "#             > this file > built-in defaults.\n"
       "# Written by `bitrun generate-config`; `bitrun config --print` shows the effective values.\n";
-  return header + render_yaml([](const ConfigKey& key) { return render_value(key.default_value); },
+  return header + render_yaml(schema, [](const ConfigKey& key) { return render_value(key.default_value); },
                               [](const ConfigKey& key) { return key.help; }, true);
 }
 

@@ -104,6 +104,11 @@ PluginHost::~PluginHost() = default;
 
 void PluginHost::discover() {
   auto log = logger("plugin-host");
+  auto schema = std::make_shared<ConfigSchema>(*core_config_schema());
+  std::string searched;
+  for (const auto& d : dirs_) searched += (searched.empty() ? "" : ", ") + d.string();
+  schema->unknown_key_hint = "keys beyond the core's come from the plugins found in " +
+                             (searched.empty() ? std::string("no directory") : searched) + " (see `bitrun info`)";
   for (const auto& dir : dirs_) {
     std::error_code ec;
     if (!std::filesystem::is_directory(dir, ec)) {
@@ -146,6 +151,9 @@ void PluginHost::discover() {
         record.required_features = d.required_features;
         // The score runs code from a TU built without ISA flags, so it is safe on any CPU.
         record.score = d.score ? d.score(cpu_.features) : score_if_runnable(cpu_.features, d.required_features, 1);
+        if (d.setting_count && !d.settings) throw Error("descriptor lists settings but has none");
+        for (std::size_t i = 0; i < d.setting_count; ++i)
+          record.settings.push_back(config_key_of(d.settings[i], "plugin '" + record.name + "'"));
 
         std::lock_guard<std::mutex> lock(open_libraries_mutex());
         open_libraries().push_back(std::move(owned));
@@ -154,6 +162,16 @@ void PluginHost::discover() {
         record.error = std::string("cannot load: ") + e.what();
       } catch (const std::exception& e) {
         record.error = e.what();
+      }
+      if (record.error.empty() && !find(record.kind, record.name)) {
+        // Its keys join the schema only as a whole: a clash leaves the plugin out, not half of its keys in.
+        ConfigSchema trial = *schema;
+        try {
+          for (const auto& key : record.settings) trial.add(key);
+          *schema = std::move(trial);
+        } catch (const ConfigError& e) {
+          record.error = e.what();
+        }
       }
       if (!record.error.empty()) {
         log->warn("skipping plugin {}: {}", file.string(), record.error);
@@ -167,6 +185,7 @@ void PluginHost::discover() {
       libraries_.push_back(library);
     }
   }
+  schema_ = std::move(schema);
 }
 
 const PluginRecord* PluginHost::find(PluginKind kind, std::string_view name) const {

@@ -20,7 +20,7 @@ std::int32_t score(CpuFeatureMask available) { return score_if_runnable(availabl
 const PluginDescriptor& descriptor() {
   static const PluginDescriptor d{PluginKind::Backend, "avx512", "0.1.0",
                                   "ternary x int8 kernels for AVX-512 BW/VL + VNNI (vpdpbusd, 2-bit packed weights)", kRequired,
-                                  &score};
+                                  &score, nullptr, 0};
   return d;
 }
 

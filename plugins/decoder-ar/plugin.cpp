@@ -7,7 +7,7 @@ namespace bitrun::ar {
 const PluginDescriptor& descriptor() {
   static const PluginDescriptor d{PluginKind::Decoder, "ar", "0.1.0",
                                   "autoregressive decoding: greedy and sampling (top-k/p, min-p, penalties, seed)", 0,
-                                  nullptr};
+                                  nullptr, nullptr, 0};
   return d;
 }
 

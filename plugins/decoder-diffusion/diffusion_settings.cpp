@@ -1,8 +1,7 @@
 #include "diffusion_settings.hpp"
 
-#include <charconv>
+#include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <string_view>
 
 #include "bitrun/config.hpp"
@@ -11,98 +10,143 @@
 namespace bitrun::diffusion {
 namespace {
 
-Mode parse_mode(const std::string& text, const std::string& where) {
-  if (text == "greedy") return Mode::Greedy;
-  if (text == "iterative") return Mode::Iterative;
-  if (text == "adaptive") return Mode::Adaptive;
-  if (text == "factor") return Mode::Factor;
-  if (text == "eb") return Mode::EntropyBudget;
-  throw ConfigError(where + ": unknown mode '" + text + "' (greedy, iterative, adaptive, factor or eb)");
+constexpr std::string_view kPrefix = "decoder.";
+constexpr const char* kOwner = "plugin 'diffusion'";
+
+struct ModeName {
+  Mode mode;
+  const char* name;
+};
+constexpr ModeName kModes[] = {{Mode::Greedy, "greedy"},
+                               {Mode::Iterative, "iterative"},
+                               {Mode::Adaptive, "adaptive"},
+                               {Mode::Factor, "factor"},
+                               {Mode::EntropyBudget, "eb"}};
+
+// "greedy|iterative|..." for the table's choices.
+const std::string& mode_choices() {
+  static const std::string choices = [] {
+    std::string s;
+    for (const auto& m : kModes) s += (s.empty() ? "" : "|") + std::string(m.name);
+    return s;
+  }();
+  return choices;
 }
 
-DiffusionAttention parse_attention(const std::string& text) {
-  if (text == "block-causal") return DiffusionAttention::BlockCausal;
-  if (text == "causal") return DiffusionAttention::Causal;
-  if (text == "auto") return DiffusionAttention::Unspecified;
-  throw ConfigError("decoder.attention: unknown contract '" + text + "' (auto, block-causal or causal)");
+// The keys that describe how the model was trained, not how a request wants to be decoded.
+bool describes_model(std::string_view leaf) { return leaf == "mask_token" || leaf == "attention"; }
+
+template <typename T>
+T as(const ConfigValue& v) {
+  return std::get<T>(v);
 }
 
-[[noreturn]] void bad_value(const std::string& key, const std::string& text, const std::string& expected) {
-  throw ConfigError("decoder option '" + key + "': '" + text + "' is not " + expected);
-}
-
-double parse_number(const std::string& key, const std::string& text, double lo, double hi) {
-  double v = 0.0;
-  const char* end = text.data() + text.size();
-  auto [ptr, ec] = std::from_chars(text.data(), end, v);
-  if (text.empty() || ec != std::errc() || ptr != end || !std::isfinite(v) || v < lo || v > hi) {
-    char expected[64];
-    std::snprintf(expected, sizeof expected, "a number in [%g, %g]", lo, hi);
-    bad_value(key, text, expected);
+// One setting into `s`, by its name without the prefix (the value already has the table's type and bounds).
+void apply(Settings& s, std::string_view leaf, const ConfigValue& v) {
+  if (leaf == "mode") {
+    const std::string& name = as<std::string>(v);
+    for (const auto& m : kModes)
+      if (name == m.name) s.mode = m.mode;
+  } else if (leaf == "threshold") {
+    s.threshold = as<double>(v);
+  } else if (leaf == "block_size") {
+    s.block_size = static_cast<std::int32_t>(as<std::int64_t>(v));
+  } else if (leaf == "sub_block_size") {
+    s.sub_block_size = static_cast<std::int32_t>(as<std::int64_t>(v));
+  } else if (leaf == "max_iterations_per_block") {
+    s.max_iterations_per_block = static_cast<std::int32_t>(as<std::int64_t>(v));
+  } else if (leaf == "factor") {
+    s.factor = as<double>(v);
+  } else if (leaf == "gamma") {
+    s.gamma = as<double>(v);
+  } else if (leaf == "sub_block_cache") {
+    s.sub_block_cache = as<bool>(v);
+  } else if (leaf == "mask_token") {
+    s.mask_token = static_cast<std::int32_t>(as<std::int64_t>(v));
+  } else if (leaf == "attention") {
+    const std::string& a = as<std::string>(v);
+    s.attention = a == "block-causal" ? DiffusionAttention::BlockCausal
+                  : a == "causal"     ? DiffusionAttention::Causal
+                                      : DiffusionAttention::Unspecified;
+  } else {
+    throw Error("internal: diffusion setting '" + std::string(leaf) + "' has no field");
   }
-  return v;
-}
-
-std::int32_t parse_count(const std::string& key, const std::string& text, std::int32_t lo, std::int32_t hi) {
-  std::int32_t v = 0;
-  const char* end = text.data() + text.size();
-  auto [ptr, ec] = std::from_chars(text.data(), end, v);
-  if (text.empty() || ec != std::errc() || ptr != end || v < lo || v > hi)
-    bad_value(key, text, "an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
-  return v;
-}
-
-bool parse_flag(const std::string& key, const std::string& text) {
-  if (text == "true" || text == "1") return true;
-  if (text == "false" || text == "0") return false;
-  bad_value(key, text, "true or false");
 }
 
 }  // namespace
 
 const char* mode_name(Mode mode) {
-  switch (mode) {
-    case Mode::Greedy: return "greedy";
-    case Mode::Iterative: return "iterative";
-    case Mode::Adaptive: return "adaptive";
-    case Mode::Factor: return "factor";
-    case Mode::EntropyBudget: return "eb";
-  }
+  for (const auto& m : kModes)
+    if (m.mode == mode) return m.name;
   return "?";
+}
+
+std::vector<std::string> mode_names() {
+  std::vector<std::string> names;
+  for (const auto& m : kModes) names.emplace_back(m.name);
+  return names;
+}
+
+std::span<const PluginSetting> setting_table() {
+  using T = ConfigType;
+  constexpr double kNone = kUnbounded;
+  static const PluginSetting table[] = {
+      {"decoder.mode", T::String, "iterative",
+       "diffusion mode: greedy, iterative (threshold), adaptive (rising threshold), factor (Fast-dLLM) or eb "
+       "(EB-Sampler)",
+       mode_choices().c_str(), kNone, kNone, nullptr, false},
+      {"decoder.threshold", T::Float, "0.9", "diffusion confidence threshold in [0, 1]", nullptr, 0.0, 1.0, nullptr,
+       false},
+      {"decoder.block_size", T::Int, "0", "diffusion block size; 0 = the model's (else 32)", nullptr, 0.0, 4096.0,
+       nullptr, false},
+      {"decoder.sub_block_size", T::Int, "8", "diffusion sub-block size", nullptr, 1.0, 4096.0, nullptr, false},
+      {"decoder.max_iterations_per_block", T::Int, "32", "diffusion iteration cap per block", nullptr, 1.0, 4096.0,
+       nullptr, false},
+      {"decoder.factor", T::Float, "1.0",
+       "diffusion mode factor: unmask the n most confident with (n + 1)(1 - c_n) < factor", nullptr, 0.0, 100.0,
+       nullptr, false},
+      {"decoder.gamma", T::Float, "0.1", "diffusion mode eb: entropy budget (nats) for the positions unmasked together",
+       nullptr, 0.0, 100.0, nullptr, false},
+      {"decoder.sub_block_cache", T::Bool, "false",
+       "diffusion (block-causal): forward only the sub-block once its first token is known (Fast-dLLM DualCache)",
+       nullptr, kNone, kNone, nullptr, false},
+      {"decoder.mask_token", T::Int, "-1",
+       "diffusion mask token id; -1 = the model's (tokenizer.ggml.mask_token_id, else the token |<MASK>|)", nullptr,
+       -1.0, 2147483647.0, nullptr, false},
+      {"decoder.attention", T::String, "auto",
+       "diffusion model contract: auto (the model's, else block-causal), block-causal (Fast-dLLM v2) or causal",
+       "auto|block-causal|causal", kNone, kNone, nullptr, false},
+  };
+  return table;
 }
 
 Settings settings_from_config(const Config& config) {
   Settings s;
-  s.mode = parse_mode(config.get_string("decoder.mode"), "decoder.mode");
-  s.threshold = config.get_float("decoder.threshold");
-  s.block_size = static_cast<std::int32_t>(config.get_int("decoder.block_size"));
-  s.sub_block_size = static_cast<std::int32_t>(config.get_int("decoder.sub_block_size"));
-  s.max_iterations_per_block = static_cast<std::int32_t>(config.get_int("decoder.max_iterations_per_block"));
-  s.factor = config.get_float("decoder.factor");
-  s.gamma = config.get_float("decoder.gamma");
-  s.sub_block_cache = config.get_bool("decoder.sub_block_cache");
-  s.mask_token = static_cast<std::int32_t>(config.get_int("decoder.mask_token"));
-  s.attention = parse_attention(config.get_string("decoder.attention"));
+  for (const PluginSetting& setting : setting_table())
+    apply(s, std::string_view(setting.path).substr(kPrefix.size()), config.value(setting.path));
   return s;
 }
 
 Settings with_request_options(Settings s, const std::map<std::string, std::string>& options) {
   for (const auto& [key, text] : options) {
-    if (key == "mode") s.mode = parse_mode(text, "decoder option 'mode'");
-    else if (key == "threshold") s.threshold = parse_number(key, text, 0.0, 1.0);
-    else if (key == "block_size") s.block_size = parse_count(key, text, 0, 4096);
-    else if (key == "sub_block_size") s.sub_block_size = parse_count(key, text, 1, 4096);
-    else if (key == "max_iterations_per_block") s.max_iterations_per_block = parse_count(key, text, 1, 4096);
-    else if (key == "factor") s.factor = parse_number(key, text, 0.0, 100.0);
-    else if (key == "gamma") s.gamma = parse_number(key, text, 0.0, 100.0);
-    else if (key == "sub_block_cache") s.sub_block_cache = parse_flag(key, text);
-    else if (key == "mask_token" || key == "attention")
-      // They describe how the model was trained, not how a request wants to be decoded.
+    if (describes_model(key))
       throw ConfigError("decoder option '" + key + "' describes the model: set decoder." + key +
                         " in the configuration, not per request");
-    else
-      throw ConfigError("decoder 'diffusion' has no option '" + key + "' (mode, threshold, block_size, "
-                        "sub_block_size, max_iterations_per_block, factor, gamma, sub_block_cache)");
+    const auto table = setting_table();
+    const auto it = std::find_if(table.begin(), table.end(), [&](const PluginSetting& setting) {
+      return std::string_view(setting.path).substr(kPrefix.size()) == key;
+    });
+    if (it == table.end()) {
+      std::string known;
+      for (const PluginSetting& setting : table) {
+        const std::string_view leaf = std::string_view(setting.path).substr(kPrefix.size());
+        if (!describes_model(leaf)) known += (known.empty() ? "" : ", ") + std::string(leaf);
+      }
+      throw ConfigError("decoder 'diffusion' has no option '" + key + "' (" + known + ")");
+    }
+    ConfigKey option = config_key_of(*it, kOwner);
+    option.path = key;   // errors name the option as the request spelled it
+    apply(s, key, parse_config_value(option, text, "decoder option"));
   }
   return s;
 }

@@ -1,16 +1,16 @@
-// The diffusion decoder's settings: the `decoder.*` configuration keys, overridden per request by
-// DecodeRequest::decoder_options (same names without the prefix), validated with errors naming key and value.
+// The diffusion decoder's settings: the `decoder.*` configuration keys this plugin adds (setting_table(), listed
+// in its descriptor), overridden per request by DecodeRequest::decoder_options (the same names without the
+// prefix, checked against the same table), validated with errors naming key and value.
 #pragma once
 
 #include <cstdint>
 #include <map>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "bitrun/diffusion_metadata.hpp"
-
-namespace bitrun {
-class Config;
-}
+#include "bitrun/plugin_abi.hpp"
 
 namespace bitrun::diffusion {
 
@@ -23,6 +23,8 @@ enum class Mode {
 };
 
 const char* mode_name(Mode mode);
+// Every mode's name, in the order bench compares them (Decoder::modes()).
+std::vector<std::string> mode_names();
 
 struct Settings {
   Mode mode = Mode::Iterative;
@@ -38,7 +40,10 @@ struct Settings {
   DiffusionAttention attention = DiffusionAttention::Unspecified;
 };
 
-// From the decoder.* keys (already range-checked by the config schema).
+// The decoder.* keys, with their defaults (those of Settings), bounds and help.
+std::span<const PluginSetting> setting_table();
+
+// From the decoder.* keys (already checked against the table by the configuration).
 Settings settings_from_config(const Config& config);
 
 // `base` with a request's options applied. ConfigError naming the option for an unknown key or a bad value.

@@ -10,6 +10,7 @@ class DiffusionDecoder final : public Decoder {
  public:
   explicit DiffusionDecoder(Settings settings) : settings_(settings) {}
   std::string name() const override { return "diffusion"; }
+  std::vector<std::string> modes() const override { return mode_names(); }
   std::unique_ptr<DecodeSession> start(const DecodeRequest& request) override {
     return std::make_unique<DiffusionSession>(request, with_request_options(settings_, request.decoder_options));
   }
@@ -22,7 +23,7 @@ const PluginDescriptor& descriptor() {
   static const PluginDescriptor d{PluginKind::Decoder, "diffusion", "0.1.0",
                                   "block diffusion (Fast-dLLM v2 block-causal or causal contract): greedy, iterative, "
                                   "adaptive, factor and entropy-bounded unmasking",
-                                  0, nullptr};
+                                  0, nullptr, setting_table().data(), setting_table().size()};
   return d;
 }
 

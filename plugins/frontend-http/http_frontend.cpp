@@ -51,6 +51,13 @@ HttpFrontend::HttpFrontend(const Config& config)
 
 HttpFrontend::~HttpFrontend() { stop(); }
 
+SchedulerOptions HttpFrontend::scheduler_options() const {
+  SchedulerOptions options;
+  options.max_parallel = settings_.max_parallel;
+  options.max_queue = settings_.max_queue;
+  return options;
+}
+
 void HttpFrontend::guarded(httplib::Response& res, const std::function<void(const Api&)>& body) {
   try {
     const Api* api = api_.load();
@@ -229,6 +236,7 @@ int HttpFrontend::serve(ServeContext& context) {
   listen();
   std::unique_lock lock(mu_);
   if (stopping_) return 0;
+  if (!settings_.model_id.empty()) context.model_id = settings_.model_id;
   context_ = &context;
   api_owner_ = std::make_unique<Api>(context, settings_, counters_);
   api_ = api_owner_.get();

@@ -26,6 +26,7 @@ class HttpFrontend final : public Frontend {
   ~HttpFrontend() override;
 
   std::string name() const override { return "http"; }
+  SchedulerOptions scheduler_options() const override;
   int listen() override;
   int serve(ServeContext& context) override;
   void stop() override;

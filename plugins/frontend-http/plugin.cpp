@@ -1,13 +1,14 @@
 // Plugin entry points of the HTTP frontend.
 #include "bitrun/plugin_abi.hpp"
 #include "http_frontend.hpp"
+#include "settings.hpp"
 
 namespace bitrun::http {
 
 const PluginDescriptor& descriptor() {
   static const PluginDescriptor d{PluginKind::Frontend, "http", "0.1.0",
                                   "OpenAI-compatible HTTP server (chat, completions, SSE streaming, metrics)", 0,
-                                  nullptr};
+                                  nullptr, setting_table().data(), setting_table().size()};
   return d;
 }
 

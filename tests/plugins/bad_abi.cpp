@@ -1,5 +1,5 @@
-// Test plugin: a backend built against a different plugin ABI. The host must refuse it by its version number
-// without calling anything else.
+// Test plugin: a backend built against the previous plugin ABI (before descriptors carried settings). The host
+// must refuse it by its version number without calling anything else.
 #include <cstdlib>
 #include <memory>
 
@@ -7,9 +7,10 @@
 #include "bitrun/plugin_abi.hpp"
 
 namespace {
-std::uint32_t wrong_abi_version() { return 999; }   // any version but kPluginAbiVersion
+std::uint32_t wrong_abi_version() { return bitrun::kPluginAbiVersion - 1; }
 const bitrun::PluginDescriptor& descriptor() {
-  static const bitrun::PluginDescriptor d{bitrun::PluginKind::Backend, "bad-abi", "0.0.0", "test", 0, nullptr};
+  static const bitrun::PluginDescriptor d{bitrun::PluginKind::Backend, "bad-abi", "0.0.0", "test", 0, nullptr,
+                                          nullptr, 0};
   return d;
 }
 std::unique_ptr<bitrun::Backend> create(const bitrun::BackendOptions&) { std::abort(); }

@@ -1,10 +1,12 @@
-// Test decoder "slow": after sleeping `delay_ms` (default 20) each step, emits the prompt's tokens over and over
+// Test decoder "slow": after sleeping `delay_ms` (its own config key decoder.delay_ms, default 20, or a request's
+// decoder option delay_ms) each step, emits the prompt's tokens over and over
 // (one per step), re-decoding position 0 so it never runs out of context. It lets the server tests hold requests in flight for as long as they need
 // (queue full, timeout, client disconnect) without depending on the model's speed.
 #include <chrono>
 #include <string>
 #include <thread>
 
+#include "bitrun/config.hpp"
 #include "bitrun/decoder.hpp"
 #include "bitrun/error.hpp"
 #include "bitrun/plugin_abi.hpp"
@@ -38,9 +40,10 @@ class SlowSession : public bitrun::DecodeSession {
 
 class SlowDecoder : public bitrun::Decoder {
  public:
+  explicit SlowDecoder(int delay_ms) : delay_ms_(delay_ms) {}
   std::string name() const override { return "slow"; }
   std::unique_ptr<bitrun::DecodeSession> start(const bitrun::DecodeRequest& r) override {
-    int delay = 20;
+    int delay = delay_ms_;
     for (const auto& [key, value] : r.decoder_options) {
       if (key != "delay_ms") throw bitrun::ConfigError("decoder 'slow' has no option '" + key + "'");
       try {
@@ -52,15 +55,26 @@ class SlowDecoder : public bitrun::Decoder {
     if (r.prompt.empty()) throw bitrun::Error("the prompt is empty");
     return std::make_unique<SlowSession>(r, delay);
   }
+
+ private:
+  int delay_ms_;
+};
+
+const bitrun::PluginSetting kSettings[] = {
+    {"decoder.delay_ms", bitrun::ConfigType::Int, "20", "test decoder slow: milliseconds each step sleeps", nullptr,
+     0.0, 60000.0, nullptr, false},
 };
 
 const bitrun::PluginDescriptor& descriptor() {
   static const bitrun::PluginDescriptor d{bitrun::PluginKind::Decoder, "slow", "0.0.1",
-                                          "test decoder: one fixed token per step, slowly", 0, nullptr};
+                                          "test decoder: one fixed token per step, slowly", 0, nullptr, kSettings,
+                                          std::size(kSettings)};
   return d;
 }
 
-std::unique_ptr<bitrun::Decoder> create_decoder(const bitrun::Config&) { return std::make_unique<SlowDecoder>(); }
+std::unique_ptr<bitrun::Decoder> create_decoder(const bitrun::Config& config) {
+  return std::make_unique<SlowDecoder>(static_cast<int>(config.get_int("decoder.delay_ms")));
+}
 
 }  // namespace
 

@@ -1,11 +1,13 @@
-// Configuration: one schema (config_schema.cpp) lists every key with its type, default and help text. Values
-// come from, in increasing precedence: defaults < YAML file < environment (BITRUN_<KEY>) < command line.
-// Unknown keys and wrong types are errors naming the key and where it came from.
+// Configuration: a schema lists every key with its type, default and help text: the core's own keys
+// (config_schema.cpp) and the keys each loaded plugin declares in its descriptor (plugin_abi.hpp), merged by the
+// plugin host. Values come from, in increasing precedence: defaults < YAML file < environment (BITRUN_<KEY>) <
+// command line. Unknown keys and wrong types are errors naming the key and where it came from.
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -25,11 +27,39 @@ struct ConfigKey {
   std::string help;                    // one line, written into generated config files
   std::vector<std::string> choices;    // allowed values for String keys; empty = any
   std::optional<double> min, max;      // bounds for Int/Float keys
+  std::string option;                  // a command-line shorthand for --set path=VALUE ("--port"); empty = none
+  std::string owner;                   // empty for the core's keys, else the plugin that declared the key
+  bool secret = false;                 // printed as a count, never as its values (API keys)
 };
 
-// All keys bitrun understands, in the order they are printed.
-const std::vector<ConfigKey>& config_schema();
-const ConfigKey* find_config_key(std::string_view path);
+// The keys a Config accepts, in the order they were added (printed grouped by section, in order of appearance).
+class ConfigSchema {
+ public:
+  ConfigSchema() = default;
+  explicit ConfigSchema(std::vector<ConfigKey> keys);
+  // ConfigError when the path is malformed, already taken, or a section of (or inside) another key.
+  void add(ConfigKey key);
+  const std::vector<ConfigKey>& keys() const { return keys_; }
+  const ConfigKey* find(std::string_view path) const;
+  const ConfigKey* find_option(std::string_view option) const;
+  // True when some key lives below `prefix.`.
+  bool is_section(std::string_view prefix) const;
+  // "unknown key 'x'" with the closest key as a suggestion, and `unknown_key_hint` when set.
+  std::string unknown_key_message(std::string_view path) const;
+  // Appended to unknown-key errors (the plugin host says where plugin keys come from).
+  std::string unknown_key_hint;
+
+ private:
+  std::vector<ConfigKey> keys_;
+  std::map<std::string, std::size_t, std::less<>> index_;
+};
+
+// The core's own keys (every command, with or without plugins).
+const std::shared_ptr<const ConfigSchema>& core_config_schema();
+
+// `text` as a value of `key` (the YAML scalar rules: numbers, true/false, comma-separated lists), with its
+// choices and bounds checked. ConfigError "<where>: key '<path>': ..." otherwise.
+ConfigValue parse_config_value(const ConfigKey& key, std::string_view text, std::string_view where);
 // The environment variable for a key: "server.api_keys" -> "BITRUN_SERVER_API_KEYS".
 std::string config_env_name(std::string_view path);
 
@@ -38,11 +68,18 @@ std::string_view config_source_name(ConfigSource s);
 
 class Config {
  public:
-  // Defaults only.
+  // The core's keys at their defaults.
   Config();
+  // The keys of `schema` at their defaults (PluginHost::config_schema() adds the plugins' keys).
+  explicit Config(std::shared_ptr<const ConfigSchema> schema);
 
+  const ConfigSchema& schema() const { return *schema_; }
+
+  // What a layer does with a key the schema does not have: an error (the final configuration), or skipping it
+  // (the first pass, which reads only what finding the plugins needs, before their keys are known).
+  enum class UnknownKeys { Reject, Skip };
   // Layer a YAML file over the current values. Throws ConfigError naming the file and key.
-  void load_file(const std::filesystem::path& path);
+  void load_file(const std::filesystem::path& path, UnknownKeys unknown = UnknownKeys::Reject);
   // Layer BITRUN_* variables (only those naming schema keys; others are reported by unknown_environment()).
   // `getenv` is injectable for tests.
   void load_environment(char** envp);
@@ -59,6 +96,8 @@ class Config {
   double get_float(std::string_view path) const;
   bool get_bool(std::string_view path) const;
   std::vector<std::string> get_string_list(std::string_view path) const;
+  // The value whatever its type (a plugin that walks its own settings table).
+  const ConfigValue& value(std::string_view path) const;
 
   ConfigSource source_of(std::string_view path) const;
   // Where the effective value came from: "default", the file path, "BITRUN_X", or "command line".
@@ -76,13 +115,15 @@ class Config {
     std::string origin = "default";
   };
   const Entry& entry(std::string_view path) const;
+  std::shared_ptr<const ConfigSchema> schema_;
   std::map<std::string, Entry, std::less<>> entries_;
   std::optional<std::filesystem::path> file_;
   std::vector<std::string> unknown_env_;
 };
 
-// A commented YAML file with every key at its default (`bitrun generate-config`, configs/default.yaml).
-std::string default_config_yaml();
+// A commented YAML file with every key of `schema` at its default (`bitrun generate-config`,
+// configs/default.yaml).
+std::string default_config_yaml(const ConfigSchema& schema);
 
 // Environment variables that configure bitrun but are not config keys.
 inline constexpr const char* kEnvConfigFile = "BITRUN_CONFIG";        // config file when --config is not given

@@ -106,10 +106,14 @@ class Decoder {
  public:
   virtual ~Decoder() = default;
   virtual std::string name() const = 0;
+  // The ways of decoding a request can choose with decoder_options {"mode": <name>}, in a sensible order for a
+  // comparison (`bitrun bench` runs each); empty when the decoder has one way.
+  virtual std::vector<std::string> modes() const { return {}; }
   virtual std::unique_ptr<DecodeSession> start(const DecodeRequest& request) = 0;
 };
 
-// Factory every decoder plugin exports as `bitrun_create_decoder`. Reads its `decoder.*` settings from config.
+// Factory every decoder plugin exports as `bitrun_create_decoder`. Reads the settings its descriptor declares
+// (plugin_abi.hpp) from config.
 using CreateDecoderFn = std::unique_ptr<Decoder>(const Config&);
 
 }  // namespace bitrun

@@ -8,12 +8,13 @@
 #include <memory>
 #include <string>
 
+#include "bitrun/scheduler.hpp"
+
 namespace bitrun {
 
 class Config;
 class DecoderSet;
 class Model;
-class Scheduler;
 
 // What a frontend serves with. Everything here outlives serve().
 struct ServeContext {
@@ -21,7 +22,7 @@ struct ServeContext {
   const Model& model;
   Scheduler& scheduler;        // every request decodes through it (continuous batching)
   DecoderSet& decoders;        // decoder plugins by name (decoder.type is the default)
-  std::string model_id;        // what clients name the model (server.model_id, else the file's stem)
+  std::string model_id;        // what clients name the model: the file's stem, unless the frontend's settings say
   std::chrono::system_clock::time_point loaded_at;
 };
 
@@ -29,6 +30,8 @@ class Frontend {
  public:
   virtual ~Frontend() = default;
   virtual std::string name() const = 0;
+  // How many requests the scheduler decodes together and queues (from the frontend's own settings).
+  virtual SchedulerOptions scheduler_options() const = 0;
   // Starts accepting connections; until serve() gets a context, requests are answered "loading" (503). Returns
   // the bound port (useful when the configured port is 0). Throws Error naming the address when it cannot bind.
   virtual int listen() = 0;
@@ -38,7 +41,8 @@ class Frontend {
   virtual void stop() = 0;
 };
 
-// Factory every frontend plugin exports as `bitrun_create_frontend`.
+// Factory every frontend plugin exports as `bitrun_create_frontend`. Reads the settings its descriptor declares
+// (plugin_abi.hpp) from config.
 using CreateFrontendFn = std::unique_ptr<Frontend>(const Config&);
 
 }  // namespace bitrun

@@ -11,14 +11,13 @@
 #include <vector>
 
 #include "bitrun/backend.hpp"
+#include "bitrun/config.hpp"
 #include "bitrun/cpu_features.hpp"
 #include "bitrun/decoder.hpp"
 #include "bitrun/frontend.hpp"
 #include "bitrun/plugin_abi.hpp"
 
 namespace bitrun {
-
-class Config;
 
 // Plugin files are named bitrun-<kind>-<name>.so; anything else in a search directory is ignored.
 inline constexpr std::string_view kPluginFilePrefix = "bitrun-";
@@ -34,6 +33,7 @@ struct PluginRecord {
   CpuFeatureMask required_features = 0;
   std::int32_t score = 0;         // on the CPU the host was given; 0 = cannot run here
   std::string shadowed_by;        // another file with the same kind and name was found earlier in the path
+  std::vector<ConfigKey> settings;   // the configuration keys it adds
 
   bool usable() const { return error.empty() && shadowed_by.empty(); }
   std::string skip_reason(const CpuInfo& cpu) const;   // empty when runnable
@@ -60,6 +60,10 @@ class PluginHost {
   const std::vector<PluginRecord>& plugins() const { return records_; }
   const CpuInfo& cpu() const { return cpu_; }
   const PluginRecord* find(PluginKind kind, std::string_view name) const;
+  // The core's keys and those of every usable plugin found (whether or not it runs on this CPU, so a config
+  // file stays valid across machines with the same plugins). A plugin whose keys clash with keys already taken
+  // is not usable (its record says why).
+  const std::shared_ptr<const ConfigSchema>& config_schema() const { return schema_; }
 
   // `requested` is "auto" (highest score wins) or a backend name; a forced backend that is missing or cannot run
   // on this CPU is an Error that says why.
@@ -78,6 +82,7 @@ class PluginHost {
   std::vector<std::filesystem::path> dirs_;
   CpuInfo cpu_;
   std::vector<PluginRecord> records_;
+  std::shared_ptr<const ConfigSchema> schema_;
   std::vector<const Library*> libraries_;   // parallel to records_; owned by the process-wide registry
 };
 
