@@ -197,6 +197,13 @@ TEST(Cli, ModelCommandsWorkAndRejectBadInput) {
   EXPECT_NE(chat.output.find("(plain template)"), std::string::npos) << chat.output;
   EXPECT_NE(chat.output.find("(conversation cleared)"), std::string::npos) << chat.output;
   EXPECT_GE(std::count(chat.output.begin(), chat.output.end(), '>'), 4) << chat.output;
+  // A turn that no longer fits the context is refused with the sizes, and the chat goes on.
+  std::ofstream(script) << std::string(300, 'a') << "\nHello\n/exit\n";
+  Result full = run("chat -m " + kShared + "models/stories260K.gguf --log-level warn --set context_size=32" + greedy +
+                    " < " + script);
+  ASSERT_EQ(full.status, 0) << full.output;
+  EXPECT_NE(full.output.find("but the context holds 32"), std::string::npos) << full.output;
+  EXPECT_NE(full.output.find(": /reset to start over)"), std::string::npos) << full.output;
   std::filesystem::remove(script);
 
   Result p = run("perplexity " + kShared + "models/stories260K.gguf " + kShared + "text/tinystories-valid.txt --lines 5");

@@ -1,5 +1,6 @@
-// `bitrun chat`: an interactive chat in the terminal with the model's chat template. The conversation is kept
-// across turns (the engine reuses the cached prefix, so earlier turns are not recomputed); /reset clears it,
+// `bitrun chat`: an interactive chat in the terminal with the model's chat template, through the generation
+// pipeline a served chat request runs (bitrun/generation.hpp). The conversation is kept across turns (the engine
+// reuses the cached prefix, so earlier turns are not recomputed); /reset clears it,
 // /exit or the end of input quits, Ctrl-C stops the answer being written (and quits at the prompt).
 #include <signal.h>
 
@@ -7,10 +8,10 @@
 #include <iostream>
 
 #include "bitrun/chat_template.hpp"
-#include "bitrun/engine.hpp"
+#include "bitrun/decoder_set.hpp"
 #include "bitrun/error.hpp"
-#include "bitrun/stop_strings.hpp"
-#include "bitrun/tokenizer.hpp"
+#include "bitrun/generation.hpp"
+#include "bitrun/scheduler.hpp"
 #include "commands.hpp"
 #include "options.hpp"
 #include "runtime.hpp"
@@ -36,19 +37,22 @@ int run_chat(const Args& args, char** envp) {
   apply_logging(cl);
   Runtime rt = load_runtime(*cl.host, cl.config, model_path(cl.config));
   const Model& model = *rt.model;
-  const Tokenizer& tok = model.tokenizer();
-  const ChatTemplate tmpl = select_chat_template(cl.config.get_string("chat.template"), tok);
-  std::unique_ptr<Decoder> decoder = rt.host->create_decoder(cl.config.get_string("decoder.type"), cl.config);
+  const ChatTemplate tmpl = select_chat_template(cl.config.get_string("chat.template"), model.tokenizer());
+  DecoderSet decoders(*rt.host, cl.config, cl.config.get_string("decoder.type"));
+  // One request at a time; the scheduler's engine keeps the conversation's prefix, so a turn computes only what
+  // it adds.
+  Scheduler scheduler(model, SchedulerOptions{1, 0});
 
   struct sigaction action {};
   action.sa_handler = on_interrupt;   // no SA_RESTART: Ctrl-C at the prompt ends the read, and the chat
   sigaction(SIGINT, &action, nullptr);
 
-  std::vector<ChatMessage> history;
+  GenerationPrompt conversation;
+  conversation.kind = GenerationPrompt::Kind::Chat;
+  std::vector<ChatMessage>& history = conversation.messages;
   const std::string system = cl.value("--system");
   if (!system.empty()) history.push_back({"system", system});
   const std::size_t base = history.size();
-  Engine engine(model);
   std::cerr << "chat with " << model.name() << " (" << chat_template_name(tmpl) << " template); /reset, /exit\n";
   for (std::string line;;) {
     std::cout << "> " << std::flush;
@@ -61,39 +65,27 @@ int run_chat(const Args& args, char** envp) {
     }
     if (line.empty()) continue;
     history.push_back({"user", line});
-    const DecodeRequest request =
-        make_decode_request(cl.config, model, encode_chat(tok, tmpl, history, /*add_generation_prompt=*/true),
-                       cl.config.get_int("generation.max_tokens"));
-    if (static_cast<std::int64_t>(request.prompt.size()) >= request.context_size) {
-      std::cout << "(the conversation no longer fits the context of " << request.context_size
-                << " tokens: /reset to start over)\n";
+    PreparedGeneration prepared;
+    try {
+      prepared = prepare_generation(cl.config, model, conversation, cl.config.get_int("generation.max_tokens"));
+    } catch (const Error& e) {
+      std::cout << "(" << e.what() << ": /reset to start over)\n";
       history.pop_back();
       continue;
     }
-    TextStream text(tok, cl.config.get_string_list("generation.stop"));
+    const DecodeRequest& request = prepared.request;
+    GenerationWatch watch;
+    watch.client_alive = [] { return !g_interrupted; };   // Ctrl-C stops the answer
+    Generation generation(scheduler.submit(decoders.start("", request), request.context_size, request.prompt.size()),
+                          model.tokenizer(), prepared.stops, prepared.continuation, std::move(watch));
     std::string answer;
-    Engine::SequenceId id = 0;
-    id = engine.add(decoder->start(request), request.context_size,
-                    [&](Engine::SequenceId, const std::vector<std::int32_t>& t) {
-                      for (std::int32_t token : t) {
-                        const std::string shown = text.push(token);
-                        answer += shown;
-                        std::cout << shown << std::flush;
-                        if (text.stopped()) break;
-                      }
-                      if (text.stopped()) engine.cancel(id);
-                    });
-    while (engine.step()) {
-      if (g_interrupted) engine.cancel(id);
+    for (Piece piece; generation.next(piece, std::chrono::hours(1));) {
+      answer += piece.text;
+      std::cout << piece.text << std::flush;
     }
-    throw_if_failed(engine, id);
-    if (!g_interrupted) {
-      const std::string tail = text.finish();
-      answer += tail;
-      std::cout << tail;
-    }
-    std::cout << (g_interrupted ? " (stopped)\n" : "\n");
-    engine.forget(id);
+    const bool stopped = generation.outcome() == Outcome::Disconnected;
+    if (!stopped && generation.outcome() != Outcome::Finished) throw Error(generation.error());
+    std::cout << (stopped ? " (stopped)\n" : "\n");
     history.push_back({"assistant", answer});
   }
   std::cout << "\n";

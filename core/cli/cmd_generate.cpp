@@ -1,13 +1,14 @@
 // `bitrun generate`: continue a prompt with the configured decoder and sampling, streaming text to stdout as it is
-// produced, with speed on stderr at the end. Runs through the engine like a served request.
+// produced, with speed on stderr at the end. Runs the generation pipeline a served request runs
+// (bitrun/generation.hpp).
 #include <chrono>
 #include <cstdio>
 #include <iostream>
 
-#include "bitrun/engine.hpp"
+#include "bitrun/decoder_set.hpp"
 #include "bitrun/error.hpp"
-#include "bitrun/stop_strings.hpp"
-#include "bitrun/tokenizer.hpp"
+#include "bitrun/generation.hpp"
+#include "bitrun/scheduler.hpp"
 #include "commands.hpp"
 #include "options.hpp"
 #include "runtime.hpp"
@@ -34,52 +35,35 @@ int run_generate(const Args& args, char** envp) {
 
   Runtime rt = load_runtime(*cl.host, cl.config, model_path(cl.config));
   const Model& model = *rt.model;
-  const Tokenizer& tok = model.tokenizer();
-  DecodeRequest request = make_decode_request(cl.config, model,
-                                         tok.encode(cl.value("--prompt"), /*add_bos=*/true, /*parse_special=*/true),
-                                         max_tokens);
-  if (request.prompt.empty()) throw Error("the prompt is empty and the model has no BOS token to start from");
-  std::unique_ptr<Decoder> decoder = rt.host->create_decoder(cl.config.get_string("decoder.type"), cl.config);
-
-  Engine engine(model);
-  // The output continues the prompt's text: its first token keeps its leading space.
-  TextStream text(tok, cl.config.get_string_list("generation.stop"), /*continuation=*/!tok.decode(request.prompt).empty());
-  std::vector<std::int32_t> generated;
-  const auto start = std::chrono::steady_clock::now();
-  auto first = start;
-  Engine::SequenceId id = 0;
-  id = engine.add(decoder->start(request), request.context_size,
-                  [&](Engine::SequenceId, const std::vector<std::int32_t>& t) {
-                    if (generated.empty()) first = std::chrono::steady_clock::now();
-                    for (std::int32_t token : t) {
-                      if (text.stopped()) break;
-                      generated.push_back(token);
-                      std::cout << text.push(token) << std::flush;
-                    }
-                    if (text.stopped()) engine.cancel(id);   // the stop string ends the request
-                  });
-  while (engine.step()) {
-  }
-  throw_if_failed(engine, id);
-  std::cout << text.finish() << std::endl;
-  const auto end = std::chrono::steady_clock::now();
+  GenerationPrompt prompt;
+  prompt.text = cl.value("--prompt");
+  const PreparedGeneration prepared = prepare_generation(cl.config, model, prompt, max_tokens);
+  const DecodeRequest& request = prepared.request;
+  DecoderSet decoders(*rt.host, cl.config, cl.config.get_string("decoder.type"));
+  // The request runs through the scheduler, as a served one does.
+  Scheduler scheduler(model, SchedulerOptions{1, 0});
+  Generation generation(scheduler.submit(decoders.start("", request), request.context_size, request.prompt.size()),
+                        model.tokenizer(), prepared.stops, prepared.continuation);
+  for (Piece piece; generation.next(piece, std::chrono::hours(1));) std::cout << piece.text << std::flush;
+  if (generation.outcome() != Outcome::Finished) throw Error(generation.error());
+  std::cout << std::endl;
   if (cl.has_flag("--ids")) {
     std::cerr << "ids:";
-    for (auto id : generated) std::cerr << ' ' << id;
+    for (auto id : generation.tokens()) std::cerr << ' ' << id;
     std::cerr << "\n";
   }
   // The first token comes with the prompt's forward; the rest are decode steps.
-  const double prefill_s = std::chrono::duration<double>(first - start).count();
-  const double decode_s = std::chrono::duration<double>(end - first).count();
-  const std::size_t decoded = generated.empty() ? 0 : generated.size() - 1;
+  const double prefill_s = generation.seconds_to_first_token();
+  const double decode_s = generation.seconds() - prefill_s;
+  const std::size_t generated = generation.tokens().size(), decoded = generated ? generated - 1 : 0;
   std::fprintf(stderr, "prompt %zu tokens in %.3f s (%.1f tok/s); generated %zu tokens, %.1f tok/s after the first\n",
-               request.prompt.size(), prefill_s, prefill_s > 0 ? request.prompt.size() / prefill_s : 0.0,
-               generated.size(), decode_s > 0 ? decoded / decode_s : 0.0);
+               request.prompt.size(), prefill_s, prefill_s > 0 ? request.prompt.size() / prefill_s : 0.0, generated,
+               decode_s > 0 ? decoded / decode_s : 0.0);
   // How many forwards it took: one per token for AR, fewer for block diffusion.
-  const SequenceStats& stats = engine.stats(id);
+  const SequenceStats& stats = generation.stats();
   std::fprintf(stderr, "decoder %s: %lld forwards, %lld rows computed, %.2f tokens per forward\n",
-               decoder->name().c_str(), static_cast<long long>(stats.forwards), static_cast<long long>(stats.rows),
-               stats.tokens_per_forward());
+               decoders.default_name().c_str(), static_cast<long long>(stats.forwards),
+               static_cast<long long>(stats.rows), stats.tokens_per_forward());
   return 0;
 }
 

@@ -25,7 +25,6 @@ class Api {
   void metrics(const httplib::Request& req, httplib::Response& res) const;
 
  private:
-  std::vector<std::int32_t> prompt_tokens(const GenerationRequest& request) const;
   ServeContext& ctx_;
   const ServerSettings& settings_;
   const HttpCounters& counters_;

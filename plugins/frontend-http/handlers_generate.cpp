@@ -5,13 +5,13 @@
 #include "bitrun/chat_template.hpp"
 #include "bitrun/config.hpp"
 #include "bitrun/decoder_set.hpp"
+#include "bitrun/generation.hpp"
 #include "bitrun/log.hpp"
 #include "bitrun/model.hpp"
 #include "bitrun/decode_request.hpp"
 #include "bitrun/scheduler.hpp"
 #include "bitrun/tokenizer.hpp"
 #include "connection.hpp"
-#include "generation.hpp"
 #include "responses.hpp"
 #include "sse.hpp"
 
@@ -23,43 +23,26 @@ constexpr int kClientClosed = 499;
 
 }  // namespace
 
-std::vector<std::int32_t> Api::prompt_tokens(const GenerationRequest& r) const {
-  const Tokenizer& tok = ctx_.model.tokenizer();
-  if (r.endpoint == Endpoint::Chat)
-    return encode_chat(tok, select_chat_template(ctx_.config.get_string("chat.template"), tok), r.messages,
-                       /*add_generation_prompt=*/true);
-  if (!r.prompt_is_tokens) return tok.encode(r.prompt_text, /*add_bos=*/true, /*parse_special=*/true);
-  for (std::size_t i = 0; i < r.prompt_tokens.size(); ++i)
-    if (r.prompt_tokens[i] >= tok.vocab_size())
-      bad_request("prompt[" + std::to_string(i) + "] = " + std::to_string(r.prompt_tokens[i]) +
-                  " is not a token id (the vocabulary has " + std::to_string(tok.vocab_size()) + ")");
-  return r.prompt_tokens;
-}
-
 void Api::generate(const httplib::Request& req, httplib::Response& res, Endpoint endpoint) const {
   const GenerationRequest r = parse_generation_request(parse_body(req.body), endpoint, settings_.limits);
   if (r.model && *r.model != ctx_.model_id)
     throw ApiError(404, "model '" + *r.model + "' does not exist: this server serves '" + ctx_.model_id +
                             "' (see /v1/models)");
   const Tokenizer& tok = ctx_.model.tokenizer();
-  // A text far too long for the context is refused before it is tokenized: no token covers more bytes than the
-  // longest token text, so this many tokens at least.
-  std::size_t text_bytes = r.prompt_is_tokens ? 0 : r.prompt_text.size();
-  for (const auto& m : r.messages) text_bytes += m.content.size();
-  const std::int64_t context = request_context_size(ctx_.config, ctx_.model);
-  if (const auto at_least = static_cast<std::int64_t>(text_bytes / tok.max_token_text_bytes()); at_least >= context)
-    bad_request("the prompt is at least " + std::to_string(at_least) + " tokens long (" + std::to_string(text_bytes) +
-                " bytes of text) but the context holds " + std::to_string(context));
-  std::vector<std::int32_t> prompt = prompt_tokens(r);
-  if (prompt.empty()) bad_request("the prompt is empty and the model has no BOS token to start from");
-  const std::int64_t prompt_size = static_cast<std::int64_t>(prompt.size());
-  // A completion continues its prompt's text, so its first token keeps a leading space; a chat answer starts anew.
-  const bool continuation = endpoint == Endpoint::Completion && !tok.decode(prompt).empty();
-
-  DecodeRequest decode = make_decode_request(ctx_.config, ctx_.model, std::move(prompt), r.max_tokens);
-  if (prompt_size >= decode.context_size)
-    bad_request("the prompt has " + std::to_string(prompt_size) + " tokens but the context holds " +
-                std::to_string(decode.context_size) + " (at least one position must be left to generate)");
+  GenerationPrompt prompt;
+  if (endpoint == Endpoint::Chat) {
+    prompt.kind = GenerationPrompt::Kind::Chat;
+    prompt.messages = r.messages;
+  } else if (r.prompt_is_tokens) {
+    prompt.kind = GenerationPrompt::Kind::Tokens;
+    prompt.tokens = r.prompt_tokens;
+  } else {
+    prompt.text = r.prompt_text;
+  }
+  // Refusals (the prompt does not fit, a token id out of range) are bitrun::Errors: 400s with their message.
+  PreparedGeneration prepared = prepare_generation(ctx_.config, ctx_.model, prompt, r.max_tokens);
+  DecodeRequest& decode = prepared.request;
+  const auto prompt_size = static_cast<std::int64_t>(decode.prompt.size());
   apply_sampling(r, decode.sampling);
   decode.logprobs = r.logprobs;
   decode.decoder_options = r.decoder_options;
@@ -69,9 +52,12 @@ void Api::generate(const httplib::Request& req, httplib::Response& res, Endpoint
                                                    static_cast<std::size_t>(prompt_size));
 
   const ClientConnection client(req);
-  auto gen = std::make_shared<Generation>(std::move(handle), tok, r.stop ? *r.stop : settings_.default_stop, continuation,
-                                          Generation::Clock::now() + settings_.request_timeout,
-                                          [client] { return client.alive(); });
+  GenerationWatch watch;
+  watch.deadline = Generation::Clock::now() + settings_.request_timeout;
+  watch.deadline_message = "the request did not finish within server.request_timeout_s and was cancelled";
+  watch.client_alive = [client] { return client.alive(); };
+  auto gen = std::make_shared<Generation>(std::move(handle), tok, r.stop ? *r.stop : prepared.stops,
+                                          prepared.continuation, std::move(watch));
   const ResponseHeader header = make_header(endpoint, ctx_.model_id);
 
   if (!r.stream) {

@@ -64,7 +64,6 @@ ServerSettings read_settings(const Config& c) {
   s.shutdown_grace = std::chrono::seconds(c.get_int("server.shutdown_grace_s"));
   s.limits.max_tokens_cap = c.get_int("server.max_tokens_cap");
   s.limits.default_max_tokens = c.get_int("generation.max_tokens");
-  s.default_stop = c.get_string_list("generation.stop");
   s.api_keys = c.get_string_list("server.api_keys");
   s.cors_origins = c.get_string_list("server.cors_origins");
   return s;

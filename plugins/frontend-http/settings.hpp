@@ -29,7 +29,6 @@ struct ServerSettings {
   std::chrono::seconds request_timeout{600};
   std::chrono::seconds shutdown_grace{25};   // stop(): how long requests in flight may still run
   GenerationLimits limits;
-  std::vector<std::string> default_stop;   // generation.stop
   std::vector<std::string> api_keys;
   std::vector<std::string> cors_origins;
 };

@@ -9,7 +9,7 @@
 #include <functional>
 #include <string>
 
-#include "generation.hpp"
+#include "bitrun/generation.hpp"
 #include "bitrun/json.hpp"
 #include "responses.hpp"
 
