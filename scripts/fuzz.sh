@@ -23,8 +23,9 @@ flags=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recov
 mkdir -p "$out/include/bitrun"
 sed 's/@[A-Za-z_]*@/0/g' "$root/core/include/bitrun/version.hpp.in" > "$out/include/bitrun/version.hpp"
 
-gguf_sources=("$root"/core/src/{error,file_mapping,fp16,ggml_float_codecs,ggml_ternary,ggml_types}.cpp
-              "$root"/core/src/{gguf_reader,gguf_value,gguf_writer,mapping_guard}.cpp)
+gguf_sources=("$root"/core/src/base/{error,file_mapping}.cpp
+              "$root"/core/src/gguf/{fp16,ggml_float_codecs,ggml_ternary,ggml_types}.cpp
+              "$root"/core/src/gguf/{gguf_reader,gguf_value,gguf_writer,mapping_guard}.cpp)
 build() {
   local name="$1"; shift
   if [ ! -x "$out/fuzz_$name" ] || [ -n "$(find "$root/core" "$root/plugins/frontend-http" "$root/tests/fuzz" \
@@ -37,12 +38,13 @@ for t in "${targets[@]}"; do
   case "$t" in
     gguf) build gguf "$root/tests/fuzz/fuzz_gguf.cpp" "${gguf_sources[@]}" ;;
     # The reader and the JSON parser of its header are instrumented; the rest comes from the built library.
-    safetensors) build safetensors "$root/tests/fuzz/fuzz_safetensors.cpp" "$root"/core/src/{safetensors,json}.cpp \
+    safetensors) build safetensors "$root/tests/fuzz/fuzz_safetensors.cpp" "$root"/core/src/import/safetensors.cpp \
+                   "$root"/core/src/base/json.cpp \
                    -L"$build_dir/lib" -lbitrun_core -Wl,-rpath,"$build_dir/lib" ;;
     # The request parser's own sources are instrumented; the rest of the core (config, unicode) comes from the
     # built library.
     request) build request "$root/tests/fuzz/fuzz_request.cpp" \
-               "$root"/plugins/frontend-http/{request_parser,api_error}.cpp "$root"/core/src/json.cpp \
+               "$root"/plugins/frontend-http/{request_parser,api_error}.cpp "$root"/core/src/base/json.cpp \
                -L"$build_dir/lib" -lbitrun_core -Wl,-rpath,"$build_dir/lib" ;;
     *) echo "fuzz: unknown target '$t' (gguf, safetensors, request)" >&2; exit 2 ;;
   esac

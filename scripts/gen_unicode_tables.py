@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Writes core/src/unicode_tables.cpp: the Unicode character classes the BPE pre-tokenizer regexes use.
+"""Writes core/src/tokenizer/unicode_tables.cpp: the Unicode character classes the BPE pre-tokenizer regexes use.
 
-    python3 scripts/gen_unicode_tables.py            # rewrites core/src/unicode_tables.cpp
+    python3 scripts/gen_unicode_tables.py            # rewrites core/src/tokenizer/unicode_tables.cpp
     python3 scripts/gen_unicode_tables.py --check    # exit 1 if the committed file differs
 
 The tables come from Python's own `unicodedata`, so the Unicode version is the one of the Python that runs this
@@ -25,7 +25,7 @@ import os
 import sys
 import unicodedata
 
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "core", "src", "unicode_tables.cpp")
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "core", "src", "tokenizer", "unicode_tables.cpp")
 MAX_CP = 0x10FFFF
 
 # The White_Space property (PropList.txt); stable since Unicode 6.3. Checked against isspace() below so that a

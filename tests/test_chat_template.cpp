@@ -6,11 +6,11 @@
 #include <cstdlib>
 #include <filesystem>
 
-#include "bitrun/chat_template.hpp"
-#include "bitrun/config.hpp"
-#include "bitrun/error.hpp"
-#include "bitrun/gguf.hpp"
-#include "bitrun/tokenizer.hpp"
+#include "bitrun/tokenizer/chat_template.hpp"
+#include "bitrun/config/config.hpp"
+#include "bitrun/base/error.hpp"
+#include "bitrun/gguf/gguf.hpp"
+#include "bitrun/tokenizer/tokenizer.hpp"
 #include "test_support.hpp"
 
 namespace bitrun {

@@ -16,8 +16,8 @@
 #include <sstream>
 #include <vector>
 
-#include "bitrun/cpu_features.hpp"
-#include "bitrun/json.hpp"
+#include "bitrun/base/cpu_features.hpp"
+#include "bitrun/base/json.hpp"
 
 namespace {
 

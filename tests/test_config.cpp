@@ -5,10 +5,10 @@
 #include <fstream>
 #include <sstream>
 
-#include "bitrun/config.hpp"
-#include "bitrun/error.hpp"
-#include "bitrun/kv_cache.hpp"
-#include "bitrun/plugin_abi.hpp"
+#include "bitrun/config/config.hpp"
+#include "bitrun/base/error.hpp"
+#include "bitrun/model/kv_cache.hpp"
+#include "bitrun/plugin/plugin_abi.hpp"
 #include "test_support.hpp"
 
 namespace bitrun {

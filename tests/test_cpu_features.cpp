@@ -5,7 +5,7 @@
 #include <set>
 #include <sstream>
 
-#include "bitrun/cpu_features.hpp"
+#include "bitrun/base/cpu_features.hpp"
 
 namespace bitrun {
 namespace {

@@ -5,9 +5,9 @@
 #include <cmath>
 #include <functional>
 
-#include "bitrun/config.hpp"
-#include "bitrun/error.hpp"
-#include "bitrun/plugin_host.hpp"
+#include "bitrun/config/config.hpp"
+#include "bitrun/base/error.hpp"
+#include "bitrun/plugin/plugin_host.hpp"
 #include "test_support.hpp"
 
 namespace bitrun {

@@ -8,9 +8,9 @@
 #include <functional>
 #include <set>
 
-#include "bitrun/config.hpp"
-#include "bitrun/error.hpp"
-#include "bitrun/plugin_host.hpp"
+#include "bitrun/config/config.hpp"
+#include "bitrun/base/error.hpp"
+#include "bitrun/plugin/plugin_host.hpp"
 #include "test_support.hpp"
 
 namespace bitrun {

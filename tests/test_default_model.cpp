@@ -14,17 +14,17 @@
 #include <utility>
 #include <vector>
 
-#include "bitrun/config.hpp"
-#include "bitrun/cpu_features.hpp"
-#include "bitrun/decode_request.hpp"
-#include "bitrun/engine.hpp"
-#include "bitrun/gguf.hpp"
-#include "bitrun/kv_cache.hpp"
-#include "bitrun/model.hpp"
-#include "bitrun/plugin_host.hpp"
-#include "bitrun/sampler.hpp"
-#include "bitrun/tokenizer.hpp"
-#include "bitrun/transformer.hpp"
+#include "bitrun/config/config.hpp"
+#include "bitrun/base/cpu_features.hpp"
+#include "bitrun/engine/decode_request.hpp"
+#include "bitrun/engine/engine.hpp"
+#include "bitrun/gguf/gguf.hpp"
+#include "bitrun/model/kv_cache.hpp"
+#include "bitrun/model/model.hpp"
+#include "bitrun/plugin/plugin_host.hpp"
+#include "bitrun/engine/sampler.hpp"
+#include "bitrun/tokenizer/tokenizer.hpp"
+#include "bitrun/model/transformer.hpp"
 #include "test_support.hpp"
 
 namespace bitrun {

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "bitrun/config.hpp"
+#include "bitrun/config/config.hpp"
 #include "test_support.hpp"
 
 namespace bitrun {

@@ -8,14 +8,14 @@
 #include <filesystem>
 #include <map>
 
-#include "bitrun/config.hpp"
-#include "bitrun/decode_request.hpp"
-#include "bitrun/engine.hpp"
-#include "bitrun/error.hpp"
-#include "bitrun/model.hpp"
-#include "bitrun/plugin_host.hpp"
-#include "bitrun/tokenizer.hpp"
-#include "bitrun/transformer.hpp"
+#include "bitrun/config/config.hpp"
+#include "bitrun/engine/decode_request.hpp"
+#include "bitrun/engine/engine.hpp"
+#include "bitrun/base/error.hpp"
+#include "bitrun/model/model.hpp"
+#include "bitrun/plugin/plugin_host.hpp"
+#include "bitrun/tokenizer/tokenizer.hpp"
+#include "bitrun/model/transformer.hpp"
 #include "test_support.hpp"
 
 namespace bitrun {

@@ -3,11 +3,11 @@
 // tokens into text, ends it at a stop string and reports the tokens and the time to the first one.
 #include <gtest/gtest.h>
 
-#include "bitrun/decoder_set.hpp"
-#include "bitrun/error.hpp"
-#include "bitrun/generation.hpp"
-#include "bitrun/model.hpp"
-#include "bitrun/tokenizer.hpp"
+#include "bitrun/engine/decoder_set.hpp"
+#include "bitrun/base/error.hpp"
+#include "bitrun/engine/generation.hpp"
+#include "bitrun/model/model.hpp"
+#include "bitrun/tokenizer/tokenizer.hpp"
 #include "test_support.hpp"
 
 namespace bitrun {

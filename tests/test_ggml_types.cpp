@@ -14,9 +14,9 @@
 #include <string>
 #include <vector>
 
-#include "bitrun/error.hpp"
-#include "bitrun/ggml_types.hpp"
-#include "bitrun/gguf.hpp"
+#include "bitrun/base/error.hpp"
+#include "bitrun/gguf/ggml_types.hpp"
+#include "bitrun/gguf/gguf.hpp"
 #include "test_support.hpp"
 
 namespace bitrun {

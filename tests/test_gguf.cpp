@@ -8,8 +8,8 @@
 #include <fstream>
 #include <random>
 
-#include "bitrun/error.hpp"
-#include "bitrun/gguf.hpp"
+#include "bitrun/base/error.hpp"
+#include "bitrun/gguf/gguf.hpp"
 #include "test_support.hpp"
 
 namespace bitrun {

@@ -4,7 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "api_error.hpp"
-#include "bitrun/json.hpp"
+#include "bitrun/base/json.hpp"
 #include "request_parser.hpp"
 
 namespace bitrun::http {

@@ -10,17 +10,17 @@
 #include <map>
 #include <sstream>
 
-#include "bitrun/backend.hpp"
-#include "bitrun/error.hpp"
-#include "bitrun/gguf.hpp"
-#include "bitrun/hf_import.hpp"
-#include "bitrun/hf_tokenizer.hpp"
-#include "bitrun/json.hpp"
-#include "bitrun/kv_cache.hpp"
-#include "bitrun/model.hpp"
-#include "bitrun/safetensors.hpp"
-#include "bitrun/tokenizer.hpp"
-#include "bitrun/transformer.hpp"
+#include "bitrun/plugin/backend.hpp"
+#include "bitrun/base/error.hpp"
+#include "bitrun/gguf/gguf.hpp"
+#include "bitrun/import/hf_import.hpp"
+#include "bitrun/import/hf_tokenizer.hpp"
+#include "bitrun/base/json.hpp"
+#include "bitrun/model/kv_cache.hpp"
+#include "bitrun/model/model.hpp"
+#include "bitrun/import/safetensors.hpp"
+#include "bitrun/tokenizer/tokenizer.hpp"
+#include "bitrun/model/transformer.hpp"
 #include "test_support.hpp"
 
 namespace bitrun {

@@ -10,10 +10,10 @@
 #include <random>
 #include <tuple>
 
-#include "bitrun/error.hpp"
-#include "bitrun/ggml_types.hpp"
-#include "bitrun/plugin_host.hpp"
-#include "bitrun/ternary_pack.hpp"
+#include "bitrun/base/error.hpp"
+#include "bitrun/gguf/ggml_types.hpp"
+#include "bitrun/plugin/plugin_host.hpp"
+#include "bitrun/model/ternary_pack.hpp"
 #include "test_support.hpp"
 
 namespace bitrun {

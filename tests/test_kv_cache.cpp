@@ -5,9 +5,9 @@
 #include <cmath>
 #include <random>
 
-#include "bitrun/error.hpp"
-#include "bitrun/ggml_types.hpp"
-#include "bitrun/kv_cache.hpp"
+#include "bitrun/base/error.hpp"
+#include "bitrun/gguf/ggml_types.hpp"
+#include "bitrun/model/kv_cache.hpp"
 #include "test_support.hpp"
 
 namespace bitrun {

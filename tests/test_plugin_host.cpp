@@ -6,10 +6,10 @@
 #include <cstdlib>
 #include <fstream>
 
-#include "bitrun/config.hpp"
-#include "bitrun/error.hpp"
+#include "bitrun/config/config.hpp"
+#include "bitrun/base/error.hpp"
 #include "test_support.hpp"
-#include "bitrun/plugin_host.hpp"
+#include "bitrun/plugin/plugin_host.hpp"
 
 namespace bitrun {
 namespace {

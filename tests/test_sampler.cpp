@@ -4,7 +4,7 @@
 #include <cmath>
 #include <map>
 
-#include "bitrun/sampler.hpp"
+#include "bitrun/engine/sampler.hpp"
 
 namespace bitrun {
 namespace {

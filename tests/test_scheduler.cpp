@@ -8,13 +8,13 @@
 #include <filesystem>
 #include <thread>
 
-#include "bitrun/config.hpp"
-#include "bitrun/engine.hpp"
-#include "bitrun/error.hpp"
-#include "bitrun/model.hpp"
-#include "bitrun/plugin_host.hpp"
-#include "bitrun/scheduler.hpp"
-#include "bitrun/tokenizer.hpp"
+#include "bitrun/config/config.hpp"
+#include "bitrun/engine/engine.hpp"
+#include "bitrun/base/error.hpp"
+#include "bitrun/model/model.hpp"
+#include "bitrun/plugin/plugin_host.hpp"
+#include "bitrun/engine/scheduler.hpp"
+#include "bitrun/tokenizer/tokenizer.hpp"
 #include "test_support.hpp"
 
 namespace bitrun {

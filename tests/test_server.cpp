@@ -19,20 +19,20 @@
 
 #include <httplib.h>
 
-#include "bitrun/chat_template.hpp"
-#include "bitrun/config.hpp"
-#include "bitrun/decode_request.hpp"
-#include "bitrun/decoder_set.hpp"
-#include "bitrun/engine.hpp"
-#include "bitrun/frontend.hpp"
-#include "bitrun/log.hpp"
-#include "bitrun/model.hpp"
-#include "bitrun/plugin_host.hpp"
-#include "bitrun/scheduler.hpp"
-#include "bitrun/stop_strings.hpp"
-#include "bitrun/tokenizer.hpp"
+#include "bitrun/tokenizer/chat_template.hpp"
+#include "bitrun/config/config.hpp"
+#include "bitrun/engine/decode_request.hpp"
+#include "bitrun/engine/decoder_set.hpp"
+#include "bitrun/engine/engine.hpp"
+#include "bitrun/plugin/frontend.hpp"
+#include "bitrun/base/log.hpp"
+#include "bitrun/model/model.hpp"
+#include "bitrun/plugin/plugin_host.hpp"
+#include "bitrun/engine/scheduler.hpp"
+#include "bitrun/tokenizer/stop_strings.hpp"
+#include "bitrun/tokenizer/tokenizer.hpp"
 #include "test_support.hpp"
-#include "bitrun/json.hpp"
+#include "bitrun/base/json.hpp"
 
 namespace bitrun {
 namespace {

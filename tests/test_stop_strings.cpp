@@ -1,7 +1,7 @@
 // Stop strings on streamed text: split across pushes, several candidates, overlapping prefixes, never shown.
 #include <gtest/gtest.h>
 
-#include "bitrun/stop_strings.hpp"
+#include "bitrun/tokenizer/stop_strings.hpp"
 
 namespace bitrun {
 namespace {

@@ -8,10 +8,10 @@
 #include <string>
 #include <string_view>
 
-#include "bitrun/config.hpp"
-#include "bitrun/cpu_features.hpp"
-#include "bitrun/plugin_host.hpp"
-#include "bitrun/tokenizer.hpp"
+#include "bitrun/config/config.hpp"
+#include "bitrun/base/cpu_features.hpp"
+#include "bitrun/plugin/plugin_host.hpp"
+#include "bitrun/tokenizer/tokenizer.hpp"
 
 namespace bitrun::test {
 

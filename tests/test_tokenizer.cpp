@@ -11,10 +11,10 @@
 #include <map>
 #include <sstream>
 
-#include "../core/src/unicode.hpp"
-#include "bitrun/error.hpp"
-#include "bitrun/gguf.hpp"
-#include "bitrun/tokenizer.hpp"
+#include "../core/src/tokenizer/unicode.hpp"
+#include "bitrun/base/error.hpp"
+#include "bitrun/gguf/gguf.hpp"
+#include "bitrun/tokenizer/tokenizer.hpp"
 #include "test_support.hpp"
 
 namespace bitrun {

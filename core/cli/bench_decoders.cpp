@@ -8,14 +8,14 @@
 #include <random>
 #include <sstream>
 
-#include "bitrun/config.hpp"
-#include "bitrun/decode_request.hpp"
-#include "bitrun/engine.hpp"
-#include "bitrun/error.hpp"
-#include "bitrun/perplexity.hpp"
-#include "bitrun/sampler.hpp"
-#include "bitrun/tokenizer.hpp"
-#include "bitrun/transformer.hpp"
+#include "bitrun/config/config.hpp"
+#include "bitrun/engine/decode_request.hpp"
+#include "bitrun/engine/engine.hpp"
+#include "bitrun/base/error.hpp"
+#include "bitrun/model/perplexity.hpp"
+#include "bitrun/engine/sampler.hpp"
+#include "bitrun/tokenizer/tokenizer.hpp"
+#include "bitrun/model/transformer.hpp"
 #include "runtime.hpp"
 
 namespace bitrun::cli {

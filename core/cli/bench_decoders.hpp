@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "bitrun/model.hpp"
-#include "bitrun/plugin_host.hpp"
+#include "bitrun/model/model.hpp"
+#include "bitrun/plugin/plugin_host.hpp"
 
 namespace bitrun {
 class Config;

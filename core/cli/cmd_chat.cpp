@@ -7,11 +7,11 @@
 #include <atomic>
 #include <iostream>
 
-#include "bitrun/chat_template.hpp"
-#include "bitrun/decoder_set.hpp"
-#include "bitrun/error.hpp"
-#include "bitrun/generation.hpp"
-#include "bitrun/scheduler.hpp"
+#include "bitrun/tokenizer/chat_template.hpp"
+#include "bitrun/engine/decoder_set.hpp"
+#include "bitrun/base/error.hpp"
+#include "bitrun/engine/generation.hpp"
+#include "bitrun/engine/scheduler.hpp"
 #include "commands.hpp"
 #include "options.hpp"
 #include "runtime.hpp"

@@ -3,7 +3,7 @@
 #include <fstream>
 #include <iostream>
 
-#include "bitrun/error.hpp"
+#include "bitrun/base/error.hpp"
 #include "commands.hpp"
 #include "options.hpp"
 

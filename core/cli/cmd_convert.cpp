@@ -2,9 +2,9 @@
 #include <cstdio>
 #include <iostream>
 
-#include "bitrun/convert.hpp"
-#include "bitrun/error.hpp"
-#include "bitrun/gguf.hpp"
+#include "bitrun/model/convert.hpp"
+#include "bitrun/base/error.hpp"
+#include "bitrun/gguf/gguf.hpp"
 #include "commands.hpp"
 #include "options.hpp"
 

@@ -5,10 +5,10 @@
 #include <cstdio>
 #include <iostream>
 
-#include "bitrun/decoder_set.hpp"
-#include "bitrun/error.hpp"
-#include "bitrun/generation.hpp"
-#include "bitrun/scheduler.hpp"
+#include "bitrun/engine/decoder_set.hpp"
+#include "bitrun/base/error.hpp"
+#include "bitrun/engine/generation.hpp"
+#include "bitrun/engine/scheduler.hpp"
 #include "commands.hpp"
 #include "options.hpp"
 #include "runtime.hpp"

@@ -3,8 +3,8 @@
 #include <cstdio>
 #include <iostream>
 
-#include "bitrun/error.hpp"
-#include "bitrun/hf_import.hpp"
+#include "bitrun/base/error.hpp"
+#include "bitrun/import/hf_import.hpp"
 #include "commands.hpp"
 #include "options.hpp"
 

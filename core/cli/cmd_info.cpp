@@ -2,8 +2,8 @@
 #include <cstdio>
 #include <iostream>
 
-#include "bitrun/error.hpp"
-#include "bitrun/plugin_host.hpp"
+#include "bitrun/base/error.hpp"
+#include "bitrun/plugin/plugin_host.hpp"
 #include "bitrun/version.hpp"
 #include "commands.hpp"
 #include "options.hpp"

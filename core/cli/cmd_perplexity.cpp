@@ -3,9 +3,9 @@
 #include <iostream>
 #include <sstream>
 
-#include "bitrun/error.hpp"
-#include "bitrun/perplexity.hpp"
-#include "bitrun/transformer.hpp"
+#include "bitrun/base/error.hpp"
+#include "bitrun/model/perplexity.hpp"
+#include "bitrun/model/transformer.hpp"
 #include "commands.hpp"
 #include "options.hpp"
 #include "runtime.hpp"

@@ -7,10 +7,10 @@
 #include <chrono>
 #include <iostream>
 
-#include "bitrun/decoder_set.hpp"
-#include "bitrun/frontend.hpp"
-#include "bitrun/log.hpp"
-#include "bitrun/scheduler.hpp"
+#include "bitrun/engine/decoder_set.hpp"
+#include "bitrun/plugin/frontend.hpp"
+#include "bitrun/base/log.hpp"
+#include "bitrun/engine/scheduler.hpp"
 #include "commands.hpp"
 #include "options.hpp"
 #include "runtime.hpp"

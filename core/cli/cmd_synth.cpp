@@ -3,8 +3,8 @@
 #include <cstdio>
 #include <iostream>
 
-#include "bitrun/error.hpp"
-#include "bitrun/synthetic_model.hpp"
+#include "bitrun/base/error.hpp"
+#include "bitrun/model/synthetic_model.hpp"
 #include "commands.hpp"
 #include "options.hpp"
 

@@ -5,7 +5,7 @@
 #include <iostream>
 #include <map>
 
-#include "bitrun/error.hpp"
+#include "bitrun/base/error.hpp"
 #include "bitrun/version.hpp"
 #include "commands.hpp"
 

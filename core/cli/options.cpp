@@ -4,9 +4,9 @@
 #include <charconv>
 #include <cstdlib>
 
-#include "bitrun/cpu_features.hpp"
-#include "bitrun/error.hpp"
-#include "bitrun/log.hpp"
+#include "bitrun/base/cpu_features.hpp"
+#include "bitrun/base/error.hpp"
+#include "bitrun/base/log.hpp"
 #include "runtime.hpp"
 
 namespace bitrun::cli {

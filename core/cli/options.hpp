@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "bitrun/config.hpp"
-#include "bitrun/plugin_host.hpp"
+#include "bitrun/config/config.hpp"
+#include "bitrun/plugin/plugin_host.hpp"
 
 namespace bitrun::cli {
 

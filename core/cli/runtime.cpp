@@ -4,10 +4,10 @@
 #include <string>
 #include <vector>
 
-#include "bitrun/error.hpp"
-#include "bitrun/kv_cache.hpp"
-#include "bitrun/log.hpp"
-#include "bitrun/thread_wait.hpp"
+#include "bitrun/base/error.hpp"
+#include "bitrun/model/kv_cache.hpp"
+#include "bitrun/base/log.hpp"
+#include "bitrun/base/thread_wait.hpp"
 #include "options.hpp"
 
 namespace bitrun::cli {

@@ -4,13 +4,13 @@
 #include <filesystem>
 #include <memory>
 
-#include "bitrun/backend.hpp"
-#include "bitrun/config.hpp"
-#include "bitrun/decoder.hpp"
-#include "bitrun/engine.hpp"
-#include "bitrun/model.hpp"
-#include "bitrun/plugin_host.hpp"
-#include "bitrun/decode_request.hpp"
+#include "bitrun/plugin/backend.hpp"
+#include "bitrun/config/config.hpp"
+#include "bitrun/plugin/decoder.hpp"
+#include "bitrun/engine/engine.hpp"
+#include "bitrun/model/model.hpp"
+#include "bitrun/plugin/plugin_host.hpp"
+#include "bitrun/engine/decode_request.hpp"
 
 namespace bitrun::cli {
 

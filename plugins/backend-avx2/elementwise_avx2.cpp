@@ -1,7 +1,7 @@
 // The element-wise kernels of the AVX2 backend: elementwise_kernel.hpp's loops on 8-float registers.
 #include <immintrin.h>
 
-#include "bitrun/elementwise_kernel.hpp"
+#include "backend_common/elementwise_kernel.hpp"
 #include "elementwise_avx2.hpp"
 
 namespace bitrun::avx2 {

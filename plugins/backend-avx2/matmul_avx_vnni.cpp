@@ -1,7 +1,7 @@
 #include "matmul_avx_vnni.hpp"
 
 #include "avx2_vectors.hpp"
-#include "bitrun/error.hpp"
+#include "bitrun/base/error.hpp"
 
 namespace bitrun::avx2 {
 namespace {

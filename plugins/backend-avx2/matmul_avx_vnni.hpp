@@ -7,7 +7,7 @@
 
 #include <cstdint>
 
-#include "bitrun/packed_matmul.hpp"
+#include "backend_common/packed_matmul.hpp"
 
 namespace bitrun::avx2 {
 

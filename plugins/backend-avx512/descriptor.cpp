@@ -1,6 +1,6 @@
 // Descriptor and factory of the AVX-512 backend. Compiled WITHOUT -mavx512*: the host calls this code on any CPU.
-#include "bitrun/backend.hpp"
-#include "bitrun/plugin_abi.hpp"
+#include "bitrun/plugin/backend.hpp"
+#include "bitrun/plugin/plugin_abi.hpp"
 
 namespace bitrun::avx512 {
 

@@ -1,7 +1,7 @@
 // The element-wise kernels of the AVX-512 backend: elementwise_kernel.hpp's loops on 16-float registers.
 #include <immintrin.h>
 
-#include "bitrun/elementwise_kernel.hpp"
+#include "backend_common/elementwise_kernel.hpp"
 #include "elementwise_avx512.hpp"
 
 namespace bitrun::avx512 {

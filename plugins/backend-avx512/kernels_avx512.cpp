@@ -7,11 +7,11 @@
 #include <cmath>
 #include <cstring>
 
-#include "bitrun/attention_kernel.hpp"
-#include "bitrun/backend.hpp"
-#include "bitrun/error.hpp"
-#include "bitrun/packed_matmul.hpp"
-#include "bitrun/q6k_matmul.hpp"
+#include "backend_common/attention_kernel.hpp"
+#include "bitrun/plugin/backend.hpp"
+#include "bitrun/base/error.hpp"
+#include "backend_common/packed_matmul.hpp"
+#include "backend_common/q6k_matmul.hpp"
 #include "elementwise_avx512.hpp"
 
 namespace bitrun::avx512 {

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "bitrun/error.hpp"
+#include "bitrun/base/error.hpp"
 
 namespace bitrun::ar {
 

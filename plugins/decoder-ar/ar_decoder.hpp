@@ -2,8 +2,8 @@
 // Sampling (greedy, temperature, top-k/p, min-p, penalties, seed) is the core's Sampler.
 #pragma once
 
-#include "bitrun/decoder.hpp"
-#include "bitrun/sampler.hpp"
+#include "bitrun/plugin/decoder.hpp"
+#include "bitrun/engine/sampler.hpp"
 
 namespace bitrun::ar {
 

@@ -1,6 +1,6 @@
 // Plugin entry points of the autoregressive decoder.
 #include "ar_decoder.hpp"
-#include "bitrun/plugin_abi.hpp"
+#include "bitrun/plugin/plugin_abi.hpp"
 
 namespace bitrun::ar {
 

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "bitrun/error.hpp"
+#include "bitrun/base/error.hpp"
 #include "unmask_policy.hpp"
 
 namespace bitrun::diffusion {

@@ -22,7 +22,7 @@
 #include <optional>
 #include <vector>
 
-#include "bitrun/decoder.hpp"
+#include "bitrun/plugin/decoder.hpp"
 #include "diffusion_settings.hpp"
 #include "token_chooser.hpp"
 

@@ -4,8 +4,8 @@
 #include <cmath>
 #include <string_view>
 
-#include "bitrun/config.hpp"
-#include "bitrun/error.hpp"
+#include "bitrun/config/config.hpp"
+#include "bitrun/base/error.hpp"
 
 namespace bitrun::diffusion {
 namespace {

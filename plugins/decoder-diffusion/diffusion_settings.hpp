@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "bitrun/diffusion_metadata.hpp"
-#include "bitrun/plugin_abi.hpp"
+#include "bitrun/model/diffusion_metadata.hpp"
+#include "bitrun/plugin/plugin_abi.hpp"
 
 namespace bitrun::diffusion {
 

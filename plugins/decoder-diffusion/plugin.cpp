@@ -1,6 +1,6 @@
 // Plugin entry points of the block-diffusion decoder.
-#include "bitrun/config.hpp"
-#include "bitrun/plugin_abi.hpp"
+#include "bitrun/config/config.hpp"
+#include "bitrun/plugin/plugin_abi.hpp"
 #include "diffusion_session.hpp"
 #include "diffusion_settings.hpp"
 

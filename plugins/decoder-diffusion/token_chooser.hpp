@@ -8,8 +8,8 @@
 #include <span>
 #include <vector>
 
-#include "bitrun/decoder.hpp"
-#include "bitrun/sampler.hpp"
+#include "bitrun/plugin/decoder.hpp"
+#include "bitrun/engine/sampler.hpp"
 
 namespace bitrun::diffusion {
 

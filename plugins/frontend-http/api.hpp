@@ -5,7 +5,7 @@
 
 #include <httplib.h>
 
-#include "bitrun/frontend.hpp"
+#include "bitrun/plugin/frontend.hpp"
 #include "metrics.hpp"
 #include "request_parser.hpp"
 #include "settings.hpp"

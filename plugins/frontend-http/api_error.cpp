@@ -1,6 +1,6 @@
 #include "api_error.hpp"
 
-#include "bitrun/json.hpp"
+#include "bitrun/base/json.hpp"
 
 namespace bitrun::http {
 

@@ -5,7 +5,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "bitrun/error.hpp"
+#include "bitrun/base/error.hpp"
 
 namespace bitrun::http {
 

@@ -3,12 +3,12 @@
 
 #include "api.hpp"
 #include "api_error.hpp"
-#include "bitrun/config.hpp"
-#include "bitrun/decode_request.hpp"
-#include "bitrun/model.hpp"
-#include "bitrun/scheduler.hpp"
-#include "bitrun/tokenizer.hpp"
-#include "bitrun/json.hpp"
+#include "bitrun/config/config.hpp"
+#include "bitrun/engine/decode_request.hpp"
+#include "bitrun/model/model.hpp"
+#include "bitrun/engine/scheduler.hpp"
+#include "bitrun/tokenizer/tokenizer.hpp"
+#include "bitrun/base/json.hpp"
 
 namespace bitrun::http {
 

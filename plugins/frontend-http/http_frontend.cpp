@@ -9,9 +9,9 @@
 #include "api_error.hpp"
 #include "chat_page.hpp"
 #include "connection_pool.hpp"
-#include "bitrun/error.hpp"
-#include "bitrun/log.hpp"
-#include "bitrun/scheduler.hpp"
+#include "bitrun/base/error.hpp"
+#include "bitrun/base/log.hpp"
+#include "bitrun/engine/scheduler.hpp"
 
 namespace bitrun::http {
 namespace {

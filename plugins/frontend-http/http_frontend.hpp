@@ -14,7 +14,7 @@
 
 #include "access.hpp"
 #include "api.hpp"
-#include "bitrun/frontend.hpp"
+#include "bitrun/plugin/frontend.hpp"
 #include "metrics.hpp"
 #include "settings.hpp"
 

@@ -8,7 +8,7 @@
 #include <mutex>
 #include <string>
 
-#include "bitrun/scheduler.hpp"
+#include "bitrun/engine/scheduler.hpp"
 
 namespace bitrun::http {
 

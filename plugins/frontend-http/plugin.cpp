@@ -1,5 +1,5 @@
 // Plugin entry points of the HTTP frontend.
-#include "bitrun/plugin_abi.hpp"
+#include "bitrun/plugin/plugin_abi.hpp"
 #include "http_frontend.hpp"
 #include "settings.hpp"
 

@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "bitrun/chat_template.hpp"
-#include "bitrun/decoder.hpp"
-#include "bitrun/json.hpp"
+#include "bitrun/tokenizer/chat_template.hpp"
+#include "bitrun/plugin/decoder.hpp"
+#include "bitrun/base/json.hpp"
 
 namespace bitrun::http {
 

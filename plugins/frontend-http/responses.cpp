@@ -4,7 +4,7 @@
 #include <cmath>
 #include <random>
 
-#include "bitrun/tokenizer.hpp"
+#include "bitrun/tokenizer/tokenizer.hpp"
 
 namespace bitrun::http {
 namespace {

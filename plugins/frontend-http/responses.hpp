@@ -5,9 +5,9 @@
 #include <string>
 #include <vector>
 
-#include "bitrun/decoder.hpp"
-#include "bitrun/engine.hpp"
-#include "bitrun/json.hpp"
+#include "bitrun/plugin/decoder.hpp"
+#include "bitrun/engine/engine.hpp"
+#include "bitrun/base/json.hpp"
 #include "request_parser.hpp"
 
 namespace bitrun {

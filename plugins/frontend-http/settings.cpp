@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "bitrun/config.hpp"
+#include "bitrun/config/config.hpp"
 
 namespace bitrun::http {
 

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "bitrun/plugin_abi.hpp"
+#include "bitrun/plugin/plugin_abi.hpp"
 #include "request_parser.hpp"
 
 namespace bitrun {

@@ -9,8 +9,8 @@
 #include <functional>
 #include <string>
 
-#include "bitrun/generation.hpp"
-#include "bitrun/json.hpp"
+#include "bitrun/engine/generation.hpp"
+#include "bitrun/base/json.hpp"
 #include "responses.hpp"
 
 namespace bitrun::http {

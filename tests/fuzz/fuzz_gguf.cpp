@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "bitrun/error.hpp"
-#include "bitrun/ggml_types.hpp"
-#include "bitrun/gguf.hpp"
+#include "bitrun/base/error.hpp"
+#include "bitrun/gguf/ggml_types.hpp"
+#include "bitrun/gguf/gguf.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   // The reader maps a path: an in-memory file keeps this off the disk.

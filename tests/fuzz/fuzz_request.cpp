@@ -6,9 +6,9 @@
 #include <string>
 
 #include "api_error.hpp"
-#include "bitrun/error.hpp"
-#include "bitrun/sampler.hpp"
-#include "bitrun/json.hpp"
+#include "bitrun/base/error.hpp"
+#include "bitrun/engine/sampler.hpp"
+#include "bitrun/base/json.hpp"
 #include "request_parser.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {

@@ -8,8 +8,8 @@
 #include <cstdint>
 #include <string>
 
-#include "bitrun/error.hpp"
-#include "bitrun/safetensors.hpp"
+#include "bitrun/base/error.hpp"
+#include "bitrun/import/safetensors.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   static const int fd = memfd_create("fuzz.safetensors", 0);

@@ -3,8 +3,8 @@
 #include <cstdlib>
 #include <memory>
 
-#include "bitrun/backend.hpp"
-#include "bitrun/plugin_abi.hpp"
+#include "bitrun/plugin/backend.hpp"
+#include "bitrun/plugin/plugin_abi.hpp"
 
 namespace {
 std::uint32_t wrong_abi_version() { return bitrun::kPluginAbiVersion - 1; }

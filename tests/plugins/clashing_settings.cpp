@@ -3,8 +3,8 @@
 #include <iterator>
 #include <memory>
 
-#include "bitrun/decoder.hpp"
-#include "bitrun/plugin_abi.hpp"
+#include "bitrun/plugin/decoder.hpp"
+#include "bitrun/plugin/plugin_abi.hpp"
 
 namespace {
 const bitrun::PluginSetting kSettings[] = {

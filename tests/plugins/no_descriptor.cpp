@@ -1,5 +1,5 @@
 // Test plugin: has the right ABI version but no descriptor entry point.
-#include "bitrun/plugin_abi.hpp"
+#include "bitrun/plugin/plugin_abi.hpp"
 
 namespace {
 std::uint32_t abi_version() { return bitrun::kPluginAbiVersion; }

@@ -1,5 +1,5 @@
 // Test plugin: a valid descriptor for a decoder, but no bitrun_create_decoder factory.
-#include "bitrun/plugin_abi.hpp"
+#include "bitrun/plugin/plugin_abi.hpp"
 
 namespace {
 const bitrun::PluginDescriptor& descriptor() {

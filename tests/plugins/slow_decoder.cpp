@@ -6,10 +6,10 @@
 #include <string>
 #include <thread>
 
-#include "bitrun/config.hpp"
-#include "bitrun/decoder.hpp"
-#include "bitrun/error.hpp"
-#include "bitrun/plugin_abi.hpp"
+#include "bitrun/config/config.hpp"
+#include "bitrun/plugin/decoder.hpp"
+#include "bitrun/base/error.hpp"
+#include "bitrun/plugin/plugin_abi.hpp"
 
 namespace {
 

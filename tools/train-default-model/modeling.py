@@ -1,6 +1,6 @@
 """The float teacher (stories260K, `llama`) and the ternary student (`bitnet-b1.58`) in PyTorch.
 
-The student's forward computes exactly what bitrun's core/src/transformer.cpp computes for a `bitnet-b1.58` file
+The student's forward computes exactly what bitrun's core/src/model/transformer.cpp computes for a `bitnet-b1.58` file
 loaded with its defaults, with straight-through estimators so it can be trained:
   token_embd (float) -> per layer: RMSNorm -> int8 per-token absmax activations -> ternary Q/K/V (per-tensor
   absmean scale) -> NEOX RoPE -> K/V rounded to fp16 (bitrun's KV cache) -> GQA attention -> SubLN RMSNorm ->

@@ -1,0 +1,17 @@
+#include "bitrun/base/aligned.hpp"
+
+#include <sys/mman.h>
+
+#include <cstdint>
+
+namespace bitrun {
+
+void advise_huge_pages(void* data, std::size_t bytes) {
+  constexpr std::uintptr_t kHugePage = std::uintptr_t{2} << 20;
+  const auto begin = (reinterpret_cast<std::uintptr_t>(data) + kHugePage - 1) & ~(kHugePage - 1);
+  const auto end = (reinterpret_cast<std::uintptr_t>(data) + bytes) & ~(kHugePage - 1);
+  // Advice only: a kernel without transparent huge pages (or with them off) refuses it, and 4 KB pages still work.
+  if (end > begin) (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+}
+
+}  // namespace bitrun

@@ -1,0 +1,238 @@
+// The SIMD backends' matmul over row-interleaved matrices (ternary_pack.hpp): one loop structure and one float
+// epilogue for every ISA, which brings its vector operations as a Traits type:
+//   kLanes                          int32 lanes of a vector: the rows of a group
+//   kGroupTile, kTokenTile          row groups (1 or 2) x tokens per tile: what the registers hold sums for
+//   kNarrowSums                     whether dot<false> adds into narrow per-block sums, widened by widen(acc, sums)
+//   kInt8Offset                     what pack_int8 adds to each weight (128 where the multiply-add wants unsigned)
+//   Int, Float                      the integer and float vector types
+//   Int zero(); Int load(const std::uint8_t*)                   (64-byte aligned data)
+//   Int field(Int chunk, int shift)                             each byte's 2-bit field at `shift`
+//   Int dot<Int8>(Int acc, Int w, const std::int8_t* a)         acc + per lane sum_i w.byte[i] * a[i], i < 4
+//   Int widen(Int acc, Int sums)                                (with kNarrowSums) acc + the widened sums
+//   Float scaled(Int dot, std::int32_t offset, float scale)     float(dot - offset) * scale
+//   Float add(Float, Float); Float mul(Float, const float* v)
+//   void store(float* y, Float v, std::int64_t lanes)           the first `lanes` lanes
+// Backends build with OpenMP.
+#pragma once
+
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <exception>
+#include <vector>
+
+#include "bitrun/base/aligned.hpp"
+#include "backend_common/parallel_for.hpp"
+#include "bitrun/model/ternary_pack.hpp"
+
+namespace bitrun {
+
+// A matrix in a row-interleaved layout, with its row scales padded to whole groups (zeros past the rows).
+struct InterleavedMatrix {
+  bool int8 = false;   // pack_int8 weights, one byte each, rather than 2-bit ternary codes
+  std::int64_t rows = 0, cols = 0, group_rows = 0, group_bytes = 0;
+  UninitializedAlignedVector<std::uint8_t> data;   // every byte written by pack_interleaved
+  std::vector<float> row_scale;
+
+  std::int64_t groups() const { return (rows + group_rows - 1) / group_rows; }
+  const std::uint8_t* group(std::int64_t g) const { return data.data() + g * group_bytes; }
+  std::size_t bytes() const { return data.size() + row_scale.size() * sizeof(float); }
+};
+
+// Packs `w` into groups of `group_rows` rows across `threads` threads. An exception must not leave an OpenMP region
+// (that terminates the process), so the first one thrown is kept, the remaining groups are skipped, and it is
+// rethrown afterwards: a corrupt tensor met while packing is a FormatError, not an abort.
+inline void pack_interleaved(const TernaryMatrixView& w, std::int64_t group_rows, bool int8, int int8_offset,
+                             int threads, InterleavedMatrix& out) {
+  out.int8 = int8;
+  out.rows = w.rows;
+  out.cols = w.cols;
+  out.group_rows = group_rows;
+  out.group_bytes = interleaved_group_bytes(w.cols, group_rows, int8);
+  const std::int64_t groups = out.groups();
+  out.data.resize(static_cast<std::size_t>(groups * out.group_bytes));
+  advise_huge_pages(out.data.data(), out.data.size());
+  out.row_scale.assign(static_cast<std::size_t>(groups * group_rows), 0.0f);
+  std::copy(w.row_scale, w.row_scale + w.rows, out.row_scale.begin());
+  std::exception_ptr error;
+  std::atomic<bool> failed{false};
+#pragma omp parallel num_threads(threads)
+  {
+    std::vector<std::uint8_t> buffer;
+#pragma omp for schedule(static)
+    for (std::int64_t g = 0; g < groups; ++g) {
+      if (failed.load(std::memory_order_relaxed)) continue;
+      try {
+        if (buffer.empty())
+          buffer.resize(static_cast<std::size_t>(interleaved_pack_buffer_bytes(w.cols, group_rows, int8)));
+        pack_interleaved_group(w, g * group_rows, group_rows, int8, int8_offset, buffer.data(),
+                               out.data.data() + g * out.group_bytes);
+      } catch (...) {
+#pragma omp critical(bitrun_pack_error)
+        if (!error) error = std::current_exception();
+        failed = true;
+      }
+    }
+  }
+  if (error) std::rethrow_exception(error);
+}
+
+// How far ahead of the loads a group's weights are prefetched. Decoding streams each weight once from memory, and
+// the hardware prefetcher alone left a core at 15-18 GB/s where it can read 23-26 (2B shapes, one thread).
+constexpr std::int64_t kPrefetchBytes = 2048;
+
+// Asks for the cache lines of `bytes` bytes at p (a multiple of 64).
+inline void prefetch_lines(const std::uint8_t* p, std::int64_t bytes) {
+  for (std::int64_t l = 0; l < bytes; l += 64) __builtin_prefetch(p + l);
+}
+
+// acc[rg * T + t] += the dots of the rows of groups w, w + group_bytes, ... (RG of them) with tokens q[0..T) over
+// weights [k0, k1) (multiples of 128). Every loop bound but the outer one is a constant, so the accumulators stay in
+// registers; each weight load serves all T tokens and each broadcast activation dword all RG groups.
+template <class Tr, bool Int8, int RG, int T>
+__attribute__((always_inline)) inline void interleaved_dots(const std::uint8_t* w, std::int64_t group_bytes,
+                                                            std::int64_t k0, std::int64_t k1,
+                                                            const std::int8_t* const* q, typename Tr::Int* acc) {
+  constexpr std::int64_t L = Tr::kLanes;
+  using Int = typename Tr::Int;
+  if constexpr (Int8) {
+    for (std::int64_t k = k0; k < k1; k += 4) {
+      if (k % 32 == 0)   // the next 8 steps' weights (4 * L bytes a step), kPrefetchBytes ahead
+        for (int rg = 0; rg < RG; ++rg) prefetch_lines(w + rg * group_bytes + k * L + kPrefetchBytes, 32 * L);
+      Int wv[RG];
+#pragma GCC unroll 2
+      for (int rg = 0; rg < RG; ++rg) wv[rg] = Tr::load(w + rg * group_bytes + k * L);
+#pragma GCC unroll 16
+      for (int t = 0; t < T; ++t)
+#pragma GCC unroll 2
+        for (int rg = 0; rg < RG; ++rg) acc[rg * T + t] = Tr::template dot<true>(acc[rg * T + t], wv[rg], q[t] + k);
+    }
+  } else {
+    for (std::int64_t b = k0 / kInterleavedBlock; b < k1 / kInterleavedBlock; ++b) {
+      for (int rg = 0; rg < RG; ++rg) prefetch_lines(w + rg * group_bytes + b * 8 * 4 * L + kPrefetchBytes, 8 * 4 * L);
+      // With narrow sums a block's products gather in per-block sums first (int16 on AVX2), widened into acc once.
+      Int part[Tr::kNarrowSums ? RG * T : 1];
+      Int* sums = acc;
+      if constexpr (Tr::kNarrowSums) {
+        for (int i = 0; i < RG * T; ++i) part[i] = Tr::zero();
+        sums = part;
+      }
+#pragma GCC unroll 8
+      for (int d = 0; d < 8; ++d) {
+        Int chunk[RG];
+#pragma GCC unroll 2
+        for (int rg = 0; rg < RG; ++rg) chunk[rg] = Tr::load(w + rg * group_bytes + (b * 8 + d) * 4 * L);
+#pragma GCC unroll 4
+        for (int f = 0; f < 4; ++f) {
+          const std::int64_t k = b * kInterleavedBlock + 32 * f + 4 * d;
+          Int codes[RG];
+#pragma GCC unroll 2
+          for (int rg = 0; rg < RG; ++rg) codes[rg] = Tr::field(chunk[rg], 6 - 2 * f);
+#pragma GCC unroll 16
+          for (int t = 0; t < T; ++t)
+#pragma GCC unroll 2
+            for (int rg = 0; rg < RG; ++rg)
+              sums[rg * T + t] = Tr::template dot<false>(sums[rg * T + t], codes[rg], q[t] + k);
+        }
+      }
+      if constexpr (Tr::kNarrowSums)
+        for (int i = 0; i < RG * T; ++i) acc[i] = Tr::widen(acc[i], part[i]);
+    }
+  }
+}
+
+// y rows of tokens t0..t0+T-1, columns of row groups g0..g0+RG-1: the dots per activation scale group, then the
+// float side as the reference performs it, in its order: per activation scale group float(dot - kSumMultiplier *
+// sum) * scale (kSumMultiplier undoes the weights' unsigned offset), summed in group order, times the row scale.
+template <class Tr, bool Int8, int RG, int T>
+void interleaved_tile(const InterleavedMatrix& p, const QuantizedActivations& x, std::int64_t g0, std::int64_t t0,
+                      float* y, std::int64_t y_stride) {
+  constexpr std::int64_t L = Tr::kLanes;
+  constexpr std::int32_t kSumMultiplier = Int8 ? Tr::kInt8Offset : 1;
+  using Int = typename Tr::Int;
+  using Float = typename Tr::Float;
+  const std::int8_t* q[T];
+  for (int t = 0; t < T; ++t) q[t] = x.row(t0 + t);
+  const std::int64_t groups = x.groups(), padded = interleaved_cols(p.cols);
+  const std::int64_t block = x.block ? x.block : padded;
+  // Modulo 2^32, as the dot itself: the offset dot may wrap on very long rows even when the true dot fits.
+  auto offset = [&](std::size_t i) {
+    return static_cast<std::int32_t>(static_cast<std::uint32_t>(kSumMultiplier) * static_cast<std::uint32_t>(x.sum[i]));
+  };
+  auto store = [&](int rg, int t, Float v) {
+    const std::int64_t m = (g0 + rg) * L;
+    Tr::store(y + (t0 + t) * y_stride + m, Tr::mul(v, p.row_scale.data() + m), std::min(L, p.rows - m));
+  };
+  Int acc[RG * T];
+  if (groups == 1) {   // one scale per token: straight from the integer sums to y
+#pragma GCC unroll 16
+    for (int i = 0; i < RG * T; ++i) acc[i] = Tr::zero();
+    interleaved_dots<Tr, Int8, RG, T>(p.group(g0), p.group_bytes, 0, padded, q, acc);
+    for (int t = 0; t < T; ++t) {
+      const auto i = static_cast<std::size_t>(t0 + t);
+      for (int rg = 0; rg < RG; ++rg) store(rg, t, Tr::scaled(acc[rg * T + t], offset(i), x.scale[i]));
+    }
+    return;
+  }
+  Float sums[RG * T] = {};
+  for (std::int64_t g = 0; g < groups; ++g) {
+#pragma GCC unroll 16
+    for (int i = 0; i < RG * T; ++i) acc[i] = Tr::zero();
+    interleaved_dots<Tr, Int8, RG, T>(p.group(g0), p.group_bytes, g * block, std::min(padded, (g + 1) * block), q, acc);
+    for (int t = 0; t < T; ++t) {
+      const auto i = static_cast<std::size_t>((t0 + t) * groups + g);
+      for (int rg = 0; rg < RG; ++rg) {
+        const Float part = Tr::scaled(acc[rg * T + t], offset(i), x.scale[i]);
+        sums[rg * T + t] = g == 0 ? part : Tr::add(sums[rg * T + t], part);
+      }
+    }
+  }
+  for (int rg = 0; rg < RG; ++rg)
+    for (int t = 0; t < T; ++t) store(rg, t, sums[rg * T + t]);
+}
+
+// The last tokens of x (rest < T of them) against row groups g0..: one tile of exactly `rest` tokens.
+template <class Tr, bool Int8, int RG, int T>
+void interleaved_rest(const InterleavedMatrix& p, const QuantizedActivations& x, std::int64_t g0, std::int64_t t0,
+                      std::int64_t rest, float* y, std::int64_t y_stride) {
+  if constexpr (T > 0) {
+    if (rest == T) return interleaved_tile<Tr, Int8, RG, T>(p, x, g0, t0, y, y_stride);
+    interleaved_rest<Tr, Int8, RG, T - 1>(p, x, g0, t0, rest, y, y_stride);
+  }
+}
+
+// All tokens of x against row groups g0..g0+RG-1: tiles of the ISA's kTokenTile tokens, then one tile of the rest.
+template <class Tr, bool Int8, int RG>
+void interleaved_groups(const InterleavedMatrix& p, const QuantizedActivations& x, std::int64_t g0, float* y,
+                        std::int64_t y_stride) {
+  constexpr int kTile = Tr::kTokenTile;
+  const std::int64_t n = x.rows;
+  std::int64_t t = 0;
+  for (; t + kTile <= n; t += kTile) interleaved_tile<Tr, Int8, RG, kTile>(p, x, g0, t, y, y_stride);
+  interleaved_rest<Tr, Int8, RG, kTile - 1>(p, x, g0, t, n - t, y, y_stride);
+}
+
+// y (tokens x rows, y_stride floats per token) = W x. Threads split tiles of kGroupTile row groups; a tile's weights
+// stay in L1 while every token tile streams past them, so activations are read rows / (kGroupTile * kLanes) times
+// per matmul.
+template <class Tr>
+void interleaved_matmul(const InterleavedMatrix& p, const QuantizedActivations& x, float* y, std::int64_t y_stride,
+                        int threads) {
+  constexpr int kTile = Tr::kGroupTile;
+  static_assert(kTile == 1 || kTile == 2);
+  const std::int64_t groups = p.groups(), tiles = (groups + kTile - 1) / kTile;
+  parallel_for(tiles, threads_for_work(p.rows * p.cols * x.rows, threads), [&](std::int64_t tile) {
+    const std::int64_t g0 = kTile * tile;
+    if (kTile == 2 && g0 + 1 < groups) {
+      p.int8 ? interleaved_groups<Tr, true, kTile>(p, x, g0, y, y_stride)
+             : interleaved_groups<Tr, false, kTile>(p, x, g0, y, y_stride);
+    } else {
+      p.int8 ? interleaved_groups<Tr, true, 1>(p, x, g0, y, y_stride)
+             : interleaved_groups<Tr, false, 1>(p, x, g0, y, y_stride);
+    }
+  });
+}
+
+}  // namespace bitrun
