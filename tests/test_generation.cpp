@@ -79,9 +79,13 @@ TEST_F(GenerationTest, PromptsThatCannotBeDecodedAreErrorsNamingTheProblem) {
             std::string::npos);
 }
 
-TEST_F(GenerationTest, TheTextEndsBeforeTheStopStringAndTheTokensAreKept) {
+// With a worker thread (the server) and with the steps run by the reading thread (the CLI): the same text.
+class GenerationSchedulerTest : public GenerationTest, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(GenerationSchedulerTest, TheTextEndsBeforeTheStopStringAndTheTokensAreKept) {
   DecoderSet decoders(test::project_plugins(), config_, "ar");
-  Scheduler scheduler(*model(), SchedulerOptions{1, 0});
+  Scheduler scheduler(*model(), GetParam() ? SchedulerOptions::single_client_in_caller_thread()
+                                           : SchedulerOptions{1, 0});
   GenerationPrompt text;
   text.text = "Once upon a time";
   auto run = [&](std::vector<std::string> stops) {
@@ -105,7 +109,21 @@ TEST_F(GenerationTest, TheTextEndsBeforeTheStopStringAndTheTokensAreKept) {
   const auto [stopped, stopped_tokens] = run({stop});
   EXPECT_EQ(stopped, full.substr(0, full.find(stop)));
   EXPECT_LT(stopped_tokens.size(), full_tokens.size());
+  // The greedy text is the same whichever thread runs the steps.
+  static std::string first_full;
+  if (first_full.empty()) first_full = full;
+  EXPECT_EQ(full, first_full);
+  // Shutting down cancels what is still waiting.
+  PreparedGeneration g = prepare_generation(config_, *model(), text, 24);
+  Generation pending(scheduler.submit(decoders.start("", g.request), g.request.context_size, g.request.prompt.size()),
+                     model()->tokenizer(), {}, g.continuation);
+  scheduler.shutdown();
+  pending.collect();
+  EXPECT_EQ(pending.outcome(), Outcome::ShuttingDown);
 }
+
+INSTANTIATE_TEST_SUITE_P(Threads, GenerationSchedulerTest, ::testing::Values(false, true),
+                         [](const auto& info) { return info.param ? "InCallerThread" : "WorkerThread"; });
 
 }  // namespace
 }  // namespace bitrun

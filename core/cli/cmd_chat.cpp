@@ -41,7 +41,7 @@ int run_chat(const Args& args, char** envp) {
   DecoderSet decoders(*rt.host, cl.config, cl.config.get_string("decoder.type"));
   // One request at a time; the scheduler's engine keeps the conversation's prefix, so a turn computes only what
   // it adds.
-  Scheduler scheduler(model, SchedulerOptions{1, 0});
+  Scheduler scheduler(model, SchedulerOptions::single_client_in_caller_thread());
 
   struct sigaction action {};
   action.sa_handler = on_interrupt;   // no SA_RESTART: Ctrl-C at the prompt ends the read, and the chat

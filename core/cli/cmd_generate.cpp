@@ -40,8 +40,8 @@ int run_generate(const Args& args, char** envp) {
   const PreparedGeneration prepared = prepare_generation(cl.config, model, prompt, max_tokens);
   const DecodeRequest& request = prepared.request;
   DecoderSet decoders(*rt.host, cl.config, cl.config.get_string("decoder.type"));
-  // The request runs through the scheduler, as a served one does.
-  Scheduler scheduler(model, SchedulerOptions{1, 0});
+  // The request runs through the scheduler, as a served one does (its steps in this thread).
+  Scheduler scheduler(model, SchedulerOptions::single_client_in_caller_thread());
   Generation generation(scheduler.submit(decoders.start("", request), request.context_size, request.prompt.size()),
                         model.tokenizer(), prepared.stops, prepared.continuation);
   for (Piece piece; generation.next(piece, std::chrono::hours(1));) std::cout << piece.text << std::flush;

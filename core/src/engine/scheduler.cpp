@@ -142,62 +142,64 @@ void admit(Scheduler::State& st) {
   }
 }
 
-void run_worker(const std::shared_ptr<Scheduler::State>& shared) {
-  Scheduler::State& st = *shared;
-  std::unique_lock lock(st.mu);
-  for (;;) {
-    for (const auto& ch : st.cancels)
-      if (ch->where == Scheduler::Channel::Where::Running) st.engine->cancel(ch->id);
-    st.cancels.clear();
-    sweep(st);
-    if (st.stopping) break;
-    admit(st);
-    if (st.running.empty()) {
-      if (st.trim_pending) {
-        // Idle after requests ended: hand the freed memory of every malloc arena (the HTTP threads' request bodies
-        // and token lists, the sequences' buffers) back to the system, so a few large requests do not leave the
-        // process hundreds of MB larger for good.
-        st.trim_pending = false;
-        lock.unlock();
-        malloc_trim(0);
-        lock.lock();
-        continue;
-      }
-      st.cv.wait(lock);
-      continue;
-    }
+enum class Tick { Progress, Idle, Stopping };
 
-    const std::uint64_t before = st.generated;
+// One round of the worker, called with st.mu held through `lock` (released during the engine step): apply the
+// cancels, drop what ended, admit what fits, and run one step if anything runs.
+Tick tick(Scheduler::State& st, std::unique_lock<std::mutex>& lock) {
+  for (const auto& ch : st.cancels)
+    if (ch->where == Scheduler::Channel::Where::Running) st.engine->cancel(ch->id);
+  st.cancels.clear();
+  sweep(st);
+  if (st.stopping) return Tick::Stopping;
+  admit(st);
+  if (st.running.empty()) {
+    // Idle after requests ended: hand the freed memory of every malloc arena (the HTTP threads' request bodies
+    // and token lists, the sequences' buffers) back to the system, so a few large requests do not leave the
+    // process hundreds of MB larger for good. A single client in its own thread has no arenas to give back, and
+    // would wait for the trim before it hears that its request ended.
+    if (!st.trim_pending || st.options.in_caller_thread) return Tick::Idle;
+    st.trim_pending = false;
     lock.unlock();
-    const auto t0 = Clock::now();
-    std::string error;
-    try {
-      st.engine->step();
-    } catch (const std::exception& e) {
-      error = e.what();
-    }
-    const auto t1 = Clock::now();
+    malloc_trim(0);
     lock.lock();
-    ++st.totals.steps;
-    st.totals.busy_seconds += std::chrono::duration<double>(t1 - t0).count();
-    st.totals.reused_prompt_tokens = static_cast<std::uint64_t>(st.engine->reused_positions());
-    const std::uint64_t made = st.generated - before;
-    st.totals.generated_tokens += made;
-    st.recent.emplace_back(t1, made);
-    while (!st.recent.empty() && t1 - st.recent.front().first > kRateWindow) st.recent.pop_front();
-
-    if (!error.empty()) {
-      // A failed forward leaves every running sequence in an unknown state: end them all with the message.
-      logger("scheduler")->error("engine step failed: {}", error);
-      for (auto& [id, ch] : st.running) {
-        st.engine->cancel(id);
-        st.engine->forget(id);
-        finish_channel(st, *ch, FinishReason::Error, "generation failed: " + error);
-      }
-      st.running.clear();
-    }
+    return Tick::Progress;
   }
-  // Shutting down: nothing more runs; everyone still here is told.
+
+  const std::uint64_t before = st.generated;
+  lock.unlock();
+  const auto t0 = Clock::now();
+  std::string error;
+  try {
+    st.engine->step();
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  const auto t1 = Clock::now();
+  lock.lock();
+  ++st.totals.steps;
+  st.totals.busy_seconds += std::chrono::duration<double>(t1 - t0).count();
+  st.totals.reused_prompt_tokens = static_cast<std::uint64_t>(st.engine->reused_positions());
+  const std::uint64_t made = st.generated - before;
+  st.totals.generated_tokens += made;
+  st.recent.emplace_back(t1, made);
+  while (!st.recent.empty() && t1 - st.recent.front().first > kRateWindow) st.recent.pop_front();
+
+  if (!error.empty()) {
+    // A failed forward leaves every running sequence in an unknown state: end them all with the message.
+    logger("scheduler")->error("engine step failed: {}", error);
+    for (auto& [id, ch] : st.running) {
+      st.engine->cancel(id);
+      st.engine->forget(id);
+      finish_channel(st, *ch, FinishReason::Error, "generation failed: " + error);
+    }
+    st.running.clear();
+  }
+  return Tick::Progress;
+}
+
+// Shutting down, with st.mu held: nothing more runs; everyone still here is told.
+void end_all(Scheduler::State& st) {
   for (auto& [id, ch] : st.running) {
     st.engine->cancel(id);
     st.engine->forget(id);
@@ -207,6 +209,14 @@ void run_worker(const std::shared_ptr<Scheduler::State>& shared) {
   for (auto& ch : st.waiting) finish_channel(st, *ch, FinishReason::Cancelled, "the server is shutting down");
   st.waiting.clear();
   st.engine.reset();   // while the model is certainly alive
+}
+
+void run_worker(const std::shared_ptr<Scheduler::State>& shared) {
+  Scheduler::State& st = *shared;
+  std::unique_lock lock(st.mu);
+  for (Tick t; (t = tick(st, lock)) != Tick::Stopping;)
+    if (t == Tick::Idle) st.cv.wait(lock);
+  end_all(st);
 }
 
 }  // namespace
@@ -226,8 +236,20 @@ Scheduler::Handle::~Handle() {
 bool Scheduler::Handle::wait(Update& out, Clock::time_point deadline) {
   if (!channel_) return false;
   Channel& ch = *channel_;
-  std::unique_lock lock(ch.mu);
   auto ready = [&] { return !ch.pending.tokens.empty() || (ch.finished && !ch.finish_taken); };
+  if (ch.state->options.in_caller_thread) {
+    // No worker: this thread runs the steps until its request has news (or nothing can run any more).
+    for (;;) {
+      {
+        std::lock_guard lock(ch.mu);
+        if (ready()) break;
+      }
+      if (Clock::now() >= deadline) return false;
+      std::unique_lock state_lock(ch.state->mu);
+      if (tick(*ch.state, state_lock) != Tick::Progress) break;
+    }
+  }
+  std::unique_lock lock(ch.mu);
   if (!ch.cv.wait_until(lock, deadline, ready)) return false;
   out.tokens.insert(out.tokens.end(), ch.pending.tokens.begin(), ch.pending.tokens.end());
   out.logprobs.insert(out.logprobs.end(), std::make_move_iterator(ch.pending.logprobs.begin()),
@@ -282,7 +304,7 @@ Scheduler::Scheduler(const Model& model, SchedulerOptions options) : options_(op
   state_ = std::make_shared<State>();
   state_->options = options_;
   state_->engine = std::make_unique<Engine>(model, options_.prefix_pool);
-  state_->worker = std::thread(run_worker, state_);
+  if (!options_.in_caller_thread) state_->worker = std::thread(run_worker, state_);
 }
 
 Scheduler::~Scheduler() { shutdown(); }
@@ -293,11 +315,15 @@ Scheduler::Handle Scheduler::submit(std::unique_ptr<DecodeSession> session, std:
   std::lock_guard lock(state_->mu);
   State& st = *state_;
   if (st.stopping || st.draining) throw SchedulerStopped("the server is shutting down");
-  if (st.running.size() + st.waiting.size() >= options_.max_parallel + options_.max_queue) {
+  // Requests their caller already ended (a stop string) leave at the next step boundary: they hold no place.
+  const auto live = static_cast<std::size_t>(std::count_if(st.running.begin(), st.running.end(), [](const auto& r) {
+    return r.second->ended_by_caller == FinishReason::None;
+  }));
+  if (live + st.waiting.size() >= options_.max_parallel + options_.max_queue) {
     ++st.totals.rejected;
-    throw SchedulerFull("the server is busy: " + std::to_string(st.running.size()) + " requests are running and " +
-                        std::to_string(st.waiting.size()) + " waiting (server.max_parallel = " +
-                        std::to_string(options_.max_parallel) + ", server.max_queue = " +
+    throw SchedulerFull("the server is busy: " + std::to_string(live) + " requests are running and " +
+                        std::to_string(st.waiting.size()) + " waiting (max_parallel = " +
+                        std::to_string(options_.max_parallel) + ", max_queue = " +
                         std::to_string(options_.max_queue) + "); retry later");
   }
   auto ch = std::make_shared<Channel>();
@@ -329,6 +355,7 @@ bool Scheduler::drain(Clock::time_point deadline) {
 void Scheduler::shutdown() {
   {
     std::lock_guard lock(state_->mu);
+    if (options_.in_caller_thread && !state_->stopping && state_->engine) end_all(*state_);
     state_->stopping = true;
     state_->cv.notify_all();
   }

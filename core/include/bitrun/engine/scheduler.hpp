@@ -37,6 +37,18 @@ struct SchedulerOptions {
   std::size_t max_parallel = 8;   // sequences decoded together
   std::size_t max_queue = 64;     // admitted requests waiting for a slot
   std::size_t prefix_pool = 4;    // the engine's prompt-prefix pool
+  // No worker thread: Handle::wait() runs the engine's steps in the waiting thread. For a single client that
+  // reads its own request (the CLI): no thread hop and wake-up per token.
+  bool in_caller_thread = false;
+
+  // One request at a time, decoded in the thread that reads it (`bitrun generate`, `bitrun chat`).
+  static SchedulerOptions single_client_in_caller_thread() {
+    SchedulerOptions o;
+    o.max_parallel = 1;
+    o.max_queue = 0;
+    o.in_caller_thread = true;
+    return o;
+  }
 };
 
 // A snapshot of the counters (totals since the scheduler started).
