@@ -23,7 +23,7 @@ function(bitrun_add_plugin target)
   # Plugins find libbitrun_core.so two levels up (lib/bitrun/plugins -> lib) in both trees.
   set_target_properties(${target} PROPERTIES
     LIBRARY_OUTPUT_DIRECTORY "${out}"
-    BUILD_RPATH "$<TARGET_FILE_DIR:bitrun_core>"
+    BUILD_RPATH "$<TARGET_FILE_DIR:bitrun::core>"
     INSTALL_RPATH "$ORIGIN/../..")
   if(NOT P_NO_INSTALL)
     install(TARGETS ${target} LIBRARY DESTINATION "${BITRUN_PLUGIN_SUBDIR}")
