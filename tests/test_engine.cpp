@@ -275,11 +275,8 @@ TEST_F(EngineTest, APromptPrefixIsReusedAndGivesTheSameTokens) {
   EXPECT_EQ(got[c], alone(second, 20));
 }
 
-TEST_F(EngineTest, AnInt8KvModelDecodesWithInt8CachesAndReusesTheirPrefixes) {
-  ModelLoadOptions options;
-  options.kv_cache = KvCacheType::Int8;
-  const auto int8_model = Model::load(test::shared_path("models/stories260K.gguf"), *backend_, options);
-  Engine engine(*int8_model);
+TEST_F(EngineTest, AnInt8KvEngineDecodesWithInt8CachesAndReusesTheirPrefixes) {
+  Engine engine(*model_, 4, KvCacheType::Int8);   // the model is the same; the engine's caches are int8
   std::map<Engine::SequenceId, std::vector<std::int32_t>> got;
   auto sink = [&](Engine::SequenceId id, const std::vector<std::int32_t>& t) {
     got[id].insert(got[id].end(), t.begin(), t.end());

@@ -61,9 +61,10 @@ std::vector<std::int32_t> parse_ids(const std::string& text) {
   return ids;
 }
 
-// Greedy continuation of `prompt`: one causal prefill, then one token per forward with the KV cache.
-std::vector<std::int32_t> greedy(const Model& model, const std::vector<std::int32_t>& prompt, int steps) {
-  KvCache cache(model, static_cast<std::int64_t>(prompt.size()) + steps);
+// Greedy continuation of `prompt`: one causal prefill, then one token per forward with a KV cache of `kv_cache`.
+std::vector<std::int32_t> greedy(const Model& model, const std::vector<std::int32_t>& prompt, int steps,
+                                 KvCacheType kv_cache = KvCacheType::F16) {
+  KvCache cache(model, static_cast<std::int64_t>(prompt.size()) + steps, kv_cache);
   Transformer tf(model);
   std::vector<ForwardRow> rows;
   for (std::size_t i = 0; i < prompt.size(); ++i)
@@ -129,18 +130,16 @@ TEST(Stories260K, Int8KvCacheStaysCloseToF16) {
   backends.push_back(make_reference_backend({}));
   backends.push_back(host.create_backend(host.choose_backend("auto"), 2));
   for (const auto& be : backends) {
-    ModelLoadOptions int8_options;
-    int8_options.kv_cache = KvCacheType::Int8;
-    auto f16 = Model::load(shared_dir() / "models/stories260K.gguf", *be);
-    auto int8 = Model::load(shared_dir() / "models/stories260K.gguf", *be, int8_options);
-    ASSERT_EQ(int8->kv_cache_type(), KvCacheType::Int8);
-    ASSERT_EQ(KvCache(*int8, 1).type(), KvCacheType::Int8);
+    // One model, two cache types: the type belongs to what runs the model.
+    auto model = Model::load(shared_dir() / "models/stories260K.gguf", *be);
+    const Model* f16 = model.get();
+    ASSERT_EQ(KvCache(*model, 1, KvCacheType::Int8).type(), KvCacheType::Int8);
 
     // Teacher-forced: BOS + 127 golden tokens, logits of every row.
     std::vector<std::int32_t> ids{f16->tokenizer().vocab().bos};
     ids.insert(ids.end(), expected.begin(), expected.begin() + 127);
-    auto all_logits = [&](const Model& model) {
-      KvCache cache(model, static_cast<std::int64_t>(ids.size()));
+    auto all_logits = [&](const Model& model, KvCacheType kv_cache) {
+      KvCache cache(model, static_cast<std::int64_t>(ids.size()), kv_cache);
       std::vector<ForwardRow> rows;
       std::vector<std::int32_t> wanted;
       for (std::int32_t i = 0; i < static_cast<std::int32_t>(ids.size()); ++i) {
@@ -151,7 +150,7 @@ TEST(Stories260K, Int8KvCacheStaysCloseToF16) {
       Transformer(model).forward(rows, wanted, logits.data());
       return logits;
     };
-    const std::vector<float> want = all_logits(*f16), got = all_logits(*int8);
+    const std::vector<float> want = all_logits(*model, KvCacheType::F16), got = all_logits(*model, KvCacheType::Int8);
     const auto vocab = static_cast<std::size_t>(f16->hparams().n_vocab);
     double worst = 0.0;   // largest |int8 - f16| over a row, relative to the row's max - min
     int same_top1 = 0;
@@ -170,24 +169,22 @@ TEST(Stories260K, Int8KvCacheStaysCloseToF16) {
     EXPECT_GE(same_top1, static_cast<int>(ids.size()) - 2) << be->name();
 
     // Greedy from BOS still tells the golden story.
-    const std::vector<std::int32_t> greedy_ids = greedy(*int8, {int8->tokenizer().vocab().bos}, 64);
+    const std::vector<std::int32_t> greedy_ids = greedy(*model, {model->tokenizer().vocab().bos}, 64, KvCacheType::Int8);
     const auto first_diff = std::mismatch(greedy_ids.begin(), greedy_ids.end(), expected.begin()).first - greedy_ids.begin();
     std::cout << be->name() << ": int8 greedy follows the golden tokens for " << first_diff << " of 64\n";
-    EXPECT_GE(first_diff, 48) << be->name() << ": " << int8->tokenizer().decode(greedy_ids);
-    EXPECT_EQ(int8->tokenizer().decode(greedy_ids).rfind("Once upon a time, there was a little girl named Lily.", 0), 0u);
+    EXPECT_GE(first_diff, 48) << be->name() << ": " << model->tokenizer().decode(greedy_ids);
+    EXPECT_EQ(model->tokenizer().decode(greedy_ids).rfind("Once upon a time, there was a little girl named Lily.", 0), 0u);
   }
 }
 
 TEST(Stories260K, Int8KvCachePerplexityWithinHalfAPercentOfF16) {
   REQUIRE_SHARED("text/tinystories-valid.txt");
   auto backend = make_reference_backend({});
-  ModelLoadOptions int8_options;
-  int8_options.kv_cache = KvCacheType::Int8;
-  auto f16 = Model::load(shared_dir() / "models/stories260K.gguf", *backend);
-  auto int8 = Model::load(shared_dir() / "models/stories260K.gguf", *backend, int8_options);
+  auto model = Model::load(shared_dir() / "models/stories260K.gguf", *backend);
   const auto lines = nonempty_lines(read_text(shared_file), 40);
-  Transformer tf16(*f16), tf8(*int8);
-  const double nll16 = score_lines(tf16, lines, 512).mean_nll(), nll8 = score_lines(tf8, lines, 512).mean_nll();
+  Transformer tf(*model);
+  const double nll16 = score_lines(tf, lines, 512).mean_nll();
+  const double nll8 = score_lines(tf, lines, 512, {}, KvCacheType::Int8).mean_nll();
   std::cout << "mean NLL f16 " << nll16 << ", int8 " << nll8 << "\n";
   EXPECT_NE(nll8, nll16);   // the int8 cache is really used
   EXPECT_NEAR(nll8, nll16, nll16 * 0.005);

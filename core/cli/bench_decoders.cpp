@@ -11,6 +11,7 @@
 #include "bitrun/config/config.hpp"
 #include "bitrun/engine/decode_request.hpp"
 #include "bitrun/engine/engine.hpp"
+#include "bitrun/model/kv_cache.hpp"
 #include "bitrun/base/error.hpp"
 #include "bitrun/model/perplexity.hpp"
 #include "bitrun/engine/sampler.hpp"
@@ -59,7 +60,7 @@ DecoderRun run_decoder(const Model& model, Decoder& decoder, const Config& confi
           std::min<std::int64_t>(r.context_size, static_cast<std::int64_t>(prompt.tokens.size()) + max_tokens + 64));
       if (!stop_at_end) r.end_tokens.clear();
       r.decoder_options = options;
-      Engine engine(model, 0);
+      Engine engine(model, 0, kv_cache_type_from_config(config));
       std::vector<std::int32_t> out;
       const auto seq = engine.add(decoder.start(r), r.context_size,
                                   [&](Engine::SequenceId, const std::vector<std::int32_t>& t) {

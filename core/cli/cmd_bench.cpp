@@ -100,8 +100,8 @@ struct Measurement {
 
 class Bench {
  public:
-  Bench(const Model& model, int reps, std::int64_t prompt, std::int64_t gen)
-      : model_(model), tf_(model), reps_(reps), prompt_(prompt), gen_(gen) {
+  Bench(const Model& model, KvCacheType kv_cache, int reps, std::int64_t prompt, std::int64_t gen)
+      : model_(model), kv_cache_(kv_cache), tf_(model), reps_(reps), prompt_(prompt), gen_(gen) {
     std::mt19937 rng(1);
     std::uniform_int_distribution<std::int32_t> id(0, static_cast<std::int32_t>(model.hparams().n_vocab - 1));
     // Enough for the prompt and decode, and for the 64 + 32 rows of the multi-row measurement.
@@ -125,7 +125,7 @@ class Bench {
     std::vector<double> prefill, decode;
     std::vector<std::vector<double>> row_times(std::size(kRowCounts));
     for (int rep = 0; rep < reps_; ++rep) {
-      KvCache cache(model_, prompt_ + gen_ + 64);
+      KvCache cache(model_, prompt_ + gen_ + 64, kv_cache_);
       auto start = Clock::now();
       run(cache, 0, prompt_);
       prefill.push_back(seconds_since(start));
@@ -135,7 +135,7 @@ class Bench {
       // Cost of R rows in one forward (a diffusion block, or R batched sequences) against one row, after a
       // 64-token prefix; each timed 8 times per repetition (one forward of a small model is microseconds).
       for (std::size_t i = 0; i < std::size(kRowCounts); ++i) {
-        KvCache c(model_, 64 + 32);
+        KvCache c(model_, 64 + 32, kv_cache_);
         run(c, 0, 64);
         for (int k = 0; k < 8; ++k) {
           start = Clock::now();
@@ -153,6 +153,7 @@ class Bench {
 
  private:
   const Model& model_;
+  KvCacheType kv_cache_;
   Transformer tf_;
   int reps_;
   std::int64_t prompt_, gen_;
@@ -162,8 +163,9 @@ class Bench {
 
 // Aggregate decode speed of `sequences` concurrent greedy requests through the engine (each a 16-token prompt,
 // then `gen` tokens): every step is one forward with one row per sequence, so they share each weight load.
-double concurrent_decode_tps(const Model& model, Decoder& decoder, int sequences, std::int64_t gen) {
-  Engine engine(model);
+double concurrent_decode_tps(const Model& model, KvCacheType kv_cache, Decoder& decoder, int sequences,
+                             std::int64_t gen) {
+  Engine engine(model, 4, kv_cache);
   std::mt19937 rng(static_cast<std::uint32_t>(sequences));
   std::uniform_int_distribution<std::int32_t> id(3, static_cast<std::int32_t>(model.hparams().n_vocab - 1));
   std::int64_t tokens = 0;
@@ -247,7 +249,8 @@ int run_bench(const Args& args, char** envp) {
   const int threads_n = rt.backend->threads();
   const std::vector<int> thread_counts = threads_n > 1 ? std::vector<int>{1, threads_n} : std::vector<int>{1};
 
-  Bench bench(*rt.model, reps, prompt, gen);
+  const KvCacheType kv_cache = kv_cache_type_from_config(cl.config);
+  Bench bench(*rt.model, kv_cache, reps, prompt, gen);
   std::vector<Measurement> results;
   for (int t : thread_counts) results.push_back(bench.measure(t));
   // Continuous batching: 1, 4 and 16 concurrent sequences, all threads.
@@ -255,7 +258,7 @@ int run_bench(const Args& args, char** envp) {
   rt.backend->set_threads(threads_n);
   std::vector<std::pair<int, double>> concurrent;
   for (int n : {1, 4, 16})
-    concurrent.emplace_back(n, concurrent_decode_tps(*rt.model, *decoder, n, std::min<std::int64_t>(gen, 64)));
+    concurrent.emplace_back(n, concurrent_decode_tps(*rt.model, kv_cache, *decoder, n, std::min<std::int64_t>(gen, 64)));
   // Block diffusion against AR on the same requests, per thread count.
   std::vector<std::vector<DecoderRun>> decoder_runs;
   std::string diffusion_skipped;
@@ -282,8 +285,8 @@ int run_bench(const Args& args, char** envp) {
               rt.model->hparams().architecture.c_str(), rt.backend->name().c_str(), file_bytes / 1e9);
   std::printf("load %.2f s, peak RSS %.2f GB after load (%.2fx file), %.2f GB overall\n", load_s, rss_after_load / 1e9,
               rss_after_load / file_bytes, peak / 1e9);
-  const std::int64_t kv_bytes = KvCache(*rt.model, 1).bytes_per_position();
-  const char* kv_type = kv_cache_type_name(rt.model->kv_cache_type());
+  const std::int64_t kv_bytes = KvCache(*rt.model, 1, kv_cache).bytes_per_position();
+  const char* kv_type = kv_cache_type_name(kv_cache);
   std::printf("KV cache %s: %lld bytes per position (kv_cache.type)\n", kv_type, static_cast<long long>(kv_bytes));
   std::printf("%-8s %14s %13s %12s %12s\n", "threads", "prefill tok/s", "decode tok/s", "decode GB/s", "read GB/s");
   for (std::size_t i = 0; i < results.size(); ++i) {

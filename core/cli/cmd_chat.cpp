@@ -12,6 +12,7 @@
 #include "bitrun/base/error.hpp"
 #include "bitrun/engine/generation.hpp"
 #include "bitrun/engine/scheduler.hpp"
+#include "bitrun/model/kv_cache.hpp"
 #include "commands.hpp"
 #include "options.hpp"
 #include "runtime.hpp"
@@ -41,7 +42,9 @@ int run_chat(const Args& args, char** envp) {
   DecoderSet decoders(*rt.host, cl.config, cl.config.get_string("decoder.type"));
   // One request at a time; the scheduler's engine keeps the conversation's prefix, so a turn computes only what
   // it adds.
-  Scheduler scheduler(model, SchedulerOptions::single_client_in_caller_thread());
+  SchedulerOptions options = SchedulerOptions::single_client_in_caller_thread();
+  options.kv_cache = kv_cache_type_from_config(cl.config);
+  Scheduler scheduler(model, options);
 
   struct sigaction action {};
   action.sa_handler = on_interrupt;   // no SA_RESTART: Ctrl-C at the prompt ends the read, and the chat

@@ -9,6 +9,7 @@
 #include "bitrun/base/error.hpp"
 #include "bitrun/engine/generation.hpp"
 #include "bitrun/engine/scheduler.hpp"
+#include "bitrun/model/kv_cache.hpp"
 #include "commands.hpp"
 #include "options.hpp"
 #include "runtime.hpp"
@@ -41,7 +42,9 @@ int run_generate(const Args& args, char** envp) {
   const DecodeRequest& request = prepared.request;
   DecoderSet decoders(*rt.host, cl.config, cl.config.get_string("decoder.type"));
   // The request runs through the scheduler, as a served one does (its steps in this thread).
-  Scheduler scheduler(model, SchedulerOptions::single_client_in_caller_thread());
+  SchedulerOptions options = SchedulerOptions::single_client_in_caller_thread();
+  options.kv_cache = kv_cache_type_from_config(cl.config);
+  Scheduler scheduler(model, options);
   Generation generation(scheduler.submit(decoders.start("", request), request.context_size, request.prompt.size()),
                         model.tokenizer(), prepared.stops, prepared.continuation);
   for (Piece piece; generation.next(piece, std::chrono::hours(1));) std::cout << piece.text << std::flush;

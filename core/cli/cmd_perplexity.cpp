@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "bitrun/base/error.hpp"
+#include "bitrun/model/kv_cache.hpp"
 #include "bitrun/model/perplexity.hpp"
 #include "bitrun/model/transformer.hpp"
 #include "commands.hpp"
@@ -50,7 +51,8 @@ int run_perplexity(const Args& args, char** envp) {
     };
   }
   PerplexityResult r =
-      score_lines(transformer, nonempty_lines(text.str(), cl.int_value("--lines", 0)), max_tokens, sink);
+      score_lines(transformer, nonempty_lines(text.str(), cl.int_value("--lines", 0)), max_tokens, sink,
+                  kv_cache_type_from_config(cl.config));
   if (dump.is_open() && !dump.flush()) throw Error(cl.value("--logits-out") + ": write failed");
   std::printf("lines %lld, predicted tokens %lld, mean NLL %.5f, perplexity %.4f\n",
               static_cast<long long>(r.lines), static_cast<long long>(r.tokens), r.mean_nll(), r.perplexity());

@@ -11,6 +11,7 @@
 #include "bitrun/plugin/frontend.hpp"
 #include "bitrun/base/log.hpp"
 #include "bitrun/engine/scheduler.hpp"
+#include "bitrun/model/kv_cache.hpp"
 #include "commands.hpp"
 #include "options.hpp"
 #include "runtime.hpp"
@@ -48,7 +49,9 @@ int run_serve(const Args& args, char** envp) {
   frontend->listen();
   load_model(rt, cl.config, model_file);
 
-  Scheduler scheduler(*rt.model, frontend->scheduler_options());
+  SchedulerOptions options = frontend->scheduler_options();
+  options.kv_cache = kv_cache_type_from_config(cl.config);
+  Scheduler scheduler(*rt.model, options);
   DecoderSet decoders(*rt.host, cl.config, cl.config.get_string("decoder.type"));
   ServeContext context{cl.config, *rt.model, scheduler, decoders, model_file.stem().string(),
                        std::chrono::system_clock::now()};

@@ -56,12 +56,11 @@ void load_model(Runtime& rt, const Config& config, const std::filesystem::path& 
   rt.backend = rt.host->create_backend(choice, resolve_threads(config));
   logger("cli")->info("backend {} ({}), {} threads", choice.name, choice.reason, rt.backend->threads());
   auto start = std::chrono::steady_clock::now();
-  ModelLoadOptions options;
-  options.kv_cache = kv_cache_type_from_config(config);
-  rt.model = Model::load(model_file, *rt.backend, options);
+  rt.model = Model::load(model_file, *rt.backend);
+  const KvCacheType kv_cache = kv_cache_type_from_config(config);
   logger("cli")->info("model loaded in {:.2f} s; KV cache {} ({} bytes per position)",
                       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
-                      kv_cache_type_name(options.kv_cache), KvCache(*rt.model, 1).bytes_per_position());
+                      kv_cache_type_name(kv_cache), KvCache(*rt.model, 1, kv_cache).bytes_per_position());
 }
 
 void throw_if_failed(const Engine& engine, Engine::SequenceId id) {

@@ -19,8 +19,8 @@ std::int32_t step_contract(const StepRequest& req) {
 
 }  // namespace
 
-Engine::Engine(const Model& model, std::size_t prefix_pool)
-    : model_(model), transformer_(model), pool_capacity_(prefix_pool) {}
+Engine::Engine(const Model& model, std::size_t prefix_pool, KvCacheType kv_cache)
+    : model_(model), transformer_(model), pool_capacity_(prefix_pool), kv_cache_type_(kv_cache) {}
 
 void Engine::retire(Sequence& seq, FinishReason reason) {
   seq.finish = reason;
@@ -67,7 +67,7 @@ Engine::SequenceId Engine::add(std::unique_ptr<DecodeSession> session, std::int6
   if (!session) throw Error("engine: no decode session");
   Sequence seq;
   seq.session = std::move(session);
-  seq.cache = std::make_unique<KvCache>(model_, context_size);
+  seq.cache = std::make_unique<KvCache>(model_, context_size, kv_cache_type_);
   seq.sink = std::move(sink);
   seq.finish = seq.session->finished();
   const SequenceId id = next_id_++;

@@ -303,7 +303,7 @@ Scheduler::Scheduler(const Model& model, SchedulerOptions options) : options_(op
   if (options_.max_parallel < 1) throw ConfigError("the scheduler needs max_parallel >= 1");
   state_ = std::make_shared<State>();
   state_->options = options_;
-  state_->engine = std::make_unique<Engine>(model, options_.prefix_pool);
+  state_->engine = std::make_unique<Engine>(model, options_.prefix_pool, options_.kv_cache);
   if (!options_.in_caller_thread) state_->worker = std::thread(run_worker, state_);
 }
 

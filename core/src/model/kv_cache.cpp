@@ -31,8 +31,8 @@ void validate_kv_view(const KvLayerView& kv, std::int64_t n_heads, std::int64_t 
     throw Error("attention: an int8 KV view without scales");
 }
 
-KvCache::KvCache(const Model& model, std::int64_t capacity)
-    : KvCache(model.hparams(), capacity, model.kv_cache_type()) {}
+KvCache::KvCache(const Model& model, std::int64_t capacity, KvCacheType type)
+    : KvCache(model.hparams(), capacity, type) {}
 
 KvCache::KvCache(const ModelHparams& hp, std::int64_t capacity, KvCacheType type)
     : type_(type), capacity_(capacity), n_head_kv_(hp.n_head_kv), head_dim_(hp.head_dim),

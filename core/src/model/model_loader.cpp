@@ -298,7 +298,6 @@ std::unique_ptr<Model> Model::load(GgufFile file_arg, const Backend& backend, Mo
   Loader L(file, *arch, backend, options);
   m->arch_ = arch;
   m->backend_ = &backend;
-  m->kv_cache_type_ = options.kv_cache;
   m->name_ = file.opt_string("general.name").value_or(file.path().stem().string());
 
   ModelHparams& hp = m->hparams_;

@@ -26,7 +26,7 @@ std::vector<std::string> nonempty_lines(const std::string& text, std::int64_t ma
 }
 
 PerplexityResult score_lines(Transformer& transformer, const std::vector<std::string>& lines, std::int64_t max_tokens,
-                             const LineLogitsSink& sink) {
+                             const LineLogitsSink& sink, KvCacheType kv_cache) {
   const Model& model = transformer.model();
   const std::int64_t n_vocab = model.hparams().n_vocab;
   PerplexityResult result;
@@ -35,7 +35,7 @@ PerplexityResult score_lines(Transformer& transformer, const std::vector<std::st
     std::vector<std::int32_t> ids = model.tokenizer().encode(line, /*add_bos=*/true, /*parse_special=*/false);
     if (static_cast<std::int64_t>(ids.size()) > max_tokens) ids.resize(static_cast<std::size_t>(max_tokens));
     if (ids.size() < 2) continue;
-    KvCache cache(model, static_cast<std::int64_t>(ids.size()));
+    KvCache cache(model, static_cast<std::int64_t>(ids.size()), kv_cache);
     std::vector<ForwardRow> rows(ids.size());
     std::vector<std::int32_t> wanted(ids.size() - 1);
     for (std::size_t i = 0; i < ids.size(); ++i)

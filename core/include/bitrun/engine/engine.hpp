@@ -37,8 +37,10 @@ class Engine {
   // Called with the tokens of a sequence as they become final (possibly several at once, for block decoders).
   using TokenSink = std::function<void(SequenceId, const std::vector<std::int32_t>&)>;
 
-  // prefix_pool: how many finished sequences' caches to keep for prefix reuse (0 disables it).
-  explicit Engine(const Model& model, std::size_t prefix_pool = 4);
+  // prefix_pool: how many finished sequences' caches to keep for prefix reuse (0 disables it). kv_cache: the
+  // storage of every sequence's cache (kv_cache.type).
+  explicit Engine(const Model& model, std::size_t prefix_pool = 4, KvCacheType kv_cache = KvCacheType::F16);
+  KvCacheType kv_cache_type() const { return kv_cache_type_; }
 
   // Adds a sequence decoded by `session`, with a KV cache of `context_size` positions. Returns its id.
   SequenceId add(std::unique_ptr<DecodeSession> session, std::int64_t context_size, TokenSink sink);
@@ -101,6 +103,7 @@ class Engine {
   SequenceId next_id_ = 1;
   std::int64_t last_rows_ = 0, reused_ = 0;
   std::size_t pool_capacity_;
+  KvCacheType kv_cache_type_;
   std::vector<Pooled> pool_;   // most recently finished last
   std::vector<ForwardRow> rows_;
   std::vector<std::int32_t> logit_rows_;

@@ -37,6 +37,7 @@ struct SchedulerOptions {
   std::size_t max_parallel = 8;   // sequences decoded together
   std::size_t max_queue = 64;     // admitted requests waiting for a slot
   std::size_t prefix_pool = 4;    // the engine's prompt-prefix pool
+  KvCacheType kv_cache = KvCacheType::F16;   // the sequences' caches (kv_cache.type)
   // No worker thread: Handle::wait() runs the engine's steps in the waiting thread. For a single client that
   // reads its own request (the CLI): no thread hop and wake-up per token.
   bool in_caller_thread = false;

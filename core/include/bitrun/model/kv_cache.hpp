@@ -17,16 +17,17 @@ namespace bitrun {
 
 class Config;
 
-// The KV cache type the configuration asks for (kv_cache.type): the one place that reads it. The CLI and the
-// server pass it to Model::load (ModelLoadOptions::kv_cache), and every cache of that model is created with it.
+// The KV cache type the configuration asks for (kv_cache.type): the one place that reads it. It belongs to what
+// runs a model, not to the model: the CLI passes it to the engine it runs (SchedulerOptions::kv_cache, Engine),
+// to perplexity and to bench, and every cache they create has it.
 KvCacheType kv_cache_type_from_config(const Config& config);
 // "f16" / "int8" -> the type; ConfigError naming kv_cache.type otherwise.
 KvCacheType parse_kv_cache_type(std::string_view name);
 
 class KvCache {
  public:
-  // A cache in the model's KV cache type (ModelLoadOptions::kv_cache).
-  KvCache(const Model& model, std::int64_t capacity);
+  // A cache of `type` for the model's shapes.
+  KvCache(const Model& model, std::int64_t capacity, KvCacheType type = KvCacheType::F16);
   KvCache(const ModelHparams& hp, std::int64_t capacity, KvCacheType type);
 
   KvCacheType type() const { return type_; }

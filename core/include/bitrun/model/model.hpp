@@ -63,9 +63,6 @@ struct ModelLoadOptions {
   // decoded token streams 1 byte per output weight instead of 2-4; one stored as Q6_K is kept as it is (6.56 bits,
   // see Backend::pack_q6_k). Float architectures keep it in float.
   bool int8_output = true;
-  // Storage of the KV caches created for this model (KvCache(const Model&, ...): engine, perplexity, bench).
-  // The CLI and the server set it from kv_cache.type (kv_cache_type_from_config).
-  KvCacheType kv_cache = KvCacheType::F16;
 };
 
 class Model {
@@ -92,8 +89,6 @@ class Model {
   std::optional<std::int32_t> mask_token() const { return mask_token_; }
   const DiffusionMetadata& diffusion() const { return diffusion_; }
   const std::string& name() const { return name_; }
-  // The storage its KV caches use (ModelLoadOptions::kv_cache).
-  KvCacheType kv_cache_type() const { return kv_cache_type_; }
 
  private:
   explicit Model(GgufFile file);
@@ -109,7 +104,6 @@ class Model {
   std::vector<LayerWeights> layers_;
   std::optional<std::int32_t> mask_token_;
   DiffusionMetadata diffusion_;
-  KvCacheType kv_cache_type_ = KvCacheType::F16;
   std::string name_;
 };
 

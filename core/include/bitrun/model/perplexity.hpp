@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "bitrun/model/kv_layer_view.hpp"
+
 namespace bitrun {
 
 class Transformer;
@@ -29,6 +31,6 @@ std::vector<std::string> nonempty_lines(const std::string& text, std::int64_t ma
 using LineLogitsSink = std::function<void(std::span<const std::int32_t> ids, std::span<const float> logits)>;
 
 PerplexityResult score_lines(Transformer& transformer, const std::vector<std::string>& lines, std::int64_t max_tokens,
-                             const LineLogitsSink& sink = {});
+                             const LineLogitsSink& sink = {}, KvCacheType kv_cache = KvCacheType::F16);
 
 }  // namespace bitrun
