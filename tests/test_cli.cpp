@@ -379,6 +379,11 @@ TEST(Cli, ServeRejectsBadSettingsAndBusyPorts) {
   Result big_port = run("serve --model x.gguf --set server.port=70000");
   EXPECT_EQ(big_port.status, 1) << big_port.output;
   EXPECT_NE(big_port.output.find("server.port"), std::string::npos) << big_port.output;
+  // frontend.type names the frontend plugin; one that is not there is an error naming it, before any model loads.
+  Result no_frontend = run("serve --model x.gguf --set frontend.type=grpc");
+  EXPECT_EQ(no_frontend.status, 1) << no_frontend.output;
+  EXPECT_NE(no_frontend.output.find("frontend 'grpc' not found among the plugins"), std::string::npos)
+      << no_frontend.output;
 
   if (!std::filesystem::exists(kShared + "models/stories260K.gguf")) GTEST_SKIP() << kShared << " not found";
   // Hold a port, then ask serve for it.
