@@ -90,7 +90,7 @@ TEST(Config, WrongTypesAndValuesAreRejected) {
 }
 
 TEST(Config, MissingFileIsAClearError) {
-  EXPECT_NE(error_of([] { test::plugin_config().load_file("/nonexistent/bitrun.yaml"); }).find("cannot open config file"),
+  EXPECT_NE(error_of([] { Config().load_file("/nonexistent/bitrun.yaml"); }).find("cannot open config file"),
             std::string::npos);
 }
 
@@ -161,7 +161,8 @@ TEST(Config, ShippedDefaultFileMatchesGeneratedDefaults) {
   ASSERT_TRUE(in) << shipped;
   std::stringstream text;
   text << in.rdbuf();
-  EXPECT_EQ(text.str(), default_config_yaml(test::plugin_config().schema())) << "regenerate with: bitrun generate-config configs/default.yaml --force";
+  EXPECT_EQ(text.str(), default_config_yaml(test::plugin_config().schema()))
+      << "regenerate with: bitrun generate-config configs/default.yaml --force";
 }
 
 TEST(Config, EveryShippedExampleLoads) {
@@ -188,8 +189,8 @@ TEST(Config, TheCoreAloneDoesNotKnowPluginKeysAndPluginKeysNameTheirPlugin) {
   // The plugin host tells where plugin keys come from.
   msg = error_of([&] { c.set_from_cli("decoder.treshold=0.5"); });
   EXPECT_NE(msg.find("did you mean 'decoder.threshold'"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("keys beyond the core's come from the plugins found in " BITRUN_TEST_PLUGIN_DIR), std::string::npos)
-      << msg;
+  EXPECT_NE(msg.find("keys beyond the core's come from the plugins found in " BITRUN_TEST_PLUGIN_DIR),
+            std::string::npos) << msg;
 }
 
 TEST(Config, TheFirstPassSkipsKeysItDoesNotKnowButChecksThoseItDoes) {

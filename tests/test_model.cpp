@@ -169,7 +169,8 @@ TEST(Stories260K, Int8KvCacheStaysCloseToF16) {
     EXPECT_GE(same_top1, static_cast<int>(ids.size()) - 2) << be->name();
 
     // Greedy from BOS still tells the golden story.
-    const std::vector<std::int32_t> greedy_ids = greedy(*model, {model->tokenizer().vocab().bos}, 64, KvCacheType::Int8);
+    const std::vector<std::int32_t> greedy_ids =
+        greedy(*model, {model->tokenizer().vocab().bos}, 64, KvCacheType::Int8);
     const auto first_diff = std::mismatch(greedy_ids.begin(), greedy_ids.end(), expected.begin()).first - greedy_ids.begin();
     std::cout << be->name() << ": int8 greedy follows the golden tokens for " << first_diff << " of 64\n";
     EXPECT_GE(first_diff, 48) << be->name() << ": " << model->tokenizer().decode(greedy_ids);

@@ -31,10 +31,10 @@ std::string value_text(const ConfigValue& value) {
         using T = std::decay_t<decltype(v)>;
         if constexpr (std::is_same_v<T, std::string>) return v.empty() ? "\"\"" : v;
         else if constexpr (std::is_same_v<T, bool>) return v ? "true" : "false";
-        else if constexpr (std::is_same_v<T, std::vector<std::string>>) return "[" + std::to_string(v.size()) + "]";
         else {
-          std::ostringstream out;
-          out << v;
+          std::ostringstream out;   // (not "[" + to_string(n) + "]": GCC 12 warns falsely about that)
+          if constexpr (std::is_same_v<T, std::vector<std::string>>) out << '[' << v.size() << " items]";
+          else out << v;
           return out.str();
         }
       },

@@ -52,9 +52,9 @@ BenchPrompt random_bench_prompt(const Model& model);
 
 // Decodes every prompt with AR, then with every other decoder plugin the host found, once per mode it reports
 // (Decoder::modes(); labelled by the mode, or by the decoder's name when it has none), greedy argmax, with its
-// other settings from `config`; one request at a time, `reps` times, with `threads` threads. With `stop_at_end`, a request ends at
-// the model's end-of-generation tokens or after `max_tokens`; without, it decodes exactly `max_tokens` (an error
-// if a decoder stops short). The first run is AR.
+// other settings from `config`; one request at a time, `reps` times, with `threads` threads. With `stop_at_end`, a
+// request ends at the model's end-of-generation tokens or after `max_tokens`; without, it decodes exactly
+// `max_tokens` (an error if a decoder stops short). The first run is AR.
 std::vector<DecoderRun> compare_decoders(const Model& model, const PluginHost& host, const Config& config,
                                          const std::vector<BenchPrompt>& prompts, std::int64_t max_tokens,
                                          bool stop_at_end, int reps, int threads);

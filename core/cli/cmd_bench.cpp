@@ -258,7 +258,8 @@ int run_bench(const Args& args, char** envp) {
   rt.backend->set_threads(threads_n);
   std::vector<std::pair<int, double>> concurrent;
   for (int n : {1, 4, 16})
-    concurrent.emplace_back(n, concurrent_decode_tps(*rt.model, kv_cache, *decoder, n, std::min<std::int64_t>(gen, 64)));
+    concurrent.emplace_back(n,
+                            concurrent_decode_tps(*rt.model, kv_cache, *decoder, n, std::min<std::int64_t>(gen, 64)));
   // Block diffusion against AR on the same requests, per thread count.
   std::vector<std::vector<DecoderRun>> decoder_runs;
   std::string diffusion_skipped;

@@ -3,7 +3,8 @@
 
 namespace {
 const bitrun::PluginDescriptor& descriptor() {
-  static const bitrun::PluginDescriptor d{bitrun::PluginKind::Decoder, "no-factory", "0.0.0", "test", 0, nullptr, nullptr, 0};
+  static const bitrun::PluginDescriptor d{bitrun::PluginKind::Decoder, "no-factory", "0.0.0", "test", 0, nullptr,
+                                          nullptr, 0};
   return d;
 }
 }  // namespace

@@ -25,8 +25,8 @@ bitrun() { env -u BITRUN_PLUGIN_PATH -u BITRUN_CONFIG "$work/prefix/bin/bitrun" 
 with_plugin=(--set "plugins.dir=$plugins")
 bitrun info "${with_plugin[@]}" | grep -q "decoder   banned-greedy" || fail "bitrun info does not list the plugin"
 bitrun info "${with_plugin[@]}" | grep -q "banned-greedy: sample.banned_token" || fail "its key is not listed"
-bitrun config --print "${with_plugin[@]}" --set sample.banned_token=7 | grep -q "banned_token: 7   # from command line" ||
-  fail "config --print does not show the plugin's key"
+bitrun config --print "${with_plugin[@]}" --set sample.banned_token=7 |
+  grep -q "banned_token: 7   # from command line" || fail "config --print does not show the plugin's key"
 if out="$(bitrun config --print "${with_plugin[@]}" --set sample.banned_token=-3 2>&1)"; then fail "-3 was accepted"; fi
 grep -q "key 'sample.banned_token': value -3 is out of range" <<<"$out" || fail "unexpected error: $out"
 if out="$(bitrun config --print --set sample.banned_token=7 2>&1)"; then fail "the key exists without the plugin"; fi

@@ -33,8 +33,10 @@ class BannedGreedySession : public bitrun::DecodeSession {
   std::vector<std::int32_t> consume(const bitrun::StepLogits& logits) override {
     const auto row = logits.row(0);
     std::int32_t best = -1;
-    for (std::int32_t t = 0; t < logits.vocab_size; ++t)
-      if (t != banned_ && (best < 0 || row[static_cast<std::size_t>(t)] > row[static_cast<std::size_t>(best)])) best = t;
+    for (std::int32_t t = 0; t < logits.vocab_size; ++t) {
+      const auto at = [&](std::int32_t i) { return row[static_cast<std::size_t>(i)]; };
+      if (t != banned_ && (best < 0 || at(t) > at(best))) best = t;
+    }
     const auto& ends = request_.end_tokens;
     if (std::find(ends.begin(), ends.end(), best) != ends.end()) {
       finish_ = bitrun::FinishReason::Stop;
@@ -72,7 +74,8 @@ class BannedGreedyDecoder : public bitrun::Decoder {
       if (key != "banned_token") throw bitrun::ConfigError("decoder 'banned-greedy' has no option '" + key + "'");
       bitrun::ConfigKey option = bitrun::config_key_of(kSettings[0], "plugin 'banned-greedy'");
       option.path = key;
-      banned = static_cast<std::int32_t>(std::get<std::int64_t>(bitrun::parse_config_value(option, text, "decoder option")));
+      const bitrun::ConfigValue value = bitrun::parse_config_value(option, text, "decoder option");
+      banned = static_cast<std::int32_t>(std::get<std::int64_t>(value));
     }
     if (r.prompt.empty()) throw bitrun::Error("the prompt is empty");
     if (r.model.vocab_size <= 0) throw bitrun::Error("decoder 'banned-greedy' was given no model facts");
