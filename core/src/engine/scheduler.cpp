@@ -208,6 +208,7 @@ void end_all(Scheduler::State& st) {
   st.running.clear();
   for (auto& ch : st.waiting) finish_channel(st, *ch, FinishReason::Cancelled, "the server is shutting down");
   st.waiting.clear();
+  st.cancels.clear();   // channels own the state: a channel left here would keep both alive
   st.engine.reset();   // while the model is certainly alive
 }
 
