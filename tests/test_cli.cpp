@@ -143,7 +143,7 @@ TEST(Cli, PluginKeysAndShorthandsComeFromThePluginsFound) {
   EXPECT_NE(bad.output.find("key 'decoder.delay_ms': value -5 is out of range [0, 60000]"), std::string::npos)
       << bad.output;
   Result generated = run("generate-config" + decoders);
-  EXPECT_NE(generated.output.find("# test decoder slow: milliseconds each step sleeps\n  delay_ms: 20"),
+  EXPECT_NE(generated.output.find("# test decoder slow: milliseconds each step sleeps [plugin 'slow']\n  delay_ms: 20"),
             std::string::npos) << generated.output;
   Result info = run("info" + decoders);
   EXPECT_NE(info.output.find("  slow: decoder.delay_ms\n"), std::string::npos) << info.output;

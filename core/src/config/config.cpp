@@ -419,7 +419,11 @@ std::string default_config_yaml(const ConfigSchema& schema) {
       "#             > this file > built-in defaults.\n"
       "# Written by `bitrun generate-config`; `bitrun config --print` shows the effective values.\n";
   return header + render_yaml(schema, [](const ConfigKey& key) { return render_value(key.default_value); },
-                              [](const ConfigKey& key) { return key.help; }, true);
+                              [](const ConfigKey& key) {
+                                // A plugin's key says which plugin it needs: without that plugin it is unknown.
+                                return key.owner.empty() ? key.help : key.help + " [" + key.owner + "]";
+                              },
+                              true);
 }
 
 }  // namespace bitrun
