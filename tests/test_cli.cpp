@@ -26,8 +26,10 @@ struct Result {
   std::string output;
 };
 
-Result run(const std::string& args) {
+// bitrun with `args`; with `stdin_text`, that text arrives on its standard input through a pipe.
+Result run(const std::string& args, const std::string& stdin_text = "") {
   std::string command = std::string(BITRUN_EXE) + " " + args + " 2>&1";
+  if (!stdin_text.empty()) command = "printf '%s' '" + stdin_text + "' | " + command;
   FILE* pipe = popen(command.c_str(), "r");
   Result r{-1, {}};
   if (!pipe) return r;
@@ -125,6 +127,9 @@ TEST(Cli, UnknownCommandsAndOptionsAreErrors) {
   r = run("serve --model x.gguf --prot 80");
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.output.find("unknown option '--prot'"), std::string::npos) << r.output;
+  r = run("config --print --port");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.output.find("option --port needs a value"), std::string::npos) << r.output;
 }
 
 // A plugin's keys exist when the plugin is found: validated, printed, written by generate-config, and its
@@ -148,6 +153,10 @@ TEST(Cli, PluginKeysAndShorthandsComeFromThePluginsFound) {
   Result info = run("info" + decoders);
   EXPECT_NE(info.output.find("  slow: decoder.delay_ms\n"), std::string::npos) << info.output;
   EXPECT_NE(info.output.find("  http: server.host, server.port,"), std::string::npos) << info.output;
+  // The config file is read once for both passes, so a pipe works.
+  Result piped = run("config --print -c /dev/stdin" + decoders, "server: {port: 9124}");
+  EXPECT_EQ(piped.status, 0) << piped.output;
+  EXPECT_NE(piped.output.find("  port: 9124   # from /dev/stdin"), std::string::npos) << piped.output;
   Result port = run("config --print --port 9123");
   EXPECT_NE(port.output.find("  port: 9123   # from command line"), std::string::npos) << port.output;
   Result help = run("serve --help");

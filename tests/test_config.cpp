@@ -222,6 +222,9 @@ TEST(Config, SchemaRefusesClashingAndMalformedKeys) {
   EXPECT_NE(add_error(key("log")).find("a key cannot also be a section"), std::string::npos);
   EXPECT_NE(add_error(key("Bad Key")).find("lower-case words"), std::string::npos);
   EXPECT_NE(add_error(key("test.value", "-v")).find("must start with --"), std::string::npos);
+  // Two keys may not share an environment variable (kv.cache_type and kv_cache.type are both BITRUN_KV_CACHE_TYPE).
+  EXPECT_NE(add_error(key("kv.cache_type")).find("has the environment variable BITRUN_KV_CACHE_TYPE of 'kv_cache.type'"),
+            std::string::npos);
   schema.add(key("test.value", "--value"));
   EXPECT_NE(add_error(key("test.other", "--value")).find("option --value already sets 'test.value'"),
             std::string::npos);
@@ -243,6 +246,19 @@ TEST(Config, PluginSettingsBecomeKeysAndInconsistentOnesAreRefused) {
   std::string msg = error_of([&] { config_key_of(outside, "plugin 'test'"); });
   EXPECT_NE(msg.find("plugin 'test' (default value): key 'test.n': value 7 is out of range [0, 5]"),
             std::string::npos) << msg;
+  // One-sided bounds print as such.
+  const PluginSetting at_least_zero{"test.f", ConfigType::Float, "1.0", "help", nullptr, 0.0, kUnbounded, nullptr,
+                                    false};
+  msg = error_of([&] { parse_config_value(config_key_of(at_least_zero, "p"), "-1", "here"); });
+  EXPECT_NE(msg.find("value -1 is out of range [0, inf]"), std::string::npos) << msg;
+  // A secret string is hidden like a secret list.
+  ConfigSchema schema = *core_config_schema();
+  schema.add(config_key_of({"test.token", ConfigType::String, "", "help", nullptr, kUnbounded, kUnbounded, nullptr,
+                            true}, "p"));
+  Config c(std::make_shared<const ConfigSchema>(schema));
+  c.set_from_cli("test.token=s3cret");
+  EXPECT_EQ(c.to_yaml(false).find("s3cret"), std::string::npos);
+  EXPECT_NE(c.to_yaml(false).find("token: \"<hidden>\""), std::string::npos) << c.to_yaml(false);
   const PluginSetting not_a_choice{"test.level", ConfigType::String, "mid", "help", "low|high", kUnbounded,
                                    kUnbounded, nullptr, false};
   EXPECT_NE(error_of([&] { config_key_of(not_a_choice, "p"); }).find("'mid' is not one of: low, high"),

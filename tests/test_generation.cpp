@@ -122,6 +122,24 @@ TEST_P(GenerationSchedulerTest, TheTextEndsBeforeTheStopStringAndTheTokensAreKep
   EXPECT_EQ(pending.outcome(), Outcome::ShuttingDown);
 }
 
+TEST_F(GenerationTest, TheCallerThreadSchedulerTakesOneRequestAndCountsAStopAsFinished) {
+  SchedulerOptions two = SchedulerOptions::single_client_in_caller_thread();
+  two.max_parallel = 2;
+  EXPECT_THROW(Scheduler(*model(), two), ConfigError);
+  DecoderSet decoders(test::project_plugins(), config_, "ar");
+  Scheduler scheduler(*model(), SchedulerOptions::single_client_in_caller_thread());
+  GenerationPrompt text;
+  text.text = "Once upon a time";
+  PreparedGeneration g = prepare_generation(config_, *model(), text, 24);
+  Generation gen(scheduler.submit(decoders.start("", g.request), g.request.context_size, g.request.prompt.size()),
+                 model()->tokenizer(), {" "}, g.continuation);   // the first space ends it
+  gen.collect();
+  ASSERT_EQ(gen.outcome(), Outcome::Finished);
+  scheduler.shutdown();   // no step ran after the stop: shutdown applies it
+  EXPECT_EQ(scheduler.stats().finished, 1u);
+  EXPECT_EQ(scheduler.stats().cancelled, 0u);
+}
+
 INSTANTIATE_TEST_SUITE_P(Threads, GenerationSchedulerTest, ::testing::Values(false, true),
                          [](const auto& info) { return info.param ? "InCallerThread" : "WorkerThread"; });
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cstdlib>
+#include <optional>
 
 #include "bitrun/base/cpu_features.hpp"
 #include "bitrun/base/error.hpp"
@@ -26,13 +27,14 @@ constexpr Shorthand kShorthands[] = {
     {"--decoder", nullptr, "decoder.type"},
 };
 
-// The configuration's layers as given, applied once per pass.
+// The configuration's layers as given, applied once per pass; the file is read once (it may be a pipe).
 struct Layers {
   std::string file;
+  std::string file_text;
   std::vector<std::pair<std::string, std::string>> overrides;   // key, value: after file and environment
 
   void apply(Config& config, char** envp, Config::UnknownKeys unknown) const {
-    if (!file.empty()) config.load_file(file, unknown);
+    if (!file.empty()) config.load_yaml(file_text, file, unknown);
     config.load_environment(envp);
     for (const auto& [key, value] : overrides)
       if (unknown == Config::UnknownKeys::Reject || config.schema().find(key))
@@ -88,7 +90,7 @@ CommandLine parse_command_line(const std::vector<std::string>& args, const std::
   CommandLine cl;
   Layers layers;
   // Options no core table knows: a plugin key's shorthand, or a mistake; decided once the plugins are open.
-  std::vector<std::pair<std::string, std::string>> deferred;
+  std::vector<std::pair<std::string, std::optional<std::string>>> deferred;
 
   for (std::size_t i = 0; i < args.size(); ++i) {
     const std::string& arg = args[i];
@@ -124,8 +126,11 @@ CommandLine parse_command_line(const std::vector<std::string>& args, const std::
       if (match) {
         layers.overrides.emplace_back(match->key, inline_or_next());
       } else if (name.rfind("--", 0) == 0 && name.size() > 2) {
-        deferred.emplace_back(name, eq != std::string::npos ? arg.substr(eq + 1)
-                                    : i + 1 < args.size() ? args[++i] : std::string());
+        // A plugin shorthand always takes a value: inline (--port=9000) or the next argument.
+        std::optional<std::string> given;
+        if (eq != std::string::npos) given = arg.substr(eq + 1);
+        else if (i + 1 < args.size()) given = args[++i];
+        deferred.emplace_back(name, std::move(given));
       } else if (arg.size() > 1 && arg[0] == '-') {
         throw ConfigError("unknown option '" + arg + "' (see --help)");
       } else {
@@ -136,6 +141,7 @@ CommandLine parse_command_line(const std::vector<std::string>& args, const std::
 
   if (layers.file.empty())
     if (const char* env = std::getenv(kEnvConfigFile); env && *env) layers.file = env;
+  if (!layers.file.empty()) layers.file_text = read_config_file(layers.file);
 
   Config core;
   layers.apply(core, envp, Config::UnknownKeys::Skip);
@@ -147,8 +153,8 @@ CommandLine parse_command_line(const std::vector<std::string>& args, const std::
   for (const auto& [option, value] : deferred) {
     const ConfigKey* key = cl.config.schema().find_option(option);
     if (!key) throw ConfigError("unknown option '" + option + "' (see --help)");
-    if (value.empty() && key->type != ConfigType::String) throw ConfigError("option " + option + " needs a value");
-    layers.overrides.emplace_back(key->path, value);
+    if (!value) throw ConfigError("option " + option + " needs a value");
+    layers.overrides.emplace_back(key->path, *value);
   }
   layers.apply(cl.config, envp, Config::UnknownKeys::Reject);
   return cl;

@@ -7,6 +7,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstring>
+#include <fstream>
 #include <sstream>
 
 #include "bitrun/base/error.hpp"
@@ -84,7 +85,8 @@ ConfigValue parse_scalar(const ConfigKey& key, const std::string& text, std::str
         bad_value(key, where, "expected " + std::string(type_name(key.type)) + ", got '" + text + "'");
       if ((key.min && v < *key.min) || (key.max && v > *key.max)) {
         std::ostringstream range;
-        range << "value " << v << " is out of range [" << *key.min << ", " << *key.max << "]";
+        range << "value " << v << " is out of range [" << key.min.value_or(-INFINITY) << ", "
+              << key.max.value_or(INFINITY) << "]";
         bad_value(key, where, range.str());
       }
       return v;
@@ -225,6 +227,10 @@ void ConfigSchema::add(ConfigKey key) {
       throw ConfigError("config key '" + key.path + "' (from " + who + ") clashes with '" + other.path + "' (from " +
                         (other.owner.empty() ? "the core" : other.owner) + "): a key cannot also be a section");
   }
+  for (const auto& other : keys_)
+    if (config_env_name(other.path) == config_env_name(key.path))
+      throw ConfigError("config key '" + key.path + "' (from " + who + ") has the environment variable " +
+                        config_env_name(key.path) + " of '" + other.path + "'");
   if (!key.option.empty()) {
     if (key.option.size() < 3 || key.option.rfind("--", 0) != 0)
       throw ConfigError("config key '" + key.path + "' (from " + who + "): option '" + key.option +
@@ -292,12 +298,23 @@ Config::Config(std::shared_ptr<const ConfigSchema> schema) : schema_(std::move(s
   for (const auto& key : schema_->keys()) entries_.emplace(key.path, Entry{key.default_value});
 }
 
+std::string read_config_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError(path.string() + ": cannot open config file");
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) throw ConfigError(path.string() + ": cannot read config file");
+  return text.str();
+}
+
 void Config::load_file(const std::filesystem::path& path, UnknownKeys unknown) {
+  load_yaml(read_config_file(path), path, unknown);
+}
+
+void Config::load_yaml(const std::string& text, const std::filesystem::path& path, UnknownKeys unknown) {
   YAML::Node root;
   try {
-    root = YAML::LoadFile(path.string());
-  } catch (const YAML::BadFile&) {
-    throw ConfigError(path.string() + ": cannot open config file");
+    root = YAML::Load(text);
   } catch (const YAML::Exception& e) {
     throw ConfigError(path.string() + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
   }
@@ -400,9 +417,12 @@ const std::string& Config::origin_of(std::string_view p) const { return entry(p)
 std::string Config::to_yaml(bool with_origins) const {
   auto value_of = [&](const ConfigKey& key) {
     const Entry& e = entry(key.path);
-    if (key.secret && !typed<std::vector<std::string>>(e.value, key.path).empty())
-      return std::string("[\"<") + std::to_string(std::get<std::vector<std::string>>(e.value).size()) +
-             " key(s) hidden>\"]";
+    if (key.secret) {
+      if (const auto* list = std::get_if<std::vector<std::string>>(&e.value); list && !list->empty())
+        return std::string("[\"<") + std::to_string(list->size()) + " key(s) hidden>\"]";
+      if (const auto* text = std::get_if<std::string>(&e.value); text && !text->empty())
+        return std::string("\"<hidden>\"");
+    }
     return render_value(e.value);
   };
   auto annotate = [&](const ConfigKey& key) {

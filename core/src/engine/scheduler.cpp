@@ -302,6 +302,10 @@ bool Scheduler::Handle::finished() const {
 
 Scheduler::Scheduler(const Model& model, SchedulerOptions options) : options_(options) {
   if (options_.max_parallel < 1) throw ConfigError("the scheduler needs max_parallel >= 1");
+  // The caller's thread runs the steps while it waits on one request; a second request, or a second thread,
+  // would need the worker's coordination.
+  if (options_.in_caller_thread && options_.max_parallel != 1)
+    throw ConfigError("a scheduler that runs in the caller's thread decodes one request at a time (max_parallel 1)");
   state_ = std::make_shared<State>();
   state_->options = options_;
   state_->engine = std::make_unique<Engine>(model, options_.prefix_pool, options_.kv_cache);
@@ -356,7 +360,14 @@ bool Scheduler::drain(Clock::time_point deadline) {
 void Scheduler::shutdown() {
   {
     std::lock_guard lock(state_->mu);
-    if (options_.in_caller_thread && !state_->stopping && state_->engine) end_all(*state_);
+    if (options_.in_caller_thread && !state_->stopping && state_->engine) {
+      // What the caller ended (a stop string) ends as it asked, as the worker's next round would have done.
+      for (const auto& ch : state_->cancels)
+        if (ch->where == Channel::Where::Running) state_->engine->cancel(ch->id);
+      state_->cancels.clear();
+      sweep(*state_);
+      end_all(*state_);
+    }
     state_->stopping = true;
     state_->cv.notify_all();
   }

@@ -80,6 +80,9 @@ class Config {
   enum class UnknownKeys { Reject, Skip };
   // Layer a YAML file over the current values. Throws ConfigError naming the file and key.
   void load_file(const std::filesystem::path& path, UnknownKeys unknown = UnknownKeys::Reject);
+  // The same for YAML text already read from `path` (a file read once and applied in two passes: a pipe cannot
+  // be read twice).
+  void load_yaml(const std::string& text, const std::filesystem::path& path, UnknownKeys unknown);
   // Layer BITRUN_* variables (only those naming schema keys; others are reported by unknown_environment()).
   // `getenv` is injectable for tests.
   void load_environment(char** envp);
@@ -120,6 +123,9 @@ class Config {
   std::optional<std::filesystem::path> file_;
   std::vector<std::string> unknown_env_;
 };
+
+// The text of a config file; ConfigError naming it when it cannot be opened or read.
+std::string read_config_file(const std::filesystem::path& path);
 
 // A commented YAML file with every key of `schema` at its default (`bitrun generate-config`,
 // configs/default.yaml).

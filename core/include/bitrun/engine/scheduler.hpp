@@ -39,7 +39,8 @@ struct SchedulerOptions {
   std::size_t prefix_pool = 4;    // the engine's prompt-prefix pool
   KvCacheType kv_cache = KvCacheType::F16;   // the sequences' caches (kv_cache.type)
   // No worker thread: Handle::wait() runs the engine's steps in the waiting thread. For a single client that
-  // reads its own request (the CLI): no thread hop and wake-up per token.
+  // reads its own request (the CLI): no thread hop and wake-up per token. One thread submits, waits and shuts
+  // down; max_parallel must be 1.
   bool in_caller_thread = false;
 
   // One request at a time, decoded in the thread that reads it (`bitrun generate`, `bitrun chat`).
