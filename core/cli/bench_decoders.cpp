@@ -25,22 +25,6 @@ namespace {
 // The baseline every other decoder is compared with.
 constexpr const char* kBaselineDecoder = "ar";
 
-std::string value_text(const ConfigValue& value) {
-  return std::visit(
-      [](const auto& v) -> std::string {
-        using T = std::decay_t<decltype(v)>;
-        if constexpr (std::is_same_v<T, std::string>) return v.empty() ? "\"\"" : v;
-        else if constexpr (std::is_same_v<T, bool>) return v ? "true" : "false";
-        else {
-          std::ostringstream out;   // (not "[" + to_string(n) + "]": GCC 12 warns falsely about that)
-          if constexpr (std::is_same_v<T, std::vector<std::string>>) out << '[' << v.size() << " items]";
-          else out << v;
-          return out.str();
-        }
-      },
-      value);
-}
-
 // Every prompt through `decoder` once per repetition, one request at a time, each in a fresh engine (no prefix
 // reuse, so every repetition computes its prompts).
 DecoderRun run_decoder(const Model& model, Decoder& decoder, const Config& config, const std::string& label,
@@ -154,7 +138,7 @@ std::string decoder_settings_summary(const PluginHost& host, const Config& confi
   for (const PluginRecord& record : host.plugins())
     if (record.usable() && record.kind == PluginKind::Decoder)
       for (const ConfigKey& key : record.settings)
-        out += (out.empty() ? "" : ", ") + key.path + " " + value_text(config.value(key.path));
+        out += (out.empty() ? "" : ", ") + key.path + " " + config_value_yaml(config.value(key.path));
   return out.empty() ? "none" : out;
 }
 

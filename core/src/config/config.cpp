@@ -54,6 +54,18 @@ std::string lower(std::string_view s) {
 
 std::string scalar_text(const YAML::Node& node) { return node.Scalar(); }
 
+// The key's bounds (either may be absent), checked on an Int or Float value.
+template <typename T>
+void check_range(const ConfigKey& key, std::string_view where, T v) {
+  const auto d = static_cast<double>(v);
+  if ((key.min && d < *key.min) || (key.max && d > *key.max)) {
+    std::ostringstream range;
+    range << "value " << v << " is out of range [" << key.min.value_or(-INFINITY) << ", "
+          << key.max.value_or(INFINITY) << "]";
+    bad_value(key, where, range.str());
+  }
+}
+
 ConfigValue parse_scalar(const ConfigKey& key, const std::string& text, std::string_view where) {
 
   switch (key.type) {
@@ -70,12 +82,7 @@ ConfigValue parse_scalar(const ConfigKey& key, const std::string& text, std::str
       auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
       if (ec != std::errc{} || end != text.data() + text.size())
         bad_value(key, where, "expected " + std::string(type_name(key.type)) + ", got '" + text + "'");
-      if ((key.min && static_cast<double>(v) < *key.min) || (key.max && static_cast<double>(v) > *key.max)) {
-        std::ostringstream range;
-        range << "value " << v << " is out of range [" << key.min.value_or(-INFINITY) << ", "
-              << key.max.value_or(INFINITY) << "]";
-        bad_value(key, where, range.str());
-      }
+      check_range(key, where, v);
       return v;
     }
     case ConfigType::Float: {
@@ -83,12 +90,7 @@ ConfigValue parse_scalar(const ConfigKey& key, const std::string& text, std::str
       double v = text.empty() ? NAN : std::strtod(text.c_str(), &end);
       if (text.empty() || end != text.c_str() + text.size() || !std::isfinite(v))
         bad_value(key, where, "expected " + std::string(type_name(key.type)) + ", got '" + text + "'");
-      if ((key.min && v < *key.min) || (key.max && v > *key.max)) {
-        std::ostringstream range;
-        range << "value " << v << " is out of range [" << key.min.value_or(-INFINITY) << ", "
-              << key.max.value_or(INFINITY) << "]";
-        bad_value(key, where, range.str());
-      }
+      check_range(key, where, v);
       return v;
     }
     case ConfigType::Bool: {
@@ -144,31 +146,6 @@ std::string yaml_quote(const std::string& s) {
   return out + "\"";
 }
 
-std::string render_value(const ConfigValue& value) {
-  return std::visit(
-      [](const auto& v) -> std::string {
-        using T = std::decay_t<decltype(v)>;
-        if constexpr (std::is_same_v<T, std::string>) {
-          return yaml_quote(v);
-        } else if constexpr (std::is_same_v<T, bool>) {
-          return v ? "true" : "false";
-        } else if constexpr (std::is_same_v<T, std::int64_t>) {
-          return std::to_string(v);
-        } else if constexpr (std::is_same_v<T, double>) {
-          char buf[64];
-          auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
-          std::string s(buf, end);
-          if (s.find_first_of(".e") == std::string::npos) s += ".0";   // keep it a float for readers
-          return s;
-        } else {
-          std::string out = "[";
-          for (std::size_t i = 0; i < v.size(); ++i) out += (i ? ", " : "") + yaml_quote(v[i]);
-          return out + "]";
-        }
-      },
-      value);
-}
-
 std::string_view section_of(std::string_view path) {
   auto dot = path.find('.');
   return dot == std::string_view::npos ? std::string_view{} : path.substr(0, dot);
@@ -209,6 +186,31 @@ bool valid_key_path(std::string_view path) {
 
 }  // namespace
 
+std::string config_value_yaml(const ConfigValue& value) {
+  return std::visit(
+      [](const auto& v) -> std::string {
+        using T = std::decay_t<decltype(v)>;
+        if constexpr (std::is_same_v<T, std::string>) {
+          return yaml_quote(v);
+        } else if constexpr (std::is_same_v<T, bool>) {
+          return v ? "true" : "false";
+        } else if constexpr (std::is_same_v<T, std::int64_t>) {
+          return std::to_string(v);
+        } else if constexpr (std::is_same_v<T, double>) {
+          char buf[64];
+          auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+          std::string s(buf, end);
+          if (s.find_first_of(".e") == std::string::npos) s += ".0";   // keep it a float for readers
+          return s;
+        } else {
+          std::string out = "[";
+          for (std::size_t i = 0; i < v.size(); ++i) out += (i ? ", " : "") + yaml_quote(v[i]);
+          return out + "]";
+        }
+      },
+      value);
+}
+
 ConfigSchema::ConfigSchema(std::vector<ConfigKey> keys) {
   for (auto& key : keys) add(std::move(key));
 }
@@ -221,16 +223,17 @@ void ConfigSchema::add(ConfigKey key) {
   if (const ConfigKey* taken = find(key.path))
     throw ConfigError("config key '" + key.path + "' (from " + who + ") is already defined by " +
                       (taken->owner.empty() ? "the core" : taken->owner));
+  const std::string env = config_env_name(key.path);
   for (const auto& other : keys_) {
+    const std::string owner = other.owner.empty() ? "the core" : other.owner;
     const bool inside = key.path.rfind(other.path + ".", 0) == 0, contains = other.path.rfind(key.path + ".", 0) == 0;
     if (inside || contains)
       throw ConfigError("config key '" + key.path + "' (from " + who + ") clashes with '" + other.path + "' (from " +
-                        (other.owner.empty() ? "the core" : other.owner) + "): a key cannot also be a section");
+                        owner + "): a key cannot also be a section");
+    if (config_env_name(other.path) == env)
+      throw ConfigError("config key '" + key.path + "' (from " + who + ") has the environment variable " + env +
+                        " of '" + other.path + "'");
   }
-  for (const auto& other : keys_)
-    if (config_env_name(other.path) == config_env_name(key.path))
-      throw ConfigError("config key '" + key.path + "' (from " + who + ") has the environment variable " +
-                        config_env_name(key.path) + " of '" + other.path + "'");
   if (!key.option.empty()) {
     if (key.option.size() < 3 || key.option.rfind("--", 0) != 0)
       throw ConfigError("config key '" + key.path + "' (from " + who + "): option '" + key.option +
@@ -423,7 +426,7 @@ std::string Config::to_yaml(bool with_origins) const {
       if (const auto* text = std::get_if<std::string>(&e.value); text && !text->empty())
         return std::string("\"<hidden>\"");
     }
-    return render_value(e.value);
+    return config_value_yaml(e.value);
   };
   auto annotate = [&](const ConfigKey& key) {
     const Entry& e = entry(key.path);
@@ -438,7 +441,7 @@ std::string default_config_yaml(const ConfigSchema& schema) {
       "# Precedence: command line (--set key=value) > environment (BITRUN_<KEY>, dots as underscores)\n"
       "#             > this file > built-in defaults.\n"
       "# Written by `bitrun generate-config`; `bitrun config --print` shows the effective values.\n";
-  return header + render_yaml(schema, [](const ConfigKey& key) { return render_value(key.default_value); },
+  return header + render_yaml(schema, [](const ConfigKey& key) { return config_value_yaml(key.default_value); },
                               [](const ConfigKey& key) {
                                 // A plugin's key says which plugin it needs: without that plugin it is unknown.
                                 return key.owner.empty() ? key.help : key.help + " [" + key.owner + "]";

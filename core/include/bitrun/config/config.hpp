@@ -60,6 +60,8 @@ const std::shared_ptr<const ConfigSchema>& core_config_schema();
 // `text` as a value of `key` (the YAML scalar rules: numbers, true/false, comma-separated lists), with its
 // choices and bounds checked. ConfigError "<where>: key '<path>': ..." otherwise.
 ConfigValue parse_config_value(const ConfigKey& key, std::string_view text, std::string_view where);
+// A value as YAML text: strings quoted, lists as [a, b], floats always with a point (what config --print writes).
+std::string config_value_yaml(const ConfigValue& value);
 // The environment variable for a key: "server.api_keys" -> "BITRUN_SERVER_API_KEYS".
 std::string config_env_name(std::string_view path);
 
