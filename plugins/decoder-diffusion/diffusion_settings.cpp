@@ -11,7 +11,6 @@ namespace bitrun::diffusion {
 namespace {
 
 constexpr std::string_view kPrefix = "decoder.";
-constexpr const char* kOwner = "plugin 'diffusion'";
 
 struct ModeName {
   Mode mode;
@@ -27,7 +26,10 @@ constexpr ModeName kModes[] = {{Mode::Greedy, "greedy"},
 const std::string& mode_choices() {
   static const std::string choices = [] {
     std::string s;
-    for (const auto& m : kModes) s += (s.empty() ? "" : "|") + std::string(m.name);
+    for (const auto& m : kModes) {
+      if (!s.empty()) s += '|';
+      s += m.name;
+    }
     return s;
   }();
   return choices;
@@ -144,9 +146,7 @@ Settings with_request_options(Settings s, const std::map<std::string, std::strin
       }
       throw ConfigError("decoder 'diffusion' has no option '" + key + "' (" + known + ")");
     }
-    ConfigKey option = config_key_of(*it, kOwner);
-    option.path = key;   // errors name the option as the request spelled it
-    apply(s, key, parse_config_value(option, text, "decoder option"));
+    apply(s, key, parse_request_option(*it, key, text));
   }
   return s;
 }

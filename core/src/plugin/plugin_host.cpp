@@ -102,11 +102,16 @@ PluginHost::PluginHost(std::vector<std::filesystem::path> search_dirs, CpuInfo c
 
 PluginHost::~PluginHost() = default;
 
+std::string PluginHost::searched_dirs() const {
+  std::string searched;
+  for (const auto& d : dirs_) searched += (searched.empty() ? "" : ", ") + d.string();
+  return searched;
+}
+
 void PluginHost::discover() {
   auto log = logger("plugin-host");
   auto schema = std::make_shared<ConfigSchema>(*core_config_schema());
-  std::string searched;
-  for (const auto& d : dirs_) searched += (searched.empty() ? "" : ", ") + d.string();
+  const std::string searched = searched_dirs();
   schema->unknown_key_hint = "keys beyond the core's come from the plugins found in " +
                              (searched.empty() ? std::string("no directory") : searched) + " (see `bitrun info`)";
   for (const auto& dir : dirs_) {
@@ -218,8 +223,7 @@ BackendChoice PluginHost::choose_backend(std::string_view requested) const {
     std::string available(kReferenceBackendName);
     for (const auto& r : records_)
       if (r.usable() && r.kind == PluginKind::Backend) available += ", " + r.name;
-    std::string searched;
-    for (const auto& d : dirs_) searched += (searched.empty() ? "" : ", ") + d.string();
+    const std::string searched = searched_dirs();
     throw Error("backend '" + std::string(requested) + "' not found (available: " + available +
                 "; searched: " + (searched.empty() ? "nothing" : searched) + ")");
   }

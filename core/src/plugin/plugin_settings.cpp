@@ -52,4 +52,10 @@ ConfigKey config_key_of(const PluginSetting& setting, const std::string& owner) 
   return key;
 }
 
+ConfigValue parse_request_option(const PluginSetting& setting, const std::string& option, std::string_view text) {
+  ConfigKey key = config_key_of(setting, "a plugin");   // its declaration was checked when the plugin loaded
+  key.path = option;
+  return parse_config_value(key, text, "decoder option");
+}
+
 }  // namespace bitrun

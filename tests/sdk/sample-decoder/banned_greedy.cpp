@@ -72,10 +72,7 @@ class BannedGreedyDecoder : public bitrun::Decoder {
     std::int32_t banned = banned_;
     for (const auto& [key, text] : r.decoder_options) {
       if (key != "banned_token") throw bitrun::ConfigError("decoder 'banned-greedy' has no option '" + key + "'");
-      bitrun::ConfigKey option = bitrun::config_key_of(kSettings[0], "plugin 'banned-greedy'");
-      option.path = key;
-      const bitrun::ConfigValue value = bitrun::parse_config_value(option, text, "decoder option");
-      banned = static_cast<std::int32_t>(std::get<std::int64_t>(value));
+      banned = static_cast<std::int32_t>(std::get<std::int64_t>(bitrun::parse_request_option(kSettings[0], key, text)));
     }
     if (r.prompt.empty()) throw bitrun::Error("the prompt is empty");
     if (r.model.vocab_size <= 0) throw bitrun::Error("decoder 'banned-greedy' was given no model facts");

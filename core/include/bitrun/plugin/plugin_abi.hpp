@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <string_view>
 
 #include <boost/dll/alias.hpp>
 
@@ -62,6 +63,10 @@ struct PluginDescriptor {
 // A plugin's setting as the schema's key (its default parsed and checked against its own type and bounds).
 // ConfigError naming the key when the declaration is inconsistent.
 ConfigKey config_key_of(const PluginSetting& setting, const std::string& owner);
+
+// A request's override of `setting` (DecodeRequest::decoder_options: `option` is its name without the section)
+// parsed and checked as the configuration key is; a ConfigError names the option as the request spelled it.
+ConfigValue parse_request_option(const PluginSetting& setting, const std::string& option, std::string_view text);
 
 // Plugins typically use this score: base_score when every required feature is present, else 0.
 constexpr std::int32_t score_if_runnable(CpuFeatureMask available, CpuFeatureMask required, std::int32_t base_score) {

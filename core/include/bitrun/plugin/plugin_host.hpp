@@ -77,6 +77,7 @@ class PluginHost {
 
  private:
   void discover();
+  std::string searched_dirs() const;   // the search directories, comma-separated ("" when none)
   const Library& library_of(const PluginRecord& record) const;
 
   std::vector<std::filesystem::path> dirs_;
