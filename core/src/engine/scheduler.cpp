@@ -142,15 +142,21 @@ void admit(Scheduler::State& st) {
   }
 }
 
+// Applies the cancel()s and stop()s callers asked for since the last round, then lets every sequence that ended
+// leave the engine (caller holds State::mu).
+void end_what_callers_ended(Scheduler::State& st) {
+  for (const auto& ch : st.cancels)
+    if (ch->where == Scheduler::Channel::Where::Running) st.engine->cancel(ch->id);
+  st.cancels.clear();
+  sweep(st);
+}
+
 enum class Tick { Progress, Idle, Stopping };
 
 // One round of the worker, called with st.mu held through `lock` (released during the engine step): apply the
 // cancels, drop what ended, admit what fits, and run one step if anything runs.
 Tick tick(Scheduler::State& st, std::unique_lock<std::mutex>& lock) {
-  for (const auto& ch : st.cancels)
-    if (ch->where == Scheduler::Channel::Where::Running) st.engine->cancel(ch->id);
-  st.cancels.clear();
-  sweep(st);
+  end_what_callers_ended(st);
   if (st.stopping) return Tick::Stopping;
   admit(st);
   if (st.running.empty()) {
@@ -362,10 +368,7 @@ void Scheduler::shutdown() {
     std::lock_guard lock(state_->mu);
     if (options_.in_caller_thread && !state_->stopping && state_->engine) {
       // What the caller ended (a stop string) ends as it asked, as the worker's next round would have done.
-      for (const auto& ch : state_->cancels)
-        if (ch->where == Channel::Where::Running) state_->engine->cancel(ch->id);
-      state_->cancels.clear();
-      sweep(*state_);
+      end_what_callers_ended(*state_);
       end_all(*state_);
     }
     state_->stopping = true;
