@@ -8,11 +8,8 @@
 #include <iostream>
 
 #include "bitrun/tokenizer/chat_template.hpp"
-#include "bitrun/engine/decoder_set.hpp"
 #include "bitrun/base/error.hpp"
 #include "bitrun/engine/generation.hpp"
-#include "bitrun/engine/scheduler.hpp"
-#include "bitrun/model/kv_cache.hpp"
 #include "commands.hpp"
 #include "options.hpp"
 #include "runtime.hpp"
@@ -39,12 +36,7 @@ int run_chat(const Args& args, char** envp) {
   Runtime rt = load_runtime(*cl.host, cl.config, model_path(cl.config));
   const Model& model = *rt.model;
   const ChatTemplate tmpl = select_chat_template(cl.config.get_string("chat.template"), model.tokenizer());
-  DecoderSet decoders(*rt.host, cl.config, cl.config.get_string("decoder.type"));
-  // One request at a time; the scheduler's engine keeps the conversation's prefix, so a turn computes only what
-  // it adds.
-  SchedulerOptions options = SchedulerOptions::single_client_in_caller_thread();
-  options.kv_cache = kv_cache_type_from_config(cl.config);
-  Scheduler scheduler(model, options);
+  LocalGenerator generator(rt, cl.config);   // keeps the conversation's prefix between turns
 
   struct sigaction action {};
   action.sa_handler = on_interrupt;   // no SA_RESTART: Ctrl-C at the prompt ends the read, and the chat
@@ -76,11 +68,9 @@ int run_chat(const Args& args, char** envp) {
       history.pop_back();
       continue;
     }
-    const DecodeRequest& request = prepared.request;
     GenerationWatch watch;
     watch.client_alive = [] { return !g_interrupted; };   // Ctrl-C stops the answer
-    Generation generation(scheduler.submit(decoders.start("", request), request.context_size, request.prompt.size()),
-                          model.tokenizer(), prepared.stops, prepared.continuation, std::move(watch));
+    Generation generation = generator.start(prepared, std::move(watch));
     std::string answer;
     for (Piece piece; generation.next(piece, std::chrono::hours(1));) {
       answer += piece.text;

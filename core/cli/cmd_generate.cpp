@@ -5,11 +5,8 @@
 #include <cstdio>
 #include <iostream>
 
-#include "bitrun/engine/decoder_set.hpp"
 #include "bitrun/base/error.hpp"
 #include "bitrun/engine/generation.hpp"
-#include "bitrun/engine/scheduler.hpp"
-#include "bitrun/model/kv_cache.hpp"
 #include "commands.hpp"
 #include "options.hpp"
 #include "runtime.hpp"
@@ -40,13 +37,8 @@ int run_generate(const Args& args, char** envp) {
   prompt.text = cl.value("--prompt");
   const PreparedGeneration prepared = prepare_generation(cl.config, model, prompt, max_tokens);
   const DecodeRequest& request = prepared.request;
-  DecoderSet decoders(*rt.host, cl.config, cl.config.get_string("decoder.type"));
-  // The request runs through the scheduler, as a served one does (its steps in this thread).
-  SchedulerOptions options = SchedulerOptions::single_client_in_caller_thread();
-  options.kv_cache = kv_cache_type_from_config(cl.config);
-  Scheduler scheduler(model, options);
-  Generation generation(scheduler.submit(decoders.start("", request), request.context_size, request.prompt.size()),
-                        model.tokenizer(), prepared.stops, prepared.continuation);
+  LocalGenerator generator(rt, cl.config);
+  Generation generation = generator.start(prepared);
   for (Piece piece; generation.next(piece, std::chrono::hours(1));) std::cout << piece.text << std::flush;
   if (generation.outcome() != Outcome::Finished) throw Error(generation.error());
   std::cout << std::endl;
@@ -65,7 +57,7 @@ int run_generate(const Args& args, char** envp) {
   // How many forwards it took: one per token for AR, fewer for block diffusion.
   const SequenceStats& stats = generation.stats();
   std::fprintf(stderr, "decoder %s: %lld forwards, %lld rows computed, %.2f tokens per forward\n",
-               decoders.default_name().c_str(), static_cast<long long>(stats.forwards),
+               generator.decoder_name().c_str(), static_cast<long long>(stats.forwards),
                static_cast<long long>(stats.rows), stats.tokens_per_forward());
   return 0;
 }

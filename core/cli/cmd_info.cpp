@@ -23,7 +23,8 @@ int run_info(const Args& args, char** envp) {
   apply_logging(cl);
   const Config& config = cl.config;
   const CpuInfo& detected = detect_cpu();
-  CpuInfo cpu = effective_cpu(config);
+  const PluginHost& host = *cl.host;   // opened with the same search path and cpu.disable
+  const CpuInfo& cpu = host.cpu();
 
   std::cout << "bitrun " << kVersion << "\n\n";
   std::cout << "CPU: " << (detected.brand.empty() ? "(no brand string)" : detected.brand) << " [" << detected.vendor
@@ -34,7 +35,6 @@ int run_info(const Args& args, char** envp) {
   if (cpu.features != detected.features)
     std::cout << "  disabled by cpu.disable: " << cpu_feature_list(detected.features & ~cpu.features) << "\n";
 
-  const PluginHost& host = *cl.host;   // opened with the same search path and cpu.disable
   std::cout << "\nPlugin search path (first match wins):\n";
   for (const auto& dir : host.search_dirs()) {
     std::error_code ec;

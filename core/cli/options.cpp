@@ -145,8 +145,7 @@ CommandLine parse_command_line(const std::vector<std::string>& args, const std::
 
   Config core;
   layers.apply(core, envp, Config::UnknownKeys::Skip);
-  set_log_level(parse_log_level(core.get_string("log.level")));   // before the plugins log anything
-  set_log_format(parse_log_format(core.get_string("log.format")));
+  apply_log_settings(core);   // before the plugins log anything
   cl.host = open_plugins(core);
 
   cl.config = Config(cl.host->config_schema());
@@ -160,9 +159,13 @@ CommandLine parse_command_line(const std::vector<std::string>& args, const std::
   return cl;
 }
 
+void apply_log_settings(const Config& config) {
+  set_log_level(parse_log_level(config.get_string("log.level")));
+  set_log_format(parse_log_format(config.get_string("log.format")));
+}
+
 void apply_logging(const CommandLine& cl) {
-  set_log_level(parse_log_level(cl.config.get_string("log.level")));
-  set_log_format(parse_log_format(cl.config.get_string("log.format")));
+  apply_log_settings(cl.config);
   for (const auto& name : cl.config.unknown_environment())
     logger("config")->warn("ignoring environment variable {}: not a bitrun config key", name);
 }

@@ -46,7 +46,9 @@ CommandLine parse_command_line(const std::vector<std::string>& args, const std::
 // Text describing the common options, for --help; with a schema, also its plugin keys' shorthands.
 std::string common_options_help(const ConfigSchema* schema = nullptr);
 
-// Applies log.level from the config and warns about unknown BITRUN_* variables.
+// Applies log.level and log.format from `config`.
+void apply_log_settings(const Config& config);
+// apply_log_settings(cl.config), and warns about unknown BITRUN_* variables.
 void apply_logging(const CommandLine& cl);
 
 // threads from config, 0 meaning one per logical CPU.

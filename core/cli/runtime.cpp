@@ -63,6 +63,26 @@ void load_model(Runtime& rt, const Config& config, const std::filesystem::path& 
                       kv_cache_type_name(kv_cache), KvCache(*rt.model, 1, kv_cache).bytes_per_position());
 }
 
+namespace {
+
+SchedulerOptions local_scheduler_options(const Config& config) {
+  SchedulerOptions options = SchedulerOptions::single_client_in_caller_thread();
+  options.kv_cache = kv_cache_type_from_config(config);
+  return options;
+}
+
+}  // namespace
+
+LocalGenerator::LocalGenerator(const Runtime& rt, const Config& config)
+    : model_(*rt.model), decoders_(*rt.host, config, config.get_string("decoder.type")),
+      scheduler_(*rt.model, local_scheduler_options(config)) {}
+
+Generation LocalGenerator::start(const PreparedGeneration& prepared, GenerationWatch watch) {
+  const DecodeRequest& request = prepared.request;
+  return Generation(scheduler_.submit(decoders_.start("", request), request.context_size, request.prompt.size()),
+                    model_.tokenizer(), prepared.stops, prepared.continuation, std::move(watch));
+}
+
 void throw_if_failed(const Engine& engine, Engine::SequenceId id) {
   if (engine.finish_reason(id) == FinishReason::Error) throw Error(engine.error(id));
 }

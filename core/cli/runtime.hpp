@@ -11,6 +11,9 @@
 #include "bitrun/model/model.hpp"
 #include "bitrun/plugin/plugin_host.hpp"
 #include "bitrun/engine/decode_request.hpp"
+#include "bitrun/engine/decoder_set.hpp"
+#include "bitrun/engine/generation.hpp"
+#include "bitrun/engine/scheduler.hpp"
 
 namespace bitrun::cli {
 
@@ -39,6 +42,21 @@ Runtime load_runtime(const PluginHost& host, const Config& config, const std::fi
 std::unique_ptr<PluginHost> open_plugins(const Config& config);
 // Chooses the backend and loads the model into `rt` (whose host is set).
 void load_model(Runtime& rt, const Config& config, const std::filesystem::path& model_file);
+
+// `generate` and `chat`: one request at a time through the generation pipeline a served request runs (the
+// decoder plugins of decoder.type, a scheduler with the config's KV cache type), its steps in this thread. The
+// scheduler's engine keeps finished prompts' caches, so a chat turn computes only what it adds.
+class LocalGenerator {
+ public:
+  LocalGenerator(const Runtime& rt, const Config& config);
+  Generation start(const PreparedGeneration& prepared, GenerationWatch watch = {});
+  const std::string& decoder_name() const { return decoders_.default_name(); }
+
+ private:
+  const Model& model_;
+  DecoderSet decoders_;
+  Scheduler scheduler_;
+};
 
 // The engine ends a sequence whose decoder failed with FinishReason::Error instead of throwing; a command that
 // drives the engine calls this after the steps so it still exits with that message.
