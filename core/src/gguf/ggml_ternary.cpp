@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cmath>
 #include <string>
+#include <utility>
 
 #include "bitrun/base/error.hpp"
 #include "gguf/ggml_codecs.hpp"
@@ -54,12 +55,24 @@ constexpr Trit tq1_position(int j) {
   return {48 + (j - 240) % 4, (j - 240) / 4};
 }
 
-// Digit n (0 = most significant of five) of a byte holding a base-3 fraction scaled to 256: multiplying by 3^n
-// (mod 256) drops the leading digits, and * 3 >> 8 reads the next one. Always 0..2, so TQ1_0 has no invalid code.
-int tq1_digit(std::uint8_t q, int n) {
+// Codes (digit - 1) of the first Digits base-3 digits of Bytes consecutive TQ1_0 bytes: out[Bytes * d + m] is digit
+// d (0 = most significant) of byte m. A byte holds a base-3 fraction scaled to 256: multiplying by 3^d (mod 256)
+// drops the leading digits, and * 3 >> 8 reads the next one, always 0..2 (TQ1_0 has no invalid code). Constant
+// multipliers over contiguous bytes, so the compiler vectorizes it.
+template <int Bytes, int Digits>
+void tq1_digits(const std::uint8_t* q, std::int8_t* out) {
+  static_assert(Digits <= 5);
   constexpr std::uint8_t kPow3[5] = {1, 3, 9, 27, 81};
-  const auto shifted = static_cast<std::uint8_t>(q * kPow3[n]);
-  return (shifted * 3) >> 8;
+  [&]<std::size_t... D>(std::index_sequence<D...>) {
+    (
+        [&] {
+          for (int m = 0; m < Bytes; ++m) {
+            const auto shifted = static_cast<std::uint8_t>(q[m] * kPow3[D]);
+            out[Bytes * static_cast<int>(D) + m] = static_cast<std::int8_t>(((shifted * 3) >> 8) - 1);
+          }
+        }(),
+        ...);
+  }(std::make_index_sequence<Digits>{});
 }
 
 // `what` names the scale ("block", "scale") with its index, or the tensor's scale when index < 0.
@@ -149,26 +162,33 @@ void decode_ternary_rows(GgmlType type, const std::uint8_t* data, std::uint64_t 
       }
       return;
     case GgmlType::TQ2_0:
-    case GgmlType::TQ1_0: {
-      const bool tq2 = type == GgmlType::TQ2_0;
-      const std::int64_t block_bytes = tq2 ? kTq2Bytes : kTq1Bytes;
+      // Each 128-half of a block has 32 bytes; byte m of half h holds weights 128h + m + 32g in bits 2g (low bits
+      // first). Plain loops over contiguous bytes, as for I2_S, so the compiler vectorizes them.
       for (std::int64_t b = first / kTqBlock; b < (first + n) / kTqBlock; ++b) {
-        const std::uint8_t* blk = data + b * block_bytes;
-        std::int8_t* o = out + (b * kTqBlock - first);
-        for (int j = 0; j < kTqBlock; ++j) {
-          int c = 0;
-          if (tq2) {
-            c = (blk[tq2_byte(j)] >> tq2_shift(j)) & 3;
-            if (c == 3) throw invalid_code(b * kTqBlock + j);
-          } else {
-            const Trit p = tq1_position(j);
-            c = tq1_digit(blk[p.byte], p.digit);
-          }
-          o[j] = static_cast<std::int8_t>(c - 1);
+        const std::uint8_t* blk = data + b * kTq2Bytes;
+        std::uint8_t invalid = 0;
+        for (int m = 0; m < 64; ++m) invalid |= blk[m] & (blk[m] >> 1) & 0x55;
+        if (invalid) {
+          for (std::int64_t j = 0; j < kTqBlock; ++j)
+            if (((blk[tq2_byte(j)] >> tq2_shift(j)) & 3) == 3) throw invalid_code(b * kTqBlock + j);
         }
+        std::int8_t* o = out + (b * kTqBlock - first);
+        for (int h = 0; h < 2; ++h)
+          for (int g = 0; g < 4; ++g)
+            for (int m = 0; m < 32; ++m)
+              o[128 * h + 32 * g + m] = static_cast<std::int8_t>(((blk[32 * h + m] >> (2 * g)) & 3) - 1);
       }
       return;
-    }
+    case GgmlType::TQ1_0:
+      // The three byte ranges of tq1_position, each read digit by digit over contiguous bytes (vectorizable).
+      for (std::int64_t b = first / kTqBlock; b < (first + n) / kTqBlock; ++b) {
+        const std::uint8_t* blk = data + b * kTq1Bytes;
+        std::int8_t* o = out + (b * kTqBlock - first);
+        tq1_digits<32, 5>(blk, o);
+        tq1_digits<16, 5>(blk + 32, o + 160);
+        tq1_digits<4, 4>(blk + 48, o + 240);
+      }
+      return;
     default: throw FormatError("ggml type " + name_of(type) + " is not a ternary type");
   }
 }
@@ -289,12 +309,9 @@ namespace detail {
 void encode_i2s_codes(const std::int8_t* codes, std::int64_t n, std::uint8_t* out) {
   for (std::int64_t b = 0; b < n / kI2sBlock; ++b) {
     std::uint8_t* blk = out + b * kI2sBlockBytes;
-    for (std::int64_t m = 0; m < kI2sBlockBytes; ++m) {
-      std::uint8_t byte = 0;
-      for (std::int64_t j = m; j < kI2sBlock; j += kI2sBlockBytes)
-        byte |= static_cast<std::uint8_t>((codes[b * kI2sBlock + j] + 1) << i2s_shift(j));
-      blk[m] = byte;
-    }
+    const std::int8_t* c = codes + b * kI2sBlock;
+    for (std::int64_t m = 0; m < kI2sBlockBytes; ++m)   // weights m, m+32, m+64, m+96 from the high bits down
+      blk[m] = static_cast<std::uint8_t>((c[m] + 1) << 6 | (c[m + 32] + 1) << 4 | (c[m + 64] + 1) << 2 | (c[m + 96] + 1));
   }
 }
 
