@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <filesystem>
 #include <future>
@@ -145,6 +146,12 @@ class RawClient {
   void close() {
     if (fd_ >= 0) ::close(fd_);
     fd_ = -1;
+  }
+  // True once the server has ended the connection (end of stream or reset), without waiting.
+  bool closed_by_peer() {
+    char c;
+    const ssize_t n = recv(fd_, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
   }
 
  private:
@@ -800,6 +807,33 @@ TEST_F(ServerTest, SlowClientsDoNotStarveHealthAndHugeHeadsAreRefused) {
   const std::string got = heads.read_until("}");
   EXPECT_EQ(got.rfind("HTTP/1.1 431", 0), 0u) << got.substr(0, 200);
   EXPECT_NE(got.find("at most 100 headers"), std::string::npos) << got;
+}
+
+// A client that trickles its request (each byte within httplib's per-read timeout) is cut at
+// server.request_read_timeout_s, head or body; a request that takes longer than that to answer is not, and the
+// cut connections are counted in /metrics.
+TEST_F(ServerTest, TrickledRequestsAreClosedAtTheReadDeadline) {
+  TestServer s({"server.request_read_timeout_s=1"});
+  auto seconds_until_closed = [](RawClient& c) {
+    const auto start = std::chrono::steady_clock::now();
+    while (std::chrono::steady_clock::now() - start < 8s) {
+      if (c.closed_by_peer() || !c.send("a")) break;
+      std::this_thread::sleep_for(100ms);
+    }
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
+  RawClient head(s.port(), "POST /v1/completions HTTP/1.1\r\nHost: x\r\nX-Slow: ");
+  RawClient body(s.port(), "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n");
+  const double head_closed = seconds_until_closed(head);
+  EXPECT_GT(head_closed, 0.6);   // the deadline is met within a quarter of itself (plus the 100 ms polling)
+  EXPECT_LT(head_closed, 2.5) << "a trickled head was not cut at the 1 s deadline";
+  EXPECT_LT(seconds_until_closed(body), 2.5) << "a trickled body was not cut at the 1 s deadline";
+  // Answering takes ~2 s here, twice the deadline: the request was read, so it runs to the end.
+  const auto slow =
+      s.post("/v1/completions", R"({"prompt":"x","max_tokens":20,"decoder":{"type":"slow","delay_ms":100}})");
+  ASSERT_TRUE(slow);
+  EXPECT_EQ(slow->status, 200) << slow->body;
+  EXPECT_EQ(metric(s, "bitrun_http_connections_dropped_total"), 2);
 }
 
 // Responses and stream chunks carry bitrun's decoding statistics (the chat page shows them live), and /v1/models

@@ -26,44 +26,49 @@ bool endpoint(const sockaddr_storage& addr, socklen_t len, std::string& host, in
 }
 
 bool matches(int fd, const httplib::Request& req) {
-  sockaddr_storage addr{};
-  socklen_t len = sizeof addr;
-  std::string host;
-  int port = -1;
-  if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return false;
-  if (addr.ss_family != AF_INET && addr.ss_family != AF_INET6) return false;
-  if (!endpoint(addr, len, host, port) || port != req.local_port || host != req.local_addr) return false;
-  len = sizeof addr;
-  if (getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return false;
-  return endpoint(addr, len, host, port) && port == req.remote_port && host == req.remote_addr;
+  SocketEndpoints e;
+  return socket_endpoints(fd, e) && e.local_port == req.local_port && e.local_host == req.local_addr &&
+         e.remote_port == req.remote_port && e.remote_host == req.remote_addr;
 }
 
 }  // namespace
 
-ClientConnection::ClientConnection(const httplib::Request& req) {
-  if (req.remote_port < 0 || req.local_port < 0) return;
-  // httplib serves a connection's keep-alive requests on one worker thread, so the socket this thread found last
-  // is checked first (two syscalls); the descriptor table is scanned once per connection, not once per request.
-  // A closed and reused descriptor fails the endpoint check and is looked up again.
-  thread_local int last_fd = -1;
-  if (last_fd >= 0 && matches(last_fd, req)) {
-    fd_ = last_fd;
-    return;
-  }
+bool socket_endpoints(int fd, SocketEndpoints& out) {
+  sockaddr_storage addr{};
+  socklen_t len = sizeof addr;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return false;
+  if (addr.ss_family != AF_INET && addr.ss_family != AF_INET6) return false;
+  if (!endpoint(addr, len, out.local_host, out.local_port)) return false;
+  len = sizeof addr;
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return false;
+  return endpoint(addr, len, out.remote_host, out.remote_port);
+}
+
+std::vector<int> open_descriptors() {
+  std::vector<int> fds;
   DIR* dir = opendir("/proc/self/fd");
-  if (!dir) return;
+  if (!dir) return fds;
   const int own = dirfd(dir);
   while (dirent* e = readdir(dir)) {
     char* end = nullptr;
     const long fd = std::strtol(e->d_name, &end, 10);
-    if (end == e->d_name || *end != '\0' || fd == own) continue;
-    if (matches(static_cast<int>(fd), req)) {
-      fd_ = last_fd = static_cast<int>(fd);
-      break;
-    }
+    if (end != e->d_name && *end == '\0' && fd != own) fds.push_back(static_cast<int>(fd));
   }
   closedir(dir);
+  return fds;
 }
+
+int request_socket(const httplib::Request& req) {
+  if (req.remote_port < 0 || req.local_port < 0) return -1;
+  // A closed and reused descriptor fails the endpoint check and is looked up again.
+  thread_local int last_fd = -1;
+  if (last_fd >= 0 && matches(last_fd, req)) return last_fd;
+  for (int fd : open_descriptors())
+    if (matches(fd, req)) return last_fd = fd;
+  return -1;
+}
+
+ClientConnection::ClientConnection(const httplib::Request& req) : fd_(request_socket(req)) {}
 
 bool ClientConnection::alive() const {
   if (fd_ < 0) return true;

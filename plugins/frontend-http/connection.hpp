@@ -5,11 +5,27 @@
 // request). The socket stays open while the handler and its content provider run.
 #pragma once
 
+#include <string>
+#include <vector>
+
 namespace httplib {
 struct Request;
 }
 
 namespace bitrun::http {
+
+// The two ends of a TCP socket as httplib writes them into a Request (numeric host, port).
+struct SocketEndpoints {
+  std::string local_host, remote_host;
+  int local_port = -1, remote_port = -1;
+};
+// False when fd is not a connected IPv4/IPv6 socket.
+bool socket_endpoints(int fd, SocketEndpoints& out);
+// The descriptors the process has open (from /proc/self/fd; empty where that cannot be read).
+std::vector<int> open_descriptors();
+// The socket a request arrived on (-1 when not found), remembered per thread: httplib serves a connection's
+// keep-alive requests on one thread, so the descriptor table is scanned once per connection, not per request.
+int request_socket(const httplib::Request& request);
 
 class ClientConnection {
  public:

@@ -107,8 +107,9 @@ void Api::detokenize(const httplib::Request& req, httplib::Response& res) const 
 
 void Api::metrics(const httplib::Request&, httplib::Response& res) const {
   res.status = 200;
-  res.set_content(render_metrics(ctx_.scheduler.stats(), counters_.snapshot(), ctx_.model_id),
-                  "text/plain; version=0.0.4");
+  res.set_content(
+      render_metrics(ctx_.scheduler.stats(), counters_.snapshot(), counters_.dropped_connections(), ctx_.model_id),
+      "text/plain; version=0.0.4");
 }
 
 }  // namespace bitrun::http

@@ -121,6 +121,7 @@ httplib::Server::HandlerWithContentReader HttpFrontend::post_route(httplib::Serv
                                             std::to_string(settings_.max_body_bytes) + " bytes");
     if (!complete)
       return refuse_and_close(res, 400, "the request body could not be read (malformed chunked encoding?)");
+    if (read_deadline_) read_deadline_->request_read(req);
     handler(with_body, res);
   };
 }
@@ -157,6 +158,11 @@ void HttpFrontend::install_routes() {
         return httplib::Server::HandlerResponse::Handled;
       }
     }
+    // A request without a body has arrived in full: no read deadline while it is handled (one with a body: once
+    // post_route has read it).
+    const bool has_body = req.has_header("Transfer-Encoding") ||
+                          (req.has_header("Content-Length") && req.get_header_value("Content-Length") != "0");
+    if (!has_body && read_deadline_) read_deadline_->request_read(req);
     access_.add_cors_headers(req, res);
     if (access_.answer_preflight(req, res)) return httplib::Server::HandlerResponse::Handled;
     if (auto problem = access_.check_key(req)) {
@@ -194,6 +200,7 @@ void HttpFrontend::install_routes() {
     send_json(res, 500, error_body(500, what));
   });
   server_.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+    if (read_deadline_) read_deadline_->response_written(req);
     counters_.count(res.status);
     log_request(req, res);
   });
@@ -222,6 +229,13 @@ int HttpFrontend::listen() {
     throw Error("cannot listen on " + settings_.host + ":" + std::to_string(settings_.port) + ": " +
                 (errno ? std::strerror(errno) : "bind failed") + " (server.host / server.port)");
   port_ = port;
+  const auto read_timeout = settings_.request_read_timeout;
+  read_deadline_ = std::make_unique<ReadDeadline>(port, read_timeout, [this, read_timeout](const std::string& peer) {
+    counters_.count_dropped_connection();
+    logger("http")->warn("closed the connection from {}: no complete request within server.request_read_timeout_s "
+                         "= {} s",
+                         peer, read_timeout.count());
+  });
   listener_ = std::thread([this] { server_.listen_after_bind(); });
   // stop() only takes effect once the accept loop runs: wait for it.
   const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);

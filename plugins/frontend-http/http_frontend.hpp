@@ -16,6 +16,7 @@
 #include "api.hpp"
 #include "bitrun/plugin/frontend.hpp"
 #include "metrics.hpp"
+#include "read_deadline.hpp"
 #include "settings.hpp"
 
 namespace bitrun::http {
@@ -46,6 +47,7 @@ class HttpFrontend final : public Frontend {
   AccessPolicy access_;
   HttpCounters counters_;
   httplib::Server server_;
+  std::unique_ptr<ReadDeadline> read_deadline_;   // from listen() on (it needs the port)
   std::thread listener_;
   int port_ = -1;
 

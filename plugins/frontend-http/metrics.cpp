@@ -65,7 +65,7 @@ std::map<int, std::uint64_t> HttpCounters::snapshot() const {
 }
 
 std::string render_metrics(const SchedulerStats& s, const std::map<int, std::uint64_t>& http,
-                           const std::string& model_id) {
+                           std::uint64_t dropped_connections, const std::string& model_id) {
   std::string out;
   const std::string model = "{model=\"" + label(model_id) + "\"}";
   metric(out, "bitrun_requests_running", "gauge", "Requests being decoded now.", double(s.running), model);
@@ -101,6 +101,11 @@ std::string render_metrics(const SchedulerStats& s, const std::map<int, std::uin
          "# TYPE bitrun_http_responses_total counter\n";
   for (const auto& [status, n] : http)
     out += "bitrun_http_responses_total{code=\"" + std::to_string(status) + "\"} " + std::to_string(n) + "\n";
+  out += "# HELP bitrun_http_connections_dropped_total Connections closed because their request did not arrive "
+         "within server.request_read_timeout_s.\n"
+         "# TYPE bitrun_http_connections_dropped_total counter\n"
+         "bitrun_http_connections_dropped_total " +
+         std::to_string(dropped_connections) + "\n";
   return out;
 }
 

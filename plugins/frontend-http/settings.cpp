@@ -40,6 +40,10 @@ std::span<const PluginSetting> setting_table() {
        nullptr, false},
       {"server.request_timeout_s", T::Int, "600", "a request still running after this is cancelled", nullptr, 1.0,
        1e7, nullptr, false},
+      {"server.request_read_timeout_s", T::Int, "30",
+       "a connection whose request (head and body) has not arrived this long after it opened, or after its last "
+       "response, is closed (slow clients)",
+       nullptr, 1.0, 86400.0, nullptr, false},
       {"server.shutdown_grace_s", T::Int, "25",
        "on SIGTERM/SIGINT, requests in flight get this long to finish before they are cancelled (new ones get 503)",
        nullptr, 0.0, 3600.0, nullptr, false},
@@ -62,6 +66,7 @@ ServerSettings read_settings(const Config& c) {
   s.max_body_bytes = static_cast<std::size_t>(c.get_int("server.max_body_bytes"));
   s.request_timeout = std::chrono::seconds(c.get_int("server.request_timeout_s"));
   s.shutdown_grace = std::chrono::seconds(c.get_int("server.shutdown_grace_s"));
+  s.request_read_timeout = std::chrono::seconds(c.get_int("server.request_read_timeout_s"));
   s.limits.max_tokens_cap = c.get_int("server.max_tokens_cap");
   s.limits.default_max_tokens = c.get_int("generation.max_tokens");
   s.api_keys = c.get_string_list("server.api_keys");

@@ -28,6 +28,7 @@ struct ServerSettings {
   std::size_t max_body_bytes = 0;
   std::chrono::seconds request_timeout{600};
   std::chrono::seconds shutdown_grace{25};   // stop(): how long requests in flight may still run
+  std::chrono::seconds request_read_timeout{30};   // a request's head and body must arrive within this
   GenerationLimits limits;
   std::vector<std::string> api_keys;
   std::vector<std::string> cors_origins;

@@ -25,7 +25,8 @@ class Server:
     def __init__(self, build, model):
         self.log = tempfile.NamedTemporaryFile(prefix="bitrun-abuse-", suffix=".log", delete=False)
         self.proc = subprocess.Popen([os.path.join(build, "bin", "bitrun"), "serve", "--model", model, "--port", "0",
-                                      "--set", "log.level=info", "--set", "server.max_body_bytes=1048576"],
+                                      "--set", "log.level=info", "--set", "server.max_body_bytes=1048576",
+                                      "--set", "server.request_read_timeout_s=5"],
                                      stdout=self.log, stderr=subprocess.STDOUT)
         self.port = None
         deadline = time.time() + 30
@@ -157,29 +158,48 @@ def main():
         code, _ = status(port, "POST", "/v1/chat/completions" if i % 2 else "/v1/completions",
                          shapes[i % len(shapes)] + b" " * (i % 7))
         expect("malformed JSON", code, (400, 413))
-    # 5. Slow clients: N connections that send one header byte a second, while /health must keep answering.
-    slow = []
+    # 5. Slow clients: N connections that send one header byte a second, while /health must keep answering; the
+    #    server closes them at server.request_read_timeout_s (5 s here).
+    slow, opened = [], []
     for _ in range(args.slow):
         try:
             s = socket.create_connection(("127.0.0.1", port), timeout=5)
             s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n")
             slow.append(s)
+            opened.append(time.time())
         except OSError:
             break
     failures_before = len(watch.failures)
-    t_end = time.time() + 12
-    while time.time() < t_end:
-        for s in slow:
+    t_start = time.time()
+    closed_at = {}   # seconds from each connection's opening to the server closing it
+    while time.time() < t_start + 12:
+        for i, s in enumerate(slow):
+            if i in closed_at:
+                continue
+            try:
+                s.setblocking(False)
+                if s.recv(1) == b"":
+                    closed_at[i] = time.time() - opened[i]
+                    continue
+            except BlockingIOError:
+                pass
+            except OSError:
+                closed_at[i] = time.time() - opened[i]
+                continue
             try:
                 s.sendall(b"X")
             except OSError:
-                pass
+                closed_at[i] = time.time() - opened[i]
         time.sleep(1.0)
     held = len(slow)
     for s in slow:
         s.close()
     slow_failures = len(watch.failures) - failures_before
-    report.append(f"{held} slow connections for 12 s: /health failed {slow_failures} of its polls meanwhile")
+    closed = sorted(closed_at.values())
+    when = f", {closed[0]:.1f}-{closed[-1]:.1f} s after opening" if closed else ""
+    report.append(f"{held} slow connections trickling for 12 s: {len(closed)} closed by the server{when}; "
+                  f"/health failed {slow_failures} of its polls meanwhile")
+    expect("slow connections closed at the read deadline", len(closed) == held, (True,))
     # 6. The model file truncated under the running server: requests fail with a message, the server lives.
     with open(model, "r+b") as f:
         f.truncate(0)
