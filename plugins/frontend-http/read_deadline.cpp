@@ -44,7 +44,7 @@ void ReadDeadline::request_read(const httplib::Request& request) {
   const std::uint64_t inode = request_inode(request);   // outside the lock: may scan the descriptors
   if (!inode) return;
   std::lock_guard lock(mu_);
-  Peer& p = peers_[inode];
+  Tracked& p = connections_[inode];
   p.handling = true;
   p.touched = Clock::now();
 }
@@ -53,7 +53,7 @@ void ReadDeadline::response_written(const httplib::Request& request) {
   const std::uint64_t inode = request_inode(request);   // outside the lock: may scan the descriptors
   if (!inode) return;
   std::lock_guard lock(mu_);
-  Peer& p = peers_[inode];
+  Tracked& p = connections_[inode];
   p.handling = false;
   p.since = p.touched = Clock::now();
 }
@@ -88,8 +88,8 @@ void ReadDeadline::scan() {
     std::lock_guard lock(mu_);
     const std::uint64_t scan = ++scans_;
     for (const Connection& c : connections) {
-      auto [it, fresh] = peers_.try_emplace(c.inode);
-      Peer& p = it->second;
+      auto [it, fresh] = connections_.try_emplace(c.inode);
+      Tracked& p = it->second;
       if (fresh) p.since = p.touched = now;
       p.scan = scan;
       if (!p.handling && !p.dropped && now - p.since > timeout_) {
@@ -98,7 +98,7 @@ void ReadDeadline::scan() {
       }
     }
     // Connections gone since the last scan (unless a request thread touched the entry after this scan began).
-    std::erase_if(peers_, [&](const auto& e) { return e.second.scan != scan && e.second.touched < started; });
+    std::erase_if(connections_, [&](const auto& e) { return e.second.scan != scan && e.second.touched < started; });
   }
   for (const Connection& c : overdue) {
     // Still the same connection (a descriptor closed meanwhile may have been reused): shutting it down wakes the

@@ -38,7 +38,7 @@ class ReadDeadline {
   void response_written(const httplib::Request& request);
 
  private:
-  struct Peer {
+  struct Tracked {   // one connection
     Clock::time_point since;     // the deadline runs from here (connection seen, or last response written)
     Clock::time_point touched;   // last change by a request thread (a scan older than it keeps the entry)
     bool handling = false;
@@ -55,7 +55,7 @@ class ReadDeadline {
   std::condition_variable cv_;
   bool stop_ = false;
   std::uint64_t scans_ = 0;
-  std::map<std::uint64_t, Peer> peers_;   // by socket inode
+  std::map<std::uint64_t, Tracked> connections_;   // by socket inode
   std::thread watcher_;
 };
 
