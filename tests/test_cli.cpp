@@ -3,17 +3,23 @@
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <sstream>
+#include <thread>
 #include <vector>
 
 #include "bitrun/base/cpu_features.hpp"
@@ -409,6 +415,62 @@ TEST(Cli, ServeRejectsBadSettingsAndBusyPorts) {
   close(fd);
   EXPECT_EQ(busy.status, 1) << busy.output;
   EXPECT_NE(busy.output.find("cannot listen on 127.0.0.1:" + port), std::string::npos) << busy.output;
+}
+
+// While the server cannot accept (stopped here with SIGSTOP; in life, an accept loop that falls behind in a burst),
+// the kernel completes connections up to the listen backlog and drops the SYNs beyond it, which their clients
+// resend only after a second. cpp-httplib listens with a backlog of 5; bitrun raises it, so 40 connections made
+// at once all complete.
+TEST(Cli, ServeKeepsABurstOfConnectionsWaitingInsteadOfDroppingThem) {
+  const std::string log = testing::TempDir() + "bitrun-backlog-" + std::to_string(getpid()) + ".log";
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const int out = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    dup2(out, 1);
+    dup2(out, 2);
+    execl(BITRUN_EXE, BITRUN_EXE, "serve", "--port", "0", "--set", "log.level=info", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  int port = -1;
+  for (int i = 0; i < 300 && port < 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    std::ifstream in(log);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const auto at = text.find("listening on http://127.0.0.1:");
+    if (at != std::string::npos) port = std::atoi(text.c_str() + at + 30);
+  }
+  ASSERT_GT(port, 0) << "bitrun serve did not report its port";
+  ASSERT_EQ(kill(pid, SIGSTOP), 0);
+  constexpr int kClients = 40;
+  std::vector<int> fds;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<std::uint16_t>(port));
+  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  for (int i = 0; i < kClients; ++i) {
+    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);   // EINPROGRESS, or at once on loopback
+    fds.push_back(fd);
+  }
+  int connected = 0;
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+  for (int fd : fds) {
+    pollfd p{fd, POLLOUT, 0};
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(give_up - std::chrono::steady_clock::now());
+    int error = -1;
+    socklen_t len = sizeof error;
+    if (poll(&p, 1, static_cast<int>(std::max<std::int64_t>(0, left.count()))) == 1 &&
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) == 0 && error == 0)
+      ++connected;
+  }
+  for (int fd : fds) close(fd);
+  kill(pid, SIGCONT);
+  kill(pid, SIGTERM);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  std::remove(log.c_str());
+  EXPECT_EQ(connected, kClients) << "connections beyond the listen backlog were dropped";
 }
 
 }  // namespace

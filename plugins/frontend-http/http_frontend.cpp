@@ -1,5 +1,8 @@
 #include "http_frontend.hpp"
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <cctype>
 #include <charconv>
 #include <cerrno>
@@ -8,6 +11,7 @@
 
 #include "api_error.hpp"
 #include "chat_page.hpp"
+#include "connection.hpp"
 #include "connection_pool.hpp"
 #include "bitrun/base/error.hpp"
 #include "bitrun/base/log.hpp"
@@ -40,6 +44,26 @@ void log_request(const httplib::Request& req, const httplib::Response& res) {
 void refuse_and_close(httplib::Response& res, int status, const std::string& message) {
   res.set_header("Connection", "close");
   send_json(res, status, error_body(status, message));
+}
+
+// cpp-httplib 0.11.4 listens with a backlog of 5 connections, so a burst of clients overflows it whenever the accept
+// loop falls a little behind, and each connection dropped there waits for its SYN to be resent (1 s on Linux): 200
+// clients connecting at once saw 4-8 such waits. Calling listen() again on the bound socket raises the backlog
+// (the kernel caps it at net.core.somaxconn). Returns false when the socket was not found.
+bool raise_listen_backlog(int port) {
+  for (int fd : open_descriptors()) {
+    int listening = 0;
+    socklen_t len = sizeof listening;
+    sockaddr_storage addr{};
+    socklen_t addr_len = sizeof addr;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) continue;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &addr_len) != 0) continue;
+    const int bound = addr.ss_family == AF_INET    ? ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port)
+                      : addr.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port)
+                                                   : -1;
+    if (bound == port) return ::listen(fd, SOMAXCONN) == 0;
+  }
+  return false;
 }
 
 }  // namespace
@@ -229,6 +253,7 @@ int HttpFrontend::listen() {
     throw Error("cannot listen on " + settings_.host + ":" + std::to_string(settings_.port) + ": " +
                 (errno ? std::strerror(errno) : "bind failed") + " (server.host / server.port)");
   port_ = port;
+  if (!raise_listen_backlog(port)) logger("http")->warn("could not raise the listen backlog of port {}", port);
   const auto read_timeout = settings_.request_read_timeout;
   read_deadline_ = std::make_unique<ReadDeadline>(port, read_timeout, [this, read_timeout](const std::string& peer) {
     counters_.count_dropped_connection();
