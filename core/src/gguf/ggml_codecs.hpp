@@ -35,6 +35,10 @@ void unpack_q6_k_block(const std::uint8_t* block, std::uint8_t q[256], std::int8
 // the 6-bit values themselves cannot be invalid).
 void check_q6_k_scale(float d, std::int64_t row, std::int64_t block);
 
+// True if a 2-bit field of the `bytes` bytes at p holds 0b11, the code neither I2_S nor TQ2_0 uses (one pass over
+// whole bytes; a caller that must name the position looks for it afterwards).
+bool has_code_3(const std::uint8_t* p, std::int64_t bytes);
+
 // I2_S's packed codes for n (a multiple of 128) codes in -1..1: block b of 128 weights is 32 bytes, byte m holding
 // weights m, m+32, m+64, m+96 as code + 1 from the high bits down. n / 4 bytes at `out`; no scale.
 void encode_i2s_codes(const std::int8_t* codes, std::int64_t n, std::uint8_t* out);

@@ -150,9 +150,7 @@ void decode_ternary_rows(GgmlType type, const std::uint8_t* data, std::uint64_t 
       // contiguous bytes so the compiler vectorizes them: loading a model is dominated by this.
       for (std::int64_t b = first / kI2sBlock; b < (first + n) / kI2sBlock; ++b) {
         const std::uint8_t* blk = data + b * kI2sBlockBytes;
-        std::uint8_t invalid = 0;   // a 2-bit field of 0b11 anywhere in the block
-        for (int m = 0; m < 32; ++m) invalid |= blk[m] & (blk[m] >> 1) & 0x55;
-        if (invalid) {
+        if (detail::has_code_3(blk, kI2sBlockBytes)) {
           for (std::int64_t j = 0; j < kI2sBlock; ++j)
             if (((blk[i2s_byte(j)] >> i2s_shift(j)) & 3) == 3) throw invalid_code(b * kI2sBlock + j);
         }
@@ -166,9 +164,7 @@ void decode_ternary_rows(GgmlType type, const std::uint8_t* data, std::uint64_t 
       // first). Plain loops over contiguous bytes, as for I2_S, so the compiler vectorizes them.
       for (std::int64_t b = first / kTqBlock; b < (first + n) / kTqBlock; ++b) {
         const std::uint8_t* blk = data + b * kTq2Bytes;
-        std::uint8_t invalid = 0;
-        for (int m = 0; m < 64; ++m) invalid |= blk[m] & (blk[m] >> 1) & 0x55;
-        if (invalid) {
+        if (detail::has_code_3(blk, 64)) {
           for (std::int64_t j = 0; j < kTqBlock; ++j)
             if (((blk[tq2_byte(j)] >> tq2_shift(j)) & 3) == 3) throw invalid_code(b * kTqBlock + j);
         }
@@ -306,12 +302,19 @@ TernaryTensor ternarize_absmean(const float* values, std::int64_t row_len, std::
 
 namespace detail {
 
+bool has_code_3(const std::uint8_t* p, std::int64_t bytes) {
+  std::uint8_t invalid = 0;
+  for (std::int64_t m = 0; m < bytes; ++m) invalid |= p[m] & (p[m] >> 1) & 0x55;
+  return invalid != 0;
+}
+
 void encode_i2s_codes(const std::int8_t* codes, std::int64_t n, std::uint8_t* out) {
   for (std::int64_t b = 0; b < n / kI2sBlock; ++b) {
     std::uint8_t* blk = out + b * kI2sBlockBytes;
     const std::int8_t* c = codes + b * kI2sBlock;
     for (std::int64_t m = 0; m < kI2sBlockBytes; ++m)   // weights m, m+32, m+64, m+96 from the high bits down
-      blk[m] = static_cast<std::uint8_t>((c[m] + 1) << 6 | (c[m + 32] + 1) << 4 | (c[m + 64] + 1) << 2 | (c[m + 96] + 1));
+      blk[m] = static_cast<std::uint8_t>((c[m] + 1) << 6 | (c[m + 32] + 1) << 4 | (c[m + 64] + 1) << 2 |
+                                         (c[m + 96] + 1));
   }
 }
 

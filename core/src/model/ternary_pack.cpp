@@ -15,17 +15,6 @@ namespace {
 
 constexpr std::uint8_t kI2sZeros = 0x55;   // an I2_S byte of four zero weights (code + 1 = 1 in each field)
 
-// True if no 2-bit field of `bytes` (a multiple of 8) I2_S bytes holds the invalid code 3.
-bool i2s_fields_valid(const std::uint8_t* i2s, std::int64_t bytes) {
-  std::uint64_t invalid = 0;
-  for (std::int64_t k = 0; k < bytes; k += 8) {
-    std::uint64_t word;
-    std::memcpy(&word, i2s + k, 8);
-    invalid |= word & (word >> 1) & 0x5555555555555555ull;
-  }
-  return invalid == 0;
-}
-
 // out[(j * rows + r) * 4 ..] = dword j of row r, for j < dwords: 4 x 4 blocks of dwords transposed in SSE2
 // registers (x86-64's baseline) when rows and dwords allow, which made loading a 2B model's weights ~3x cheaper
 // than moving one dword at a time.
@@ -75,7 +64,7 @@ void pack_interleaved_group(const TernaryMatrixView& w, std::int64_t first_row, 
         own[k] = static_cast<std::uint8_t>((values && k < w.cols ? values[k] : 0) + int8_offset);
     } else if (m >= w.rows) {
       std::memset(own, kI2sZeros, static_cast<std::size_t>(row_bytes));
-    } else if (w.i2s && w.cols % kInterleavedBlock == 0 && i2s_fields_valid(w.i2s + m * (w.cols / 4), w.cols / 4)) {
+    } else if (w.i2s && w.cols % kInterleavedBlock == 0 && !detail::has_code_3(w.i2s + m * (w.cols / 4), w.cols / 4)) {
       src[r] = w.i2s + m * (w.cols / 4);
     } else {   // the row's codes padded with zero weights, in I2_S order
       const std::int8_t* row = w.row(m, codes);
