@@ -33,13 +33,18 @@ bool matches(int fd, const httplib::Request& req) {
 
 }  // namespace
 
-bool socket_endpoints(int fd, SocketEndpoints& out) {
+bool local_endpoint(int fd, std::string& host, int& port) {
   sockaddr_storage addr{};
   socklen_t len = sizeof addr;
   if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return false;
   if (addr.ss_family != AF_INET && addr.ss_family != AF_INET6) return false;
-  if (!endpoint(addr, len, out.local_host, out.local_port)) return false;
-  len = sizeof addr;
+  return endpoint(addr, len, host, port);
+}
+
+bool socket_endpoints(int fd, SocketEndpoints& out) {
+  if (!local_endpoint(fd, out.local_host, out.local_port)) return false;
+  sockaddr_storage addr{};
+  socklen_t len = sizeof addr;
   if (getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return false;
   return endpoint(addr, len, out.remote_host, out.remote_port);
 }

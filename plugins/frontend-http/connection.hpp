@@ -19,6 +19,8 @@ struct SocketEndpoints {
   std::string local_host, remote_host;
   int local_port = -1, remote_port = -1;
 };
+// The local end of an IPv4/IPv6 socket, connected or listening (false for any other descriptor).
+bool local_endpoint(int fd, std::string& host, int& port);
 // False when fd is not a connected IPv4/IPv6 socket.
 bool socket_endpoints(int fd, SocketEndpoints& out);
 // The descriptors the process has open (from /proc/self/fd; empty where that cannot be read).

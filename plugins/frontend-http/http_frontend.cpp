@@ -1,6 +1,5 @@
 #include "http_frontend.hpp"
 
-#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <cctype>
@@ -54,14 +53,11 @@ bool raise_listen_backlog(int port) {
   for (int fd : open_descriptors()) {
     int listening = 0;
     socklen_t len = sizeof listening;
-    sockaddr_storage addr{};
-    socklen_t addr_len = sizeof addr;
-    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) continue;
-    if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &addr_len) != 0) continue;
-    const int bound = addr.ss_family == AF_INET    ? ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port)
-                      : addr.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port)
-                                                   : -1;
-    if (bound == port) return ::listen(fd, SOMAXCONN) == 0;
+    std::string host;
+    int bound = -1;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 && listening &&
+        local_endpoint(fd, host, bound) && bound == port)
+      return ::listen(fd, SOMAXCONN) == 0;
   }
   return false;
 }

@@ -18,8 +18,6 @@ std::uint64_t socket_inode(int fd) {
   return fd >= 0 && fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) ? static_cast<std::uint64_t>(st.st_ino) : 0;
 }
 
-std::uint64_t request_inode(const httplib::Request& request) { return socket_inode(request_socket(request)); }
-
 }  // namespace
 
 ReadDeadline::ReadDeadline(int port, std::chrono::milliseconds timeout,
@@ -40,22 +38,18 @@ ReadDeadline::~ReadDeadline() {
   watcher_.join();
 }
 
-void ReadDeadline::request_read(const httplib::Request& request) {
-  const std::uint64_t inode = request_inode(request);   // outside the lock: may scan the descriptors
-  if (!inode) return;
-  std::lock_guard lock(mu_);
-  Tracked& p = connections_[inode];
-  p.handling = true;
-  p.touched = Clock::now();
-}
+void ReadDeadline::request_read(const httplib::Request& request) { mark(request, true); }
 
-void ReadDeadline::response_written(const httplib::Request& request) {
-  const std::uint64_t inode = request_inode(request);   // outside the lock: may scan the descriptors
+void ReadDeadline::response_written(const httplib::Request& request) { mark(request, false); }
+
+void ReadDeadline::mark(const httplib::Request& request, bool handling) {
+  const std::uint64_t inode = socket_inode(request_socket(request));   // outside the lock: may scan descriptors
   if (!inode) return;
   std::lock_guard lock(mu_);
-  Tracked& p = connections_[inode];
-  p.handling = false;
-  p.since = p.touched = Clock::now();
+  Tracked& c = connections_[inode];
+  c.handling = handling;
+  c.touched = Clock::now();
+  if (!handling) c.since = c.touched;   // the next request's clock starts with this response
 }
 
 void ReadDeadline::watch() {

@@ -45,6 +45,8 @@ class ReadDeadline {
     bool dropped = false;
     std::uint64_t scan = 0;      // last scan that saw the connection
   };
+  // The connection `request` arrived on is being handled (or, with false, waits for its next request).
+  void mark(const httplib::Request& request, bool handling);
   void watch();
   void scan();
 
