@@ -148,6 +148,29 @@ TEST_P(KernelConformance, SmallBatchMatmulsMatchReferenceExactly) {
   }
 }
 
+// A prompt-sized batch runs in token chunks that fit in L2 (packed_matmul.hpp: 72 tokens of a 6912-wide row), so
+// 150 tokens take two whole chunks and a partial one, over row tiles that end in a partial group.
+TEST_P(KernelConformance, PromptBatchesSpanningTokenChunksMatchReferenceExactly) {
+  const std::int64_t rows = 40, cols = 6912, tokens = 150;
+  auto codes = random_codes(static_cast<std::size_t>(rows * cols));
+  auto scales = random_floats(static_cast<std::size_t>(rows), 1.0f);
+  TernaryMatrixView w{rows, cols, codes.data(), scales.data()};
+  auto packed = backend_->pack_ternary(w);
+  auto packed_ref = reference_->pack_ternary(w);
+  auto x = random_floats(static_cast<std::size_t>(tokens * cols), 1.0f);
+  for (std::int64_t block : kScaleBlocks) {
+    QuantizedActivations q;
+    reference_->quantize_activations(x.data(), tokens, cols, cols, q, block);
+    for (int threads : {1, 2}) {
+      backend_->set_threads(threads);
+      std::vector<float> got(static_cast<std::size_t>(tokens * rows), -1.0f), want = got;
+      backend_->ternary_matmul(*packed, q, got.data(), rows);
+      reference_->ternary_matmul(*packed_ref, q, want.data(), rows);
+      ASSERT_EQ(got, want) << "block " << block << " threads " << threads;
+    }
+  }
+}
+
 TEST_P(KernelConformance, TernaryMatmulLongRowsDoNotOverflow) {
   // Worst case for int16 intermediates: every weight +1 and every activation at +127 over a 6912-wide row.
   const std::int64_t rows = 5, cols = 6912;
