@@ -89,6 +89,17 @@ inline void prefetch_lines(const std::uint8_t* p, std::int64_t bytes) {
   for (std::int64_t l = 0; l < bytes; l += 64) __builtin_prefetch(p + l);
 }
 
+// Independent multiply-add chains a tile keeps: a decode tile (1 token, 1-2 row groups) has only 1-2 accumulators,
+// so each multiply-add waited for the previous one's latency (4-5 cycles) and one-token 2B decode streamed its
+// ternary weights at 17 GB/s where the Q6_K output matrix beside it reached 28. Small tiles split each accumulator
+// into up to 4 partial sums (one per 2-bit field, or per step of the int8 loop), added up at the end.
+constexpr int kMinChains = 8;
+
+template <class Tr, int RG, int T>
+constexpr int accumulator_splits() {
+  return Tr::kNarrowSums ? 1 : std::clamp(kMinChains / (RG * T), 1, 4);
+}
+
 // acc[rg * T + t] += the dots of the rows of groups w, w + group_bytes, ... (RG of them) with tokens q[0..T) over
 // weights [k0, k1) (multiples of 128). Every loop bound but the outer one is a constant, so the accumulators stay in
 // registers; each weight load serves all T tokens and each broadcast activation dword all RG groups.
@@ -97,29 +108,37 @@ __attribute__((always_inline)) inline void interleaved_dots(const std::uint8_t* 
                                                             std::int64_t k0, std::int64_t k1,
                                                             const std::int8_t* const* q, typename Tr::Int* acc) {
   constexpr std::int64_t L = Tr::kLanes;
+  constexpr int S = accumulator_splits<Tr, RG, T>(), N = RG * T;
   using Int = typename Tr::Int;
+  // split[s * N + i]: partial sums s >= 1 of acc[i] (split 0 is acc itself).
+  Int split[S > 1 ? (S - 1) * N : 1];
+  for (int i = 0; i < (S - 1) * N; ++i) split[i] = Tr::zero();
+  auto chain = [&](int s) { return s == 0 ? acc : split + (s - 1) * N; };
   if constexpr (Int8) {
-    for (std::int64_t k = k0; k < k1; k += 4) {
-      if (k % 32 == 0)   // the next 8 steps' weights (4 * L bytes a step), kPrefetchBytes ahead
-        for (int rg = 0; rg < RG; ++rg) prefetch_lines(w + rg * group_bytes + k * L + kPrefetchBytes, 32 * L);
-      Int wv[RG];
+    for (std::int64_t k8 = k0; k8 < k1; k8 += 4 * S) {   // S steps of 4 weights, one per chain (4 * S divides 32)
+      if (k8 % 32 == 0)   // the next 8 steps' weights (4 * L bytes a step), kPrefetchBytes ahead
+        for (int rg = 0; rg < RG; ++rg) prefetch_lines(w + rg * group_bytes + k8 * L + kPrefetchBytes, 32 * L);
+#pragma GCC unroll 4
+      for (int s = 0; s < S; ++s) {
+        const std::int64_t k = k8 + 4 * s;
+        Int* sums = chain(s);
+        Int wv[RG];
 #pragma GCC unroll 2
-      for (int rg = 0; rg < RG; ++rg) wv[rg] = Tr::load(w + rg * group_bytes + k * L);
+        for (int rg = 0; rg < RG; ++rg) wv[rg] = Tr::load(w + rg * group_bytes + k * L);
 #pragma GCC unroll 16
-      for (int t = 0; t < T; ++t)
+        for (int t = 0; t < T; ++t)
 #pragma GCC unroll 2
-        for (int rg = 0; rg < RG; ++rg) acc[rg * T + t] = Tr::template dot<true>(acc[rg * T + t], wv[rg], q[t] + k);
+          for (int rg = 0; rg < RG; ++rg)
+            sums[rg * T + t] = Tr::template dot<true>(sums[rg * T + t], wv[rg], q[t] + k);
+      }
     }
   } else {
     for (std::int64_t b = k0 / kInterleavedBlock; b < k1 / kInterleavedBlock; ++b) {
       for (int rg = 0; rg < RG; ++rg) prefetch_lines(w + rg * group_bytes + b * 8 * 4 * L + kPrefetchBytes, 8 * 4 * L);
       // With narrow sums a block's products gather in per-block sums first (int16 on AVX2), widened into acc once.
-      Int part[Tr::kNarrowSums ? RG * T : 1];
-      Int* sums = acc;
-      if constexpr (Tr::kNarrowSums) {
-        for (int i = 0; i < RG * T; ++i) part[i] = Tr::zero();
-        sums = part;
-      }
+      Int part[Tr::kNarrowSums ? N : 1];
+      if constexpr (Tr::kNarrowSums)
+        for (int i = 0; i < N; ++i) part[i] = Tr::zero();
 #pragma GCC unroll 8
       for (int d = 0; d < 8; ++d) {
         Int chunk[RG];
@@ -128,6 +147,7 @@ __attribute__((always_inline)) inline void interleaved_dots(const std::uint8_t* 
 #pragma GCC unroll 4
         for (int f = 0; f < 4; ++f) {
           const std::int64_t k = b * kInterleavedBlock + 32 * f + 4 * d;
+          Int* sums = Tr::kNarrowSums ? part : chain(f % S);
           Int codes[RG];
 #pragma GCC unroll 2
           for (int rg = 0; rg < RG; ++rg) codes[rg] = Tr::field(chunk[rg], 6 - 2 * f);
@@ -139,9 +159,11 @@ __attribute__((always_inline)) inline void interleaved_dots(const std::uint8_t* 
         }
       }
       if constexpr (Tr::kNarrowSums)
-        for (int i = 0; i < RG * T; ++i) acc[i] = Tr::widen(acc[i], part[i]);
+        for (int i = 0; i < N; ++i) acc[i] = Tr::widen(acc[i], part[i]);
     }
   }
+  for (int s = 1; s < S; ++s)
+    for (int i = 0; i < N; ++i) acc[i] = Tr::widen(acc[i], split[(s - 1) * N + i]);
 }
 
 // y rows of tokens t0..t0+T-1, columns of row groups g0..g0+RG-1: the dots per activation scale group, then the
