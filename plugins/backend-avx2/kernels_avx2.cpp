@@ -216,9 +216,9 @@ class Avx2Backend final : public Backend {
   }
 
  private:
-  // Ternary matrices and several tokens take the AVX-VNNI path where the CPU has it (matmul_avx_vnni.hpp).
+  // Ternary matrices take the AVX-VNNI path where the CPU has it (matmul_avx_vnni.hpp).
   void matmul(const InterleavedMatrix& m, const QuantizedActivations& x, float* y, std::int64_t y_stride) const {
-    if (vnni_ && !m.int8 && x.rows >= kAvxVnniMinTokens) avx_vnni_ternary_matmul(m, x, y, y_stride, threads());
+    if (vnni_ && !m.int8) avx_vnni_ternary_matmul(m, x, y, y_stride, threads());
     else interleaved_matmul<Avx2Traits>(m, x, y, y_stride, threads());
   }
 

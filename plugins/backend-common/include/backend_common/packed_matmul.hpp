@@ -250,14 +250,13 @@ void interleaved_groups(const InterleavedMatrix& p, const QuantizedActivations& 
 // Half of Zen 5's 1 MiB L2 measured best (256 KiB and 1 MiB were 2-4% slower on a 512-row 2B forward).
 constexpr std::int64_t kTokenChunkBytes = 512 * 1024;
 
-// y (tokens x rows, y_stride floats per token) = W x. Each thread takes a contiguous range of tiles of kGroupTile
-// row groups and runs it over the tokens a chunk at a time: a tile's weights stay in L1 while the chunk's token
-// tiles stream past them, and the chunk's activations stay in L2 across the thread's tiles. The weights are read
-// once per chunk (from L3 after the first, for a matrix that fits).
-template <class Tr>
-void interleaved_matmul(const InterleavedMatrix& p, const QuantizedActivations& x, float* y, std::int64_t y_stride,
-                        int threads) {
-  constexpr int kTile = Tr::kGroupTile;
+// y (tokens x rows, y_stride floats per token) = W x over tiles of kTile (1 or 2) row groups. Each thread takes a
+// contiguous range of tiles and runs it over the tokens a chunk at a time: a tile's weights stay in L1 while the
+// chunk's token tiles stream past them, and the chunk's activations stay in L2 across the thread's tiles. The
+// weights are read once per chunk (from L3 after the first, for a matrix that fits).
+template <class Tr, int kTile>
+void interleaved_matmul_tiles(const InterleavedMatrix& p, const QuantizedActivations& x, float* y,
+                              std::int64_t y_stride, int threads) {
   static_assert(kTile == 1 || kTile == 2);
   const std::int64_t groups = p.groups(), tiles = (groups + kTile - 1) / kTile;
   const std::int64_t chunk =
@@ -279,6 +278,17 @@ void interleaved_matmul(const InterleavedMatrix& p, const QuantizedActivations& 
       }
     }
   });
+}
+
+// The ISA's kGroupTile, or for one or two tokens its kDecodeGroupTile where it declares one: with few tokens a
+// second row group per broadcast activation is what keeps the loop from issuing a broadcast per multiply-add.
+template <class Tr>
+void interleaved_matmul(const InterleavedMatrix& p, const QuantizedActivations& x, float* y, std::int64_t y_stride,
+                        int threads) {
+  if constexpr (requires { Tr::kDecodeGroupTile; }) {
+    if (x.rows <= 2) return interleaved_matmul_tiles<Tr, Tr::kDecodeGroupTile>(p, x, y, y_stride, threads);
+  }
+  interleaved_matmul_tiles<Tr, Tr::kGroupTile>(p, x, y, y_stride, threads);
 }
 
 }  // namespace bitrun
