@@ -111,6 +111,7 @@ __attribute__((always_inline)) inline void interleaved_dots(const std::uint8_t* 
                                                             const std::int8_t* const* q, typename Tr::Int* acc) {
   constexpr std::int64_t L = Tr::kLanes;
   constexpr int S = accumulator_splits<Tr, RG, T>(), N = RG * T;
+  static_assert(S == 1 || S == 2 || S == 4, "the int8 loop's S steps of 4 weights must divide its 32-weight stride");
   using Int = typename Tr::Int;
   // split[s * N + i]: partial sums s >= 1 of acc[i] (split 0 is acc itself).
   Int split[S > 1 ? (S - 1) * N : 1];
