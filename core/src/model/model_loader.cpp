@@ -12,6 +12,7 @@
 #include "bitrun/base/log.hpp"
 #include "bitrun/model/model.hpp"
 #include "bitrun/tokenizer/tokenizer.hpp"
+#include "bitrun/base/aligned.hpp"
 #include "bitrun/base/parallel_slices.hpp"
 
 namespace bitrun {
@@ -183,9 +184,11 @@ Linear output_projection(const GgufFile& file, const GgufTensorInfo& t, const Ba
   const bool f16 = t.type == GgmlType::F16;
   auto row_data = [&](std::int64_t r) { return data + static_cast<std::uint64_t>(r) * row_bytes; };
   auto row_values = [&](std::int64_t r, float* values) { dequantize(t.type, row_data(r), row_bytes, lin.cols, 1, values); };
-  // Every row's absmax on the backend's threads (the first touch of the tensor's pages happens here too).
+  // Every row's absmax on the backend's threads (the first touch of the tensor's pages happens here too, each
+  // thread mapping its slice's pages in one call first: see populate_pages).
   std::vector<float> absmax(static_cast<std::size_t>(lin.rows));
   parallel_slices(lin.rows, backend.threads(), [&](std::int64_t begin, std::int64_t end) {
+    populate_pages(row_data(begin), static_cast<std::size_t>(end - begin) * row_bytes, false);
     std::vector<float> values(f16 ? 0 : static_cast<std::size_t>(lin.cols));
     for (std::int64_t r = begin; r < end; ++r) {
       float m = 0.0f;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "bitrun/base/error.hpp"
+#include "backend_common/packed_matmul.hpp"
 #include "backend_common/parallel_for.hpp"
 #include "bitrun/model/q6k_interleaved.hpp"
 
@@ -30,16 +31,23 @@ inline void pack_q6k_interleaved(const Q6kMatrixView& w, std::int64_t group_rows
   advise_huge_pages(out.data.data(), out.data.size());
   std::exception_ptr error;
   std::atomic<bool> failed{false};
-  // Dynamic, as in pack_interleaved: page faults on the mapped file make the groups' times uneven.
-#pragma omp parallel for schedule(dynamic, 4) num_threads(threads)
-  for (std::int64_t g = 0; g < groups; ++g) {
-    if (failed.load(std::memory_order_relaxed)) continue;
-    try {
-      pack_q6k_group(w, g * group_rows, group_rows, out.data.data() + g * out.group_bytes());
-    } catch (...) {
+  const std::int64_t slices = commit_slices(out.data.size());
+  const std::size_t source_bytes = static_cast<std::size_t>(w.rows * (w.cols / kQ6kBlock) * 210);
+#pragma omp parallel num_threads(threads)
+  {
+    commit_slice_share(out.data.data(), out.data.size(), slices);
+    commit_slice_share(w.blocks, source_bytes, commit_slices(source_bytes), false);
+    // Dynamic, as in pack_interleaved: page faults on the mapped file make the groups' times uneven.
+#pragma omp for schedule(dynamic, 4)
+    for (std::int64_t g = 0; g < groups; ++g) {
+      if (failed.load(std::memory_order_relaxed)) continue;
+      try {
+        pack_q6k_group(w, g * group_rows, group_rows, out.data.data() + g * out.group_bytes());
+      } catch (...) {
 #pragma omp critical(bitrun_pack_q6k_error)
-      if (!error) error = std::current_exception();
-      failed = true;
+        if (!error) error = std::current_exception();
+        failed = true;
+      }
     }
   }
   if (error) std::rethrow_exception(error);
