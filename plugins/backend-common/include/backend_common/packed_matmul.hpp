@@ -42,17 +42,13 @@ struct InterleavedMatrix {
   std::size_t bytes() const { return data.size() + row_scale.size() * sizeof(float); }
 };
 
-// The 2 MB slices of a packed buffer of `bytes` bytes, for commit_slice_share.
-inline std::int64_t commit_slices(std::size_t bytes) {
-  return static_cast<std::int64_t>((bytes + kHugePageBytes - 1) / kHugePageBytes);
-}
-
 // Inside a parallel region, before the packing loop: each thread commits its share of the packed buffer's pages
 // and of the mapped source's (populate_pages), so the packing threads find the memory there instead of faulting
 // page by page. On this project's VMs a first write to a 4 KB page cost ~5 us in the guest and as much again in the
 // hypervisor; committed in one call per 2 MB slice (in 2 MB pages: the buffer is 2 MB-aligned and advised for huge
 // pages), a 2B model's load went from 1.4-2.3 s to 1.0-1.2 s.
-inline void commit_slice_share(const std::uint8_t* data, std::size_t bytes, std::int64_t slices, bool write = true) {
+inline void commit_slice_share(const std::uint8_t* data, std::size_t bytes, bool write = true) {
+  const auto slices = static_cast<std::int64_t>((bytes + kHugePageBytes - 1) / kHugePageBytes);
 #pragma omp for schedule(dynamic, 1)
   for (std::int64_t s = 0; s < slices; ++s) {
     const std::size_t begin = static_cast<std::size_t>(s) * kHugePageBytes;
@@ -77,12 +73,11 @@ inline void pack_interleaved(const TernaryMatrixView& w, std::int64_t group_rows
   std::copy(w.row_scale, w.row_scale + w.rows, out.row_scale.begin());
   std::exception_ptr error;
   std::atomic<bool> failed{false};
-  const std::int64_t slices = commit_slices(out.data.size());
   const std::size_t source_bytes = static_cast<std::size_t>(w.rows * (w.cols / 4));   // I2_S: 2 bits a weight
 #pragma omp parallel num_threads(threads)
   {
-    commit_slice_share(out.data.data(), out.data.size(), slices);
-    if (w.i2s) commit_slice_share(w.i2s, source_bytes, commit_slices(source_bytes), false);
+    commit_slice_share(out.data.data(), out.data.size());
+    if (w.i2s) commit_slice_share(w.i2s, source_bytes, false);
     std::vector<std::uint8_t> buffer;
     // Dynamic: a group's time is mostly page faults on the mapped file, which vary; a static split left one thread
     // waiting at the end of each matrix (libgomp's spin was 16% of a 2B load's samples).

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "bitrun/base/error.hpp"
+#include "bitrun/gguf/ggml_types.hpp"
 #include "backend_common/packed_matmul.hpp"
 #include "backend_common/parallel_for.hpp"
 #include "bitrun/model/q6k_interleaved.hpp"
@@ -31,12 +32,12 @@ inline void pack_q6k_interleaved(const Q6kMatrixView& w, std::int64_t group_rows
   advise_huge_pages(out.data.data(), out.data.size());
   std::exception_ptr error;
   std::atomic<bool> failed{false};
-  const std::int64_t slices = commit_slices(out.data.size());
-  const std::size_t source_bytes = static_cast<std::size_t>(w.rows * (w.cols / kQ6kBlock) * 210);
+  const std::size_t source_bytes =
+      static_cast<std::size_t>(w.rows * (w.cols / kQ6kBlock) * type_traits(GgmlType::Q6_K).block_bytes);
 #pragma omp parallel num_threads(threads)
   {
-    commit_slice_share(out.data.data(), out.data.size(), slices);
-    commit_slice_share(w.blocks, source_bytes, commit_slices(source_bytes), false);
+    commit_slice_share(out.data.data(), out.data.size());
+    commit_slice_share(w.blocks, source_bytes, false);
     // Dynamic, as in pack_interleaved: page faults on the mapped file make the groups' times uneven.
 #pragma omp for schedule(dynamic, 4)
     for (std::int64_t g = 0; g < groups; ++g) {
