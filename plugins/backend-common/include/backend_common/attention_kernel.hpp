@@ -117,21 +117,78 @@ inline FloatVec<Lanes> reduce_lanes(FloatVec<Lanes>* a) {
   }
 }
 
-// Scores of one query vector against n_pos keys stored as rows (k[p * head_dim + d], head_dim a multiple of
-// Lanes; rows up to n_pos rounded up to Lanes must be readable): Lanes positions at a time, each summing its
-// products in its own register (independent chains), then reduce_lanes turns the Lanes registers into one
-// register of Lanes scores. out gets n_pos rounded up to Lanes values.
+// Lanes cached values converted to floats in registers: IEEE halves through vcvtph2ps (exact, as HalfToFloat),
+// int8 codes times their row's scale (one rounding, as Int8ToFloat).
 template <int Lanes>
-inline void row_scores(const float* q, const float* k, std::int64_t n_pos, std::int64_t head_dim, float* out) {
+inline FloatVec<Lanes> load_halves(const std::uint16_t* p) {
+  if constexpr (Lanes == 8) {
+    return reinterpret_cast<FloatVec<8>>(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+  } else {
+#ifdef __AVX512F__
+    return reinterpret_cast<FloatVec<16>>(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))));
+#endif
+  }
+}
+template <int Lanes>
+inline FloatVec<Lanes> load_codes(const std::int8_t* p, float scale) {
+  if constexpr (Lanes == 8) {
+    const __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+    return reinterpret_cast<FloatVec<8>>(v) * splat<8>(scale);
+  } else {
+#ifdef __AVX512F__
+    const __m512 v = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+    return reinterpret_cast<FloatVec<16>>(v) * splat<16>(scale);
+#endif
+  }
+}
+
+// One KV head's rows read straight from the cache and converted in registers (positions relative to `first`).
+// The few-vectors path uses each cached value once or twice, so converting a chunk into scratch first - a store
+// and a reload per value - cost more than the conversion: on the default model it was half of a one-row
+// forward's attention. prefetch_ahead(p) asks for the row kPosChunk positions ahead, while that is below `until`.
+template <int Lanes, KvCacheType Type>
+struct CachedRows {
+  const char* base;          // value 0 of KV head kvh at position `first`
+  std::int64_t row_bytes;    // between consecutive positions
+  const float* scales;       // Int8: the scale of (first, kvh); the next position's is n_kv_heads further
+  std::int64_t n_kv_heads;
+  std::int64_t until;        // prefetch rows only below this (relative) position
+  CachedRows(const KvLayerView& kv, std::int64_t first, std::int64_t kvh, std::int64_t n_kv_heads_,
+             std::int64_t head_dim, std::int64_t until_, bool keys)
+      : row_bytes(kv.row_stride * kv_value_bytes(Type)), n_kv_heads(n_kv_heads_), until(until_) {
+    base = static_cast<const char*>(keys ? kv.k : kv.v) + (first * kv.row_stride + kvh * head_dim) * kv_value_bytes(Type);
+    const float* s = keys ? kv.k_scale : kv.v_scale;
+    scales = s ? s + first * n_kv_heads + kvh : nullptr;
+  }
+  FloatVec<Lanes> load(std::int64_t p, std::int64_t d) const {
+    if constexpr (Type == KvCacheType::F16)
+      return load_halves<Lanes>(reinterpret_cast<const std::uint16_t*>(base + p * row_bytes) + d);
+    else
+      return load_codes<Lanes>(reinterpret_cast<const std::int8_t*>(base + p * row_bytes) + d, scales[p * n_kv_heads]);
+  }
+  void prefetch_ahead(std::int64_t p) const {
+    if (p + kPosChunk < until) __builtin_prefetch(base + (p + kPosChunk) * row_bytes);
+  }
+};
+
+// Scores of one query vector against the keys of positions [0, n_pos) of `keys` (CachedRows; head_dim a
+// multiple of Lanes): Lanes positions at a time, each summing its products in its own register
+// (independent chains), then reduce_lanes turns the Lanes registers into one register of Lanes scores. out gets
+// n_pos rounded up to Lanes values (0 past n_pos). With `prefetch`, asks for the keys one chunk ahead as it goes.
+template <int Lanes, class Keys>
+inline void row_scores(const float* q, const Keys& keys, std::int64_t n_pos, std::int64_t head_dim, bool prefetch,
+                       float* out) {
   using V = FloatVec<Lanes>;
   for (std::int64_t p0 = 0; p0 < n_pos; p0 += Lanes) {
     V a[Lanes];
-    const float* kb = k + p0 * head_dim;
+    const int valid = static_cast<int>(std::min<std::int64_t>(Lanes, n_pos - p0));
+    if (prefetch)
+      for (int j = 0; j < valid; ++j) keys.prefetch_ahead(p0 + j);
     const V q0 = load<Lanes>(q);
-    for (int j = 0; j < Lanes; ++j) a[j] = q0 * load<Lanes>(kb + j * head_dim);
+    for (int j = 0; j < Lanes; ++j) a[j] = j < valid ? q0 * keys.load(p0 + j, 0) : V{};
     for (std::int64_t d = Lanes; d < head_dim; d += Lanes) {
       const V qd = load<Lanes>(q + d);
-      for (int j = 0; j < Lanes; ++j) a[j] = fma(qd, load<Lanes>(kb + j * head_dim + d), a[j]);
+      for (int j = 0; j < valid; ++j) a[j] = fma(qd, keys.load(p0 + j, d), a[j]);
     }
     store<Lanes>(out + p0, reduce_lanes<Lanes>(a));
   }
@@ -155,13 +212,13 @@ inline float max_of(const float* w, std::int64_t n) {
   return m;
 }
 
-// For Vecs query vectors at once, over Blocks registers (Blocks * Lanes values) of V rows `stride` values apart
-// starting at v: acc_i = acc_i * rescale_i + sum_p w_i[p] * v_p. The accumulators stay in registers across all
+// For Vecs query vectors at once, over Blocks registers (Blocks * Lanes values) of the V rows of `v` (CachedRows)
+// from value d0: acc_i = acc_i * rescale_i + sum_p w_i[p] * v_p. The accumulators stay in registers across all
 // positions (Vecs * Blocks independent chains keep the multiply-add units busy) and each V register loaded serves
 // every vector.
-template <int Lanes, int Blocks, int Vecs>
-inline void weighted_sums(const float* const* w, const float* rescale, const float* v, std::int64_t positions,
-                          std::int64_t stride, float* const* acc) {
+template <int Lanes, int Blocks, int Vecs, class Values>
+inline void weighted_sums(const float* const* w, const float* rescale, const Values& v, std::int64_t d0,
+                          std::int64_t positions, bool prefetch, float* const* acc) {
   using V = FloatVec<Lanes>;
   V r[Vecs][Blocks];
   for (int i = 0; i < Vecs; ++i)
@@ -169,9 +226,9 @@ inline void weighted_sums(const float* const* w, const float* rescale, const flo
   for (std::int64_t p = 0; p < positions; ++p) {
     V wp[Vecs];
     for (int i = 0; i < Vecs; ++i) wp[i] = splat<Lanes>(w[i][p]);
-    const float* vp = v + p * stride;
+    if (prefetch) v.prefetch_ahead(p);
     for (int b = 0; b < Blocks; ++b) {
-      const V vb = load<Lanes>(vp + b * Lanes);
+      const V vb = v.load(p, d0 + b * Lanes);
       for (int i = 0; i < Vecs; ++i) r[i][b] = fma(wp[i], vb, r[i][b]);
     }
   }
@@ -181,9 +238,9 @@ inline void weighted_sums(const float* const* w, const float* rescale, const flo
 
 // weighted_sums over the whole head dimension (a multiple of Lanes) for n_vec vectors: pairs of vectors, slices
 // of at most kSlice registers (16 + 3 registers in flight on AVX-512's 32, 8 + 3 on AVX2's 16).
-template <int Lanes>
+template <int Lanes, class Values>
 inline void weighted_sums_all(const float* w, std::int64_t w_stride, const float* rescale, std::int64_t n_vec,
-                              const float* v, std::int64_t positions, std::int64_t head_dim, float* acc) {
+                              const Values& v, std::int64_t positions, std::int64_t head_dim, float* acc) {
   constexpr std::int64_t kSlice = Lanes == 16 ? 8 : 4;
   const std::int64_t blocks = head_dim / Lanes;
   for (std::int64_t i = 0; i < n_vec; i += 2) {
@@ -193,10 +250,11 @@ inline void weighted_sums_all(const float* w, std::int64_t w_stride, const float
       const std::int64_t left = std::min(kSlice, blocks - b0);
       const std::int64_t nb = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
       float* ai[2] = {acc + i * head_dim + b0 * Lanes, acc + (i + pair) * head_dim + b0 * Lanes};
-      const float* vb = v + b0 * Lanes;
+      const std::int64_t d0 = b0 * Lanes;
       auto run = [&]<int Blocks>() {
-        if (pair) weighted_sums<Lanes, Blocks, 2>(wi, rescale + i, vb, positions, head_dim, ai);
-        else weighted_sums<Lanes, Blocks, 1>(wi, rescale + i, vb, positions, head_dim, ai);
+        const bool prefetch = i == 0 && b0 == 0;   // each V row once
+        if (pair) weighted_sums<Lanes, Blocks, 2>(wi, rescale + i, v, d0, positions, prefetch, ai);
+        else weighted_sums<Lanes, Blocks, 1>(wi, rescale + i, v, d0, positions, prefetch, ai);
       };
       if (nb == 8) run.template operator()<8>();
       else if (nb == 4) run.template operator()<4>();
@@ -362,10 +420,54 @@ void attention_kernel(int threads, const float* q, std::int64_t rows, const KvLa
     float* k_t = scratch.k_t.data();      // the few-vectors path's keys, [dimension][position]
     float* w = scratch.scores.data();   // [position][lane], then one row for the rescale factors
 
+    // Few query vectors (decoding a row or two, fewer than half the lanes): each vector's scores come from its dot
+    // products with the key rows. Vector i's weights go to w + i * kPosChunk: exp(score - max) for the positions it
+    // sees in the chunk, 0 for the rest, so all vectors share one pass over the V rows. `scores(i, wi, seen)`
+    // writes vector i's scaled scores of the chunk's first `seen` positions; returns the rescale factors.
+    auto few_vectors_softmax = [&](std::int64_t c0, std::int64_t n_pos, auto&& scores) {
+      float* rescale = w + n_vec * kPosChunk;
+      for (std::int64_t i = 0; i < n_vec; ++i) {
+        float* wi = w + i * kPosChunk;
+        const std::int64_t seen = std::clamp<std::int64_t>(limit[r0 + i / group] - c0, 0, n_pos);
+        rescale[i] = 1.0f;
+        if (seen == 0) {
+          std::fill(wi, wi + n_pos, 0.0f);
+          continue;
+        }
+        scores(i, wi, seen);
+        const float new_max = std::max(max[i], max_of<Lanes>(wi, seen));
+        rescale[i] = std::exp(max[i] - new_max);   // 0 on the first chunk (max was -inf)
+        sum[i] = sum[i] * rescale[i] + ExpShifted(wi, seen, new_max);
+        max[i] = new_max;
+        std::fill(wi + seen, wi + n_pos, 0.0f);
+      }
+      return rescale;
+    };
+    // With a head dimension of whole registers they read the cache in place, converting in registers (CachedRows).
+    auto few_vectors_in_place = [&](std::int64_t c0, std::int64_t n_pos, const auto& keys, const auto& values) {
+      const float* rescale = few_vectors_softmax(c0, n_pos, [&](std::int64_t i, float* wi, std::int64_t seen) {
+        row_scores<Lanes>(qt + i * head_dim, keys, seen, head_dim, /*prefetch=*/i == 0, wi);
+      });
+      weighted_sums_all<Lanes>(w, kPosChunk, rescale, n_vec, values, n_pos, head_dim, acc);
+    };
+    const bool in_place = !lane_groups_used && head_dim % Lanes == 0;
+
     for (std::int64_t c0 = p_begin; c0 < p_end; c0 += kPosChunk) {
       const std::int64_t n_pos = std::min(kPosChunk, p_end - c0);
-      // Each row read is followed by a prefetch of the same row one chunk ahead: a task walks positions a whole
-      // cache row apart (all KV heads lie between), which the hardware prefetchers follow too late.
+      if (in_place) {
+        // Rows are prefetched one chunk ahead as they are read: a task walks positions a whole cache row apart (all
+        // KV heads lie between), which the hardware prefetchers follow too late.
+        const std::int64_t until = p_end - c0;
+        if (kv.type == KvCacheType::F16)
+          few_vectors_in_place(c0, n_pos, CachedRows<Lanes, KvCacheType::F16>(kv, c0, kvh, n_kv_heads, head_dim, until, true),
+                               CachedRows<Lanes, KvCacheType::F16>(kv, c0, kvh, n_kv_heads, head_dim, until, false));
+        else
+          few_vectors_in_place(c0, n_pos, CachedRows<Lanes, KvCacheType::Int8>(kv, c0, kvh, n_kv_heads, head_dim, until, true),
+                               CachedRows<Lanes, KvCacheType::Int8>(kv, c0, kvh, n_kv_heads, head_dim, until, false));
+        continue;
+      }
+      // The other paths convert the chunk's rows into scratch once, for all the task's vectors, with the same
+      // prefetch after each row read.
       const std::int64_t ahead = std::max<std::int64_t>(0, std::min(n_pos, p_end - c0 - kPosChunk));
       for (std::int64_t p = 0; p < n_pos; ++p) {
         if (p < ahead) cached.prefetch_key(c0 + kPosChunk + p, kvh);
@@ -376,50 +478,23 @@ void attention_kernel(int threads, const float* q, std::int64_t rows, const KvLa
         cached.value(c0 + p, kvh, v_rows + p * head_dim);
       }
       if (!lane_groups_used) {
-        // Too few query vectors to fill half the lanes (decoding a row or two): each vector's scores come from its
-        // dot products with the key rows, reduced Lanes positions at a time (row_scores), or (a head dimension
-        // that is not whole registers) against the keys transposed once per chunk as registers of positions.
-        const bool by_rows = head_dim % Lanes == 0;
-        if (!by_rows) {
-          for (std::int64_t p = 0; p < n_pos; ++p)
-            for (std::int64_t d = 0; d < head_dim; ++d) k_t[d * kPosChunk + p] = k_rows[p * head_dim + d];
-          if (n_pos < kPosChunk)
-            for (std::int64_t d = 0; d < head_dim; ++d)
-              std::fill(k_t + d * kPosChunk + n_pos, k_t + (d + 1) * kPosChunk, 0.0f);
-        }
-        // Vector i's weights go to w + i * kPosChunk: exp(score - max) for the positions it sees in this chunk, 0
-        // for the rest, so all vectors can share one pass over the V rows.
-        float* rescale = w + n_vec * kPosChunk;
+        // Few vectors and a head dimension that is not whole registers: scores against the keys transposed once
+        // per chunk as registers of positions.
+        for (std::int64_t p = 0; p < n_pos; ++p)
+          for (std::int64_t d = 0; d < head_dim; ++d) k_t[d * kPosChunk + p] = k_rows[p * head_dim + d];
+        if (n_pos < kPosChunk)
+          for (std::int64_t d = 0; d < head_dim; ++d)
+            std::fill(k_t + d * kPosChunk + n_pos, k_t + (d + 1) * kPosChunk, 0.0f);
+        const float* rescale = few_vectors_softmax(c0, n_pos, [&](std::int64_t i, float* wi, std::int64_t seen) {
+          const float* qi = q + ((r0 + i / group) * n_heads + kvh * group + i % group) * head_dim;
+          chunk_scores<Lanes>(qi, k_t, head_dim, wi);
+          for (std::int64_t p = 0; p < seen; ++p) wi[p] *= scale;
+        });
         for (std::int64_t i = 0; i < n_vec; ++i) {
-          float* wi = w + i * kPosChunk;
-          const std::int64_t seen = std::clamp<std::int64_t>(limit[r0 + i / group] - c0, 0, n_pos);
-          rescale[i] = 1.0f;
-          if (seen == 0) {
-            std::fill(wi, wi + n_pos, 0.0f);
-            continue;
-          }
-          if (by_rows) {
-            row_scores<Lanes>(qt + i * head_dim, k_rows, seen, head_dim, wi);
-          } else {
-            const float* qi = q + ((r0 + i / group) * n_heads + kvh * group + i % group) * head_dim;
-            chunk_scores<Lanes>(qi, k_t, head_dim, wi);
-            for (std::int64_t p = 0; p < seen; ++p) wi[p] *= scale;
-          }
-          const float new_max = std::max(max[i], max_of<Lanes>(wi, seen));
-          rescale[i] = std::exp(max[i] - new_max);   // 0 on the first chunk (max was -inf)
-          sum[i] = sum[i] * rescale[i] + ExpShifted(wi, seen, new_max);
-          max[i] = new_max;
-          std::fill(wi + seen, wi + n_pos, 0.0f);
-        }
-        if (by_rows) {
-          weighted_sums_all<Lanes>(w, kPosChunk, rescale, n_vec, v_rows, n_pos, head_dim, acc);
-        } else {
-          for (std::int64_t i = 0; i < n_vec; ++i) {
-            float* a = acc + i * head_dim;
-            if (rescale[i] != 1.0f)
-              for (std::int64_t d = 0; d < head_dim; ++d) a[d] *= rescale[i];
-            weighted_sum<Lanes>(w + i * kPosChunk, v_rows, n_pos, head_dim, a);
-          }
+          float* a = acc + i * head_dim;
+          if (rescale[i] != 1.0f)
+            for (std::int64_t d = 0; d < head_dim; ++d) a[d] *= rescale[i];
+          weighted_sum<Lanes>(w + i * kPosChunk, v_rows, n_pos, head_dim, a);
         }
         continue;
       }
