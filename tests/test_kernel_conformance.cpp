@@ -114,10 +114,11 @@ TEST_P(KernelConformance, TernaryMatmulMatchesReferenceExactly) {
 }
 
 // The small-batch path (tiles of several weight rows and tokens reduced together): every token count a block
-// diffusion step or a small batch gives, with row counts that leave partial row tiles.
+// diffusion step or a small batch gives, with row counts that leave partial row tiles (83 rows: whole tiles of four
+// row groups, as one and two tokens take, then single groups, the last of them partial, with 8 and 16 lanes).
 TEST_P(KernelConformance, SmallBatchMatmulsMatchReferenceExactly) {
   for (std::int64_t cols : {128, 383, 2560}) {
-    for (std::int64_t rows : {5, 20}) {
+    for (std::int64_t rows : {5, 20, 83}) {
       auto codes = random_codes(static_cast<std::size_t>(rows * cols));
       auto scales = random_floats(static_cast<std::size_t>(rows), 1.0f);
       TernaryMatrixView w{rows, cols, codes.data(), scales.data()};

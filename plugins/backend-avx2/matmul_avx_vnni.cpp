@@ -10,7 +10,8 @@ namespace {
 // as on AVX-512 with half the rows per register. (Ternary only: the backend packs int8 weights for vpmaddubsw.)
 struct AvxVnniTraits : Avx2Vectors {
   static constexpr int kGroupTile = 1, kTokenTile = 8;   // 8 accumulators of the 16 registers (2 x 4: slower)
-  static constexpr int kDecodeGroupTile = 2;              // 1-2 tokens: half the broadcasts per multiply-add
+  static constexpr int kOneTokenGroupTile = 4;   // one token: four weight streams in flight (and 8 chains)
+  static constexpr int kTwoTokenGroupTile = 2;   // two: 4 groups' 8 accumulators left one chain each, slower
   static constexpr bool kNarrowSums = false;
   static constexpr std::int32_t kInt8Offset = 0;   // unused: never given int8 matrices
   template <bool Int8>

@@ -23,6 +23,7 @@ namespace {
 struct Avx512Traits {
   static constexpr std::int64_t kLanes = 16;
   static constexpr int kGroupTile = 2, kTokenTile = 8;   // 16 of the 32 registers accumulate
+  static constexpr int kOneTokenGroupTile = 4, kTwoTokenGroupTile = 4;   // decode: four weight streams in flight
   static constexpr bool kNarrowSums = false;      // vpdpbusd accumulates in int32 already
   static constexpr std::int32_t kInt8Offset = 128;
   using Int = __m512i;

@@ -2,6 +2,8 @@
 // epilogue for every ISA, which brings its vector operations as a Traits type:
 //   kLanes                          int32 lanes of a vector: the rows of a group
 //   kGroupTile, kTokenTile          row groups (1 or 2) x tokens per tile: what the registers hold sums for
+//   [kOneTokenGroupTile]            optional: row groups (1, 2 or 4) per tile for one token, and
+//   [kTwoTokenGroupTile]            for two (else kGroupTile)
 //   kNarrowSums                     whether dot<false> adds into narrow per-block sums, widened by widen(acc, sums)
 //   kInt8Offset                     what pack_int8 adds to each weight (128 where the multiply-add wants unsigned)
 //   Int, Float                      the integer and float vector types
@@ -143,11 +145,11 @@ __attribute__((always_inline)) inline void interleaved_dots(const std::uint8_t* 
         const std::int64_t k = k8 + 4 * s;
         Int* sums = chain(s);
         Int wv[RG];
-#pragma GCC unroll 2
+#pragma GCC unroll 4
         for (int rg = 0; rg < RG; ++rg) wv[rg] = Tr::load(w + rg * group_bytes + k * L);
 #pragma GCC unroll 16
         for (int t = 0; t < T; ++t)
-#pragma GCC unroll 2
+#pragma GCC unroll 4
           for (int rg = 0; rg < RG; ++rg)
             sums[rg * T + t] = Tr::template dot<true>(sums[rg * T + t], wv[rg], q[t] + k);
       }
@@ -162,18 +164,18 @@ __attribute__((always_inline)) inline void interleaved_dots(const std::uint8_t* 
 #pragma GCC unroll 8
       for (int d = 0; d < 8; ++d) {
         Int chunk[RG];
-#pragma GCC unroll 2
+#pragma GCC unroll 4
         for (int rg = 0; rg < RG; ++rg) chunk[rg] = Tr::load(w + rg * group_bytes + (b * 8 + d) * 4 * L);
 #pragma GCC unroll 4
         for (int f = 0; f < 4; ++f) {
           const std::int64_t k = b * kInterleavedBlock + 32 * f + 4 * d;
           Int* sums = Tr::kNarrowSums ? part : chain(f % S);
           Int codes[RG];
-#pragma GCC unroll 2
+#pragma GCC unroll 4
           for (int rg = 0; rg < RG; ++rg) codes[rg] = Tr::field(chunk[rg], 6 - 2 * f);
 #pragma GCC unroll 16
           for (int t = 0; t < T; ++t)
-#pragma GCC unroll 2
+#pragma GCC unroll 4
             for (int rg = 0; rg < RG; ++rg)
               sums[rg * T + t] = Tr::template dot<false>(sums[rg * T + t], codes[rg], q[t] + k);
         }
@@ -270,14 +272,14 @@ void interleaved_groups(const InterleavedMatrix& p, const QuantizedActivations& 
 // Half of Zen 5's 1 MiB L2 measured best (256 KiB and 1 MiB were 2-4% slower on a 512-row 2B forward).
 constexpr std::int64_t kTokenChunkBytes = 512 * 1024;
 
-// y (tokens x rows, y_stride floats per token) = W x over tiles of kTile (1 or 2) row groups. Each thread takes a
+// y (tokens x rows, y_stride floats per token) = W x over tiles of kTile (1, 2 or 4) row groups. Each thread takes a
 // contiguous range of tiles and runs it over the tokens a chunk at a time: a tile's weights stay in L1 while the
 // chunk's token tiles stream past them, and the chunk's activations stay in L2 across the thread's tiles. The
 // weights are read once per chunk (from L3 after the first, for a matrix that fits).
 template <class Tr, int kTile>
 void interleaved_matmul_tiles(const InterleavedMatrix& p, const QuantizedActivations& x, float* y,
                               std::int64_t y_stride, int threads) {
-  static_assert(kTile == 1 || kTile == 2);
+  static_assert(kTile == 1 || kTile == 2 || kTile == 4);
   const std::int64_t groups = p.groups(), tiles = (groups + kTile - 1) / kTile;
   const std::int64_t chunk =
       std::max<std::int64_t>(1, kTokenChunkBytes / interleaved_cols(p.cols) / Tr::kTokenTile) * Tr::kTokenTile;
@@ -288,25 +290,31 @@ void interleaved_matmul_tiles(const InterleavedMatrix& p, const QuantizedActivat
       const std::int64_t t1 = std::min(x.rows, t0 + chunk);
       for (std::int64_t tile = first; tile < last; ++tile) {
         const std::int64_t g0 = kTile * tile;
-        if (kTile == 2 && g0 + 1 < groups) {
+        if (g0 + kTile <= groups) {
           p.int8 ? interleaved_groups<Tr, true, kTile>(p, x, g0, t0, t1, y, y_stride)
                  : interleaved_groups<Tr, false, kTile>(p, x, g0, t0, t1, y, y_stride);
-        } else {
-          p.int8 ? interleaved_groups<Tr, true, 1>(p, x, g0, t0, t1, y, y_stride)
-                 : interleaved_groups<Tr, false, 1>(p, x, g0, t0, t1, y, y_stride);
+        } else {   // the matrix's last groups, fewer than a tile: one at a time
+          for (std::int64_t g = g0; g < groups; ++g)
+            p.int8 ? interleaved_groups<Tr, true, 1>(p, x, g, t0, t1, y, y_stride)
+                   : interleaved_groups<Tr, false, 1>(p, x, g, t0, t1, y, y_stride);
         }
       }
     }
   });
 }
 
-// The ISA's kGroupTile, or for one or two tokens its kDecodeGroupTile where it declares one: with few tokens a
-// second row group per broadcast activation is what keeps the loop from issuing a broadcast per multiply-add.
+// The ISA's kGroupTile, or for one or two tokens its kOneTokenGroupTile / kTwoTokenGroupTile where it declares
+// them. With few tokens, more row groups per tile are what keep the loop from issuing a broadcast per multiply-add,
+// and put more weight streams in flight: decoding reads every weight once from memory, and one or two streams per
+// core left it waiting on the loads of each block.
 template <class Tr>
 void interleaved_matmul(const InterleavedMatrix& p, const QuantizedActivations& x, float* y, std::int64_t y_stride,
                         int threads) {
-  if constexpr (requires { Tr::kDecodeGroupTile; }) {
-    if (x.rows <= 2) return interleaved_matmul_tiles<Tr, Tr::kDecodeGroupTile>(p, x, y, y_stride, threads);
+  if constexpr (requires { Tr::kOneTokenGroupTile; }) {
+    if (x.rows == 1) return interleaved_matmul_tiles<Tr, Tr::kOneTokenGroupTile>(p, x, y, y_stride, threads);
+  }
+  if constexpr (requires { Tr::kTwoTokenGroupTile; }) {
+    if (x.rows == 2) return interleaved_matmul_tiles<Tr, Tr::kTwoTokenGroupTile>(p, x, y, y_stride, threads);
   }
   interleaved_matmul_tiles<Tr, Tr::kGroupTile>(p, x, y, y_stride, threads);
 }
