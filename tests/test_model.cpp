@@ -443,6 +443,72 @@ TEST(Synthetic, TinyPresetCarriesAMaskTokenAndTheBlockCausalContract) {
   fs::remove(path);
 }
 
+// Only the logit rows run the last layer past their K/V: the logits of any choice of rows (out of order, repeated)
+// equal a forward's that asks for every row, every row's K/V reach the cache either way (also with no logits at
+// all), and the last layer's attention sees only the chosen rows.
+TEST(Transformer, OnlyLogitRowsRunTheLastLayerPastTheirKv) {
+  struct CountingBackend : Backend {
+    using Backend::Backend;
+    mutable std::int64_t attention_rows = 0;
+    void attention(const float* q, std::int64_t rows, const KvLayerView& kv, const std::int32_t* limit,
+                   std::int64_t n_heads, std::int64_t n_kv_heads, std::int64_t head_dim, float* out) const override {
+      attention_rows += rows;
+      Backend::attention(q, rows, kv, limit, n_heads, n_kv_heads, head_dim, out);
+    }
+  };
+  const fs::path path = fs::temp_directory_path() / ("bitrun-last-layer-" + std::to_string(::getpid()) + ".gguf");
+  write_synthetic_model(synthetic_preset("bitnet-tiny"), path, 7);
+  CountingBackend backend("counting", {});
+  auto model = Model::load(path, backend);
+  fs::remove(path);
+  const ModelHparams& hp = model->hparams();
+  ASSERT_GE(hp.n_layer, 2);
+  // 5 causal rows, then a bidirectional block of 6 (what a diffusion step sends).
+  const std::int64_t n = 11;
+  auto run = [&](KvCache& cache, const std::vector<std::int32_t>& logit_rows) {
+    std::vector<ForwardRow> rows;
+    for (std::int32_t p = 0; p < n; ++p) rows.push_back({(p * 37 + 3) % 1000, p, p < 5 ? p + 1 : 11, &cache});
+    std::vector<float> logits(logit_rows.size() * static_cast<std::size_t>(hp.n_vocab));
+    backend.attention_rows = 0;
+    Transformer(*model).forward(rows, logit_rows, logits.data());
+    return logits;
+  };
+  auto cached = [&](const KvCache& cache) {   // every layer's K and V rows of the n positions, as stored
+    std::vector<std::uint16_t> all;
+    const std::int64_t row = hp.n_head_kv * hp.head_dim;
+    for (std::int64_t l = 0; l < hp.n_layer; ++l) {
+      const KvLayerView view = cache.layer(l);
+      for (const void* base : {view.k, view.v})
+        for (std::int64_t p = 0; p < n; ++p) {
+          const auto* values = static_cast<const std::uint16_t*>(base) + p * view.row_stride;
+          all.insert(all.end(), values, values + row);
+        }
+    }
+    return all;
+  };
+  std::vector<std::int32_t> every(n);
+  for (std::int32_t r = 0; r < n; ++r) every[r] = r;
+  KvCache full_cache(*model, 16);
+  const std::vector<float> all_logits = run(full_cache, every);
+  EXPECT_EQ(backend.attention_rows, hp.n_layer * n);
+
+  const std::vector<std::int32_t> chosen = {9, 2, 9, 10};
+  KvCache chosen_cache(*model, 16);
+  const std::vector<float> chosen_logits = run(chosen_cache, chosen);
+  EXPECT_EQ(backend.attention_rows, (hp.n_layer - 1) * n + 4);
+  for (std::size_t i = 0; i < chosen.size(); ++i)
+    for (std::int64_t v = 0; v < hp.n_vocab; ++v)
+      ASSERT_EQ(chosen_logits[i * hp.n_vocab + v], all_logits[chosen[i] * hp.n_vocab + v]) << "row " << chosen[i];
+  EXPECT_EQ(cached(chosen_cache), cached(full_cache));
+  EXPECT_EQ(chosen_cache.size(), full_cache.size());
+
+  KvCache no_logits_cache(*model, 16);
+  run(no_logits_cache, {});
+  EXPECT_EQ(backend.attention_rows, (hp.n_layer - 1) * n);
+  EXPECT_EQ(cached(no_logits_cache), cached(full_cache));
+  EXPECT_EQ(no_logits_cache.size(), full_cache.size());
+}
+
 TEST(Stories260K, HasNoMaskToken) {
   REQUIRE_SHARED("models/stories260K.gguf");
   auto backend = make_reference_backend({});

@@ -38,10 +38,15 @@ void Transformer::forward(std::span<const ForwardRow> rows, std::span<const std:
   const ArchitectureSpec& arch = model_.architecture();
   const Backend& be = model_.backend();
   const std::int64_t n = static_cast<std::int64_t>(rows.size());
+  const std::int64_t n_out = static_cast<std::int64_t>(logit_rows.size());
   const std::int64_t d = hp.n_embd, q_dim = hp.n_head * hp.head_dim, kv_dim = hp.n_head_kv * hp.head_dim;
   if (n == 0) return;
+  for (std::int32_t r : logit_rows)
+    if (r < 0 || r >= n) throw Error("forward: logit row " + std::to_string(r) + " out of range");
 
+  // Per row carried through the layers: position, attention limit and cache.
   std::vector<std::int32_t> positions(static_cast<std::size_t>(n)), limits(static_cast<std::size_t>(n));
+  std::vector<KvCache*> caches(static_cast<std::size_t>(n));
   for (std::int64_t r = 0; r < n; ++r) {
     const ForwardRow& row = rows[static_cast<std::size_t>(r)];
     if (!row.cache) throw Error("forward: row without a KV cache");
@@ -55,71 +60,98 @@ void Transformer::forward(std::span<const ForwardRow> rows, std::span<const std:
     row.cache->reserve(std::max<std::int64_t>(std::int64_t{row.position} + 1, row.attn_limit));
     positions[static_cast<std::size_t>(r)] = row.position;
     limits[static_cast<std::size_t>(r)] = row.attn_limit;
+    caches[static_cast<std::size_t>(r)] = row.cache;
   }
 
-  x_.resize(static_cast<std::size_t>(n * d));
+  // Buffers hold the larger of the rows and the logit rows (which may repeat a row).
+  const std::int64_t cap = std::max(n, n_out);
+  x_.resize(static_cast<std::size_t>(cap * d));
   for (std::int64_t r = 0; r < n; ++r) model_.embed(rows[r].token, x_.data() + r * d);
   h_.resize(x_.size());
-  q_.resize(static_cast<std::size_t>(n * q_dim));
+  q_.resize(static_cast<std::size_t>(cap * q_dim));
   k_.resize(static_cast<std::size_t>(n * kv_dim));
   v_.resize(static_cast<std::size_t>(n * kv_dim));
   attn_.resize(q_.size());
-  gate_.resize(static_cast<std::size_t>(n * hp.n_ff));
+  gate_.resize(static_cast<std::size_t>(cap * hp.n_ff));
   up_.resize(gate_.size());
   tmp_.resize(x_.size());
+  kept_h_.resize(x_.size());
+
+  // In the last layer only the rows whose logits are wanted go on past their K/V: the others have written all
+  // that later positions read, and nothing else of theirs reaches an output. (A prompt's rows but its last, the
+  // known rows of a diffusion step, a commit pass's rows but one.) Row i then holds logit row i.
+  std::int64_t m = n;   // rows in x_ / h_
+  auto keep_logit_rows = [&] {
+    std::vector<std::int32_t> kept_positions(static_cast<std::size_t>(n_out)), kept_limits(kept_positions.size());
+    std::vector<KvCache*> kept_caches(kept_positions.size());
+    for (std::int64_t i = 0; i < n_out; ++i) {
+      const auto r = static_cast<std::size_t>(logit_rows[static_cast<std::size_t>(i)]);
+      std::copy_n(x_.data() + r * d, d, tmp_.data() + i * d);
+      std::copy_n(h_.data() + r * d, d, kept_h_.data() + i * d);
+      kept_positions[static_cast<std::size_t>(i)] = positions[r];
+      kept_limits[static_cast<std::size_t>(i)] = limits[r];
+      kept_caches[static_cast<std::size_t>(i)] = caches[r];
+    }
+    std::swap(x_, tmp_);
+    std::swap(h_, kept_h_);
+    positions = std::move(kept_positions);
+    limits = std::move(kept_limits);
+    caches = std::move(kept_caches);
+    m = n_out;
+  };
 
   for (std::int64_t l = 0; l < hp.n_layer; ++l) {
     const LayerWeights& w = model_.layers()[static_cast<std::size_t>(l)];
+    const bool last = l + 1 == hp.n_layer;
 
-    // Attention block.
-    be.rms_norm(x_.data(), w.attn_norm.data(), n, d, hp.rms_eps, h_.data());
+    // Attention block. K and V of every row, K after RoPE, go into each row's cache in its format (F16 or int8).
+    be.rms_norm(x_.data(), w.attn_norm.data(), m, d, hp.rms_eps, h_.data());
     qa_.rows = 0;
-    project(w.wq, h_.data(), n, &qa_, q_.data());
-    project(w.wk, h_.data(), n, &qa_, k_.data());
-    project(w.wv, h_.data(), n, &qa_, v_.data());
-    be.rope(q_.data(), n, hp.n_head, hp.head_dim, hp.rope_dims, positions.data(), hp.rope_freq_base, arch.neox_rope);
-    be.rope(k_.data(), n, hp.n_head_kv, hp.head_dim, hp.rope_dims, positions.data(), hp.rope_freq_base,
+    project(w.wk, h_.data(), m, &qa_, k_.data());
+    project(w.wv, h_.data(), m, &qa_, v_.data());
+    be.rope(k_.data(), m, hp.n_head_kv, hp.head_dim, hp.rope_dims, positions.data(), hp.rope_freq_base,
             arch.neox_rope);
-    // K after RoPE and V go into each row's cache in that cache's format (F16 or int8).
-    for (std::int64_t r = 0; r < n; ++r)
-      rows[r].cache->store(l, rows[r].position, k_.data() + r * kv_dim, v_.data() + r * kv_dim);
+    for (std::int64_t r = 0; r < m; ++r)
+      caches[r]->store(l, positions[r], k_.data() + r * kv_dim, v_.data() + r * kv_dim);
+    if (last) {
+      keep_logit_rows();
+      qa_.rows = 0;
+      if (m == 0) break;
+    }
+    project(w.wq, h_.data(), m, &qa_, q_.data());
+    be.rope(q_.data(), m, hp.n_head, hp.head_dim, hp.rope_dims, positions.data(), hp.rope_freq_base, arch.neox_rope);
     // Consecutive rows of the same sequence share one attention call against their cache.
-    for (std::int64_t start = 0; start < n;) {
+    for (std::int64_t start = 0; start < m;) {
       std::int64_t end = start + 1;
-      while (end < n && rows[end].cache == rows[start].cache) ++end;
-      const KvCache& cache = *rows[start].cache;
-      be.attention(q_.data() + start * q_dim, end - start, cache.layer(l), limits.data() + start, hp.n_head,
+      while (end < m && caches[end] == caches[start]) ++end;
+      be.attention(q_.data() + start * q_dim, end - start, caches[start]->layer(l), limits.data() + start, hp.n_head,
                    hp.n_head_kv, hp.head_dim, attn_.data() + start * q_dim);
       start = end;
     }
-    if (arch.sub_norms) be.rms_norm(attn_.data(), w.attn_sub_norm.data(), n, q_dim, hp.rms_eps, attn_.data());
+    if (arch.sub_norms) be.rms_norm(attn_.data(), w.attn_sub_norm.data(), m, q_dim, hp.rms_eps, attn_.data());
     qa_.rows = 0;
-    project(w.wo, attn_.data(), n, &qa_, tmp_.data());
-    for (std::size_t i = 0; i < x_.size(); ++i) x_[i] += tmp_[i];
+    project(w.wo, attn_.data(), m, &qa_, tmp_.data());
+    for (std::int64_t i = 0; i < m * d; ++i) x_[i] += tmp_[i];
 
     // Feed-forward block.
-    be.rms_norm(x_.data(), w.ffn_norm.data(), n, d, hp.rms_eps, h_.data());
+    be.rms_norm(x_.data(), w.ffn_norm.data(), m, d, hp.rms_eps, h_.data());
     qa_.rows = 0;
-    project(w.w_gate, h_.data(), n, &qa_, gate_.data());
-    project(w.w_up, h_.data(), n, &qa_, up_.data());
-    be.gated_activation(gate_.data(), up_.data(), n * hp.n_ff, arch.activation == FfnActivation::ReluSquared);
-    if (arch.sub_norms) be.rms_norm(gate_.data(), w.ffn_sub_norm.data(), n, hp.n_ff, hp.rms_eps, gate_.data());
+    project(w.w_gate, h_.data(), m, &qa_, gate_.data());
+    project(w.w_up, h_.data(), m, &qa_, up_.data());
+    be.gated_activation(gate_.data(), up_.data(), m * hp.n_ff, arch.activation == FfnActivation::ReluSquared);
+    if (arch.sub_norms) be.rms_norm(gate_.data(), w.ffn_sub_norm.data(), m, hp.n_ff, hp.rms_eps, gate_.data());
     qa_.rows = 0;
-    project(w.w_down, gate_.data(), n, &qa_, tmp_.data());
-    for (std::size_t i = 0; i < x_.size(); ++i) x_[i] += tmp_[i];
+    project(w.w_down, gate_.data(), m, &qa_, tmp_.data());
+    for (std::int64_t i = 0; i < m * d; ++i) x_[i] += tmp_[i];
   }
+  if (hp.n_layer == 0) keep_logit_rows();
   for (std::int64_t r = 0; r < n; ++r) rows[r].cache->extend_to(rows[r].position + 1);
+  if (n_out == 0) return;
 
-  // Only the rows whose logits are wanted go through the final norm and the (large) output projection.
-  const std::int64_t n_out = static_cast<std::int64_t>(logit_rows.size());
-  std::vector<float> selected(static_cast<std::size_t>(n_out * d));
-  for (std::int64_t i = 0; i < n_out; ++i) {
-    const std::int32_t r = logit_rows[static_cast<std::size_t>(i)];
-    if (r < 0 || r >= n) throw Error("forward: logit row " + std::to_string(r) + " out of range");
-    be.rms_norm(x_.data() + r * d, model_.output_norm().data(), 1, d, hp.rms_eps, selected.data() + i * d);
-  }
+  // The final norm and the (large) output projection, for the logit rows only.
+  be.rms_norm(x_.data(), model_.output_norm().data(), n_out, d, hp.rms_eps, h_.data());
   QuantizedActivations quantized_out;
-  project(model_.output(), selected.data(), n_out, &quantized_out, logits);
+  project(model_.output(), h_.data(), n_out, &quantized_out, logits);
 }
 
 }  // namespace bitrun

@@ -23,8 +23,9 @@ class Transformer {
  public:
   explicit Transformer(const Model& model);
 
-  // Runs `rows` through the model and writes the logits of rows[logit_rows[i]] to logits[i * n_vocab ...].
-  // Rows of one sequence must be consecutive. Throws Error when a row's position or limit exceeds its cache.
+  // Runs `rows` through the model and writes the logits of rows[logit_rows[i]] to logits[i * n_vocab ...]; every
+  // row's K/V go into its cache, but only the logit rows run the last layer past them. Rows of one sequence must be
+  // consecutive. Throws Error when a row's position or limit exceeds its cache.
   void forward(std::span<const ForwardRow> rows, std::span<const std::int32_t> logit_rows, float* logits);
 
   const Model& model() const { return model_; }
@@ -34,7 +35,7 @@ class Transformer {
 
   const Model& model_;
   // Scratch reused across calls to avoid reallocating per token.
-  std::vector<float> x_, h_, q_, k_, v_, attn_, gate_, up_, tmp_, lrc_t_, lrc_y_;
+  std::vector<float> x_, h_, q_, k_, v_, attn_, gate_, up_, tmp_, kept_h_, lrc_t_, lrc_y_;
   QuantizedActivations qa_;
 };
 
