@@ -3,6 +3,9 @@
 # (docs/performance.md). Not part of the test suite.
 #
 #   tools/peers/build.sh ik_llama SRC [OUT]   ik_llama.cpp, CPU only, GGML_NATIVE=ON: llama-quantize, llama-bench
+#   PEER_ISA=avx2 tools/peers/build.sh ik_llama SRC [OUT]
+#                                             the same for AVX2 + AVX-VNNI only (no AVX-512), so bitrun's avx2
+#                                             backend can be compared on an AVX-512 machine
 #   tools/peers/build.sh bitnet SRC LLAMA_SRC [OUT]
 #                                             microsoft/BitNet (clang, BITNET_X86_TL2=OFF) over the llama.cpp fork
 #                                             its 3rdparty/llama.cpp submodule pins (LLAMA_SRC)
@@ -14,7 +17,7 @@
 # and next to them: bitrun bench -m 2b.gguf --diffusion-tokens 0
 set -euo pipefail
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 [[ $# -ge 2 ]] || usage
 name=$1 src=$2
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -48,7 +51,13 @@ case $name in
     export_source "$src" "$out/src"
     # Its FlashAttention kernels for every KV cache type are most of the build time (over an hour on 2 cores); the
     # comparison uses an F16 cache. (Turning its flash attention off altogether fails to link at 8337e4c.)
-    cmake -S "$out/src" -B "$out/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DGGML_CUDA=OFF \
+    isa_flags=(-DGGML_NATIVE=ON)
+    if [[ ${PEER_ISA:-native} == avx2 ]]; then
+      # What bitrun's avx2 backend may use: AVX2, FMA, F16C and (where present) AVX-VNNI; nothing of AVX-512.
+      isa_flags=(-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVXVNNI=ON
+                 -DGGML_AVX512=OFF -DGGML_AVX512_VNNI=OFF -DGGML_AVX512_VBMI=OFF -DGGML_AVX512_BF16=OFF)
+    fi
+    cmake -S "$out/src" -B "$out/build" -DCMAKE_BUILD_TYPE=Release "${isa_flags[@]}" -DGGML_CUDA=OFF \
       -DLLAMA_CURL=OFF -DBUILD_SHARED_LIBS=OFF -DGGML_IQK_FLASH_ATTENTION=ON -DGGML_IQK_FA_ALL_QUANTS=OFF
     cmake --build "$out/build" --target llama-quantize llama-bench -j "$jobs"
     mkdir -p "$out/bin" && cp "$out/build/bin/llama-quantize" "$out/build/bin/llama-bench" "$out/bin/"
