@@ -148,26 +148,31 @@ inline FloatVec<Lanes> load_codes(const std::int8_t* p, float scale) {
 // forward's attention. prefetch_ahead(p) asks for the row kPosChunk positions ahead, while that is below `until`.
 template <int Lanes, KvCacheType Type>
 struct CachedRows {
+  static constexpr std::int64_t kValueBytes = kv_value_bytes(Type);
   const char* base;          // value 0 of KV head kvh at position `first`
-  std::int64_t row_bytes;    // between consecutive positions
+  std::int64_t stride;       // bytes between consecutive positions
+  std::int64_t head_bytes;   // bytes of one head's row
   const float* scales;       // Int8: the scale of (first, kvh); the next position's is n_kv_heads further
   std::int64_t n_kv_heads;
   std::int64_t until;        // prefetch rows only below this (relative) position
   CachedRows(const KvLayerView& kv, std::int64_t first, std::int64_t kvh, std::int64_t n_kv_heads_,
              std::int64_t head_dim, std::int64_t until_, bool keys)
-      : row_bytes(kv.row_stride * kv_value_bytes(Type)), n_kv_heads(n_kv_heads_), until(until_) {
-    base = static_cast<const char*>(keys ? kv.k : kv.v) + (first * kv.row_stride + kvh * head_dim) * kv_value_bytes(Type);
+      : stride(kv.row_stride * kValueBytes), head_bytes(head_dim * kValueBytes), n_kv_heads(n_kv_heads_),
+        until(until_) {
+    base = static_cast<const char*>(keys ? kv.k : kv.v) + first * stride + kvh * head_bytes;
     const float* s = keys ? kv.k_scale : kv.v_scale;
     scales = s ? s + first * n_kv_heads + kvh : nullptr;
   }
   FloatVec<Lanes> load(std::int64_t p, std::int64_t d) const {
     if constexpr (Type == KvCacheType::F16)
-      return load_halves<Lanes>(reinterpret_cast<const std::uint16_t*>(base + p * row_bytes) + d);
+      return load_halves<Lanes>(reinterpret_cast<const std::uint16_t*>(base + p * stride) + d);
     else
-      return load_codes<Lanes>(reinterpret_cast<const std::int8_t*>(base + p * row_bytes) + d, scales[p * n_kv_heads]);
+      return load_codes<Lanes>(reinterpret_cast<const std::int8_t*>(base + p * stride) + d, scales[p * n_kv_heads]);
   }
   void prefetch_ahead(std::int64_t p) const {
-    if (p + kPosChunk < until) __builtin_prefetch(base + (p + kPosChunk) * row_bytes);
+    if (p + kPosChunk >= until) return;
+    const char* row = base + (p + kPosChunk) * stride;
+    for (std::int64_t b = 0; b < head_bytes; b += 64) __builtin_prefetch(row + b);
   }
 };
 
@@ -458,12 +463,12 @@ void attention_kernel(int threads, const float* q, std::int64_t rows, const KvLa
         // Rows are prefetched one chunk ahead as they are read: a task walks positions a whole cache row apart (all
         // KV heads lie between), which the hardware prefetchers follow too late.
         const std::int64_t until = p_end - c0;
-        if (kv.type == KvCacheType::F16)
-          few_vectors_in_place(c0, n_pos, CachedRows<Lanes, KvCacheType::F16>(kv, c0, kvh, n_kv_heads, head_dim, until, true),
-                               CachedRows<Lanes, KvCacheType::F16>(kv, c0, kvh, n_kv_heads, head_dim, until, false));
-        else
-          few_vectors_in_place(c0, n_pos, CachedRows<Lanes, KvCacheType::Int8>(kv, c0, kvh, n_kv_heads, head_dim, until, true),
-                               CachedRows<Lanes, KvCacheType::Int8>(kv, c0, kvh, n_kv_heads, head_dim, until, false));
+        auto read = [&]<KvCacheType Type>() {
+          few_vectors_in_place(c0, n_pos, CachedRows<Lanes, Type>(kv, c0, kvh, n_kv_heads, head_dim, until, true),
+                               CachedRows<Lanes, Type>(kv, c0, kvh, n_kv_heads, head_dim, until, false));
+        };
+        if (kv.type == KvCacheType::F16) read.template operator()<KvCacheType::F16>();
+        else read.template operator()<KvCacheType::Int8>();
         continue;
       }
       // The other paths convert the chunk's rows into scratch once, for all the task's vectors, with the same
