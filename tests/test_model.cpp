@@ -507,6 +507,13 @@ TEST(Transformer, OnlyLogitRowsRunTheLastLayerPastTheirKv) {
   EXPECT_EQ(backend.attention_rows, (hp.n_layer - 1) * n);
   EXPECT_EQ(cached(no_logits_cache), cached(full_cache));
   EXPECT_EQ(no_logits_cache.size(), full_cache.size());
+
+  // A logit row outside the batch is refused before any row runs.
+  KvCache untouched(*model, 16);
+  backend.attention_rows = 0;
+  EXPECT_THROW(run(untouched, {static_cast<std::int32_t>(n)}), Error);
+  EXPECT_EQ(backend.attention_rows, 0);
+  EXPECT_EQ(untouched.size(), 0);
 }
 
 TEST(Stories260K, HasNoMaskToken) {
