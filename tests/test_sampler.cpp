@@ -1,8 +1,11 @@
 // Sampling chain: greedy, reproducibility, the distribution it draws from, and each filter and penalty.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
+#include <random>
 
 #include "bitrun/engine/sampler.hpp"
 
@@ -35,6 +38,31 @@ TEST(Sampler, GreedyTakesTheArgmaxAndReportsItsProbability) {
   EXPECT_EQ(t.id, 3);
   EXPECT_NEAR(t.probability, softmax(kLogits, 1.0f)[3], 1e-6);
   EXPECT_EQ(argmax(std::vector<float>{1.0f, 5.0f, 5.0f}), 1) << "ties go to the lowest id";
+}
+
+// The softmax normaliser (greedy probability, logprobs) against a double-precision sum: sizes around its 64-term
+// chunks and a 128,256-token vocabulary, masked (-inf) entries, and values far below the maximum.
+TEST(Sampler, SumExpBelowTracksDoublePrecision) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> logit(0.0f, 6.0f);
+  for (std::size_t n : {1u, 7u, 63u, 64u, 65u, 513u, 128256u}) {
+    std::vector<float> v(n);
+    for (auto& x : v) x = logit(rng);
+    if (n > 3) v[2] = -std::numeric_limits<float>::infinity();
+    if (n > 5) v[4] = -200.0f;
+    const float top = *std::max_element(v.begin(), v.end());
+    double want = 0.0;
+    for (float x : v) want += std::exp(static_cast<double>(x) - top);
+    EXPECT_NEAR(sum_exp_below(v, top) / want, 1.0, 1e-6) << n << " values";
+  }
+  // Each term: e^x over [-87, 0] within 2.4e-7 relative; below that (-inf too) under FLT_MIN.
+  for (float x = -87.0f; x <= 0.0f; x += 0.0137f) {
+    const std::vector<float> one = {x};
+    const double want = std::exp(static_cast<double>(x));
+    ASSERT_NEAR(sum_exp_below(one, 0.0f) / want, 1.0, 2.5e-7) << x;
+  }
+  EXPECT_LT(sum_exp_below(std::vector<float>{-std::numeric_limits<float>::infinity()}, 0.0f), 1.2e-38 * 2);
+  EXPECT_NEAR(log_sum_exp(kLogits), std::log(1 / softmax(kLogits, 1.0f)[3]) + 3.0, 1e-6);
 }
 
 TEST(Sampler, SameSeedSameTokensDifferentSeedDifferentTokens) {

@@ -40,7 +40,11 @@ class Config;
 // SamplingParams from the config's sampling.* keys; sampling.seed -1 draws a fresh seed.
 SamplingParams sampling_params_from_config(const Config& config);
 
-// log(sum(exp(logits))), computed stably in double: the normaliser of the model's distribution.
+// sum_i e^(values[i] - top) for top >= every value: the softmax normaliser relative to its maximum, vectorized;
+// each term within 2.4e-7 relative of e^x, terms below e^-87 (-inf entries too) under FLT_MIN, the sum in double.
+double sum_exp_below(std::span<const float> values, float top);
+
+// log(sum(exp(logits))), computed stably (sum_exp_below): the normaliser of the model's distribution.
 double log_sum_exp(std::span<const float> logits);
 
 // The log-softmax of `logits` at `token`, and the `top` most likely tokens with theirs (best first).
