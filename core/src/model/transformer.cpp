@@ -75,7 +75,6 @@ void Transformer::forward(std::span<const ForwardRow> rows, std::span<const std:
   gate_.resize(static_cast<std::size_t>(cap * hp.n_ff));
   up_.resize(gate_.size());
   tmp_.resize(x_.size());
-  kept_h_.resize(x_.size());
 
   // In the last layer only the rows whose logits are wanted go on past their K/V: the others have written all
   // that later positions read, and nothing else of theirs reaches an output. (A prompt's rows but its last, the
@@ -84,16 +83,18 @@ void Transformer::forward(std::span<const ForwardRow> rows, std::span<const std:
   auto keep_logit_rows = [&] {
     std::vector<std::int32_t> kept_positions(static_cast<std::size_t>(n_out)), kept_limits(kept_positions.size());
     std::vector<KvCache*> kept_caches(kept_positions.size());
+    // x_ and then h_ gather their rows into tmp_ (free between layers), which each swap hands back.
+    for (std::vector<float>* rows_of : {&x_, &h_}) {
+      for (std::int64_t i = 0; i < n_out; ++i)
+        std::copy_n(rows_of->data() + logit_rows[static_cast<std::size_t>(i)] * d, d, tmp_.data() + i * d);
+      std::swap(*rows_of, tmp_);
+    }
     for (std::int64_t i = 0; i < n_out; ++i) {
       const auto r = static_cast<std::size_t>(logit_rows[static_cast<std::size_t>(i)]);
-      std::copy_n(x_.data() + r * d, d, tmp_.data() + i * d);
-      std::copy_n(h_.data() + r * d, d, kept_h_.data() + i * d);
       kept_positions[static_cast<std::size_t>(i)] = positions[r];
       kept_limits[static_cast<std::size_t>(i)] = limits[r];
       kept_caches[static_cast<std::size_t>(i)] = caches[r];
     }
-    std::swap(x_, tmp_);
-    std::swap(h_, kept_h_);
     positions = std::move(kept_positions);
     limits = std::move(kept_limits);
     caches = std::move(kept_caches);

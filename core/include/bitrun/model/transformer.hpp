@@ -35,7 +35,7 @@ class Transformer {
 
   const Model& model_;
   // Scratch reused across calls to avoid reallocating per token.
-  std::vector<float> x_, h_, q_, k_, v_, attn_, gate_, up_, tmp_, kept_h_, lrc_t_, lrc_y_;
+  std::vector<float> x_, h_, q_, k_, v_, attn_, gate_, up_, tmp_, lrc_t_, lrc_y_;
   QuantizedActivations qa_;
 };
 
